@@ -1,0 +1,1 @@
+"""Sotto shared runtime kit."""

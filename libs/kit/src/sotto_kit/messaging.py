@@ -1,0 +1,151 @@
+"""Publishing contract messages with publisher confirms, and request/reply over RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from faststream.rabbit import RabbitBroker
+from pydantic import BaseModel
+from sotto_contracts.base import Message, Problem, Reply
+from sotto_contracts.topology import Topology
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+class Publisher:
+    """Publishes contract messages persistently; confirms are awaited concurrently."""
+
+    def __init__(self, broker: RabbitBroker, topology: Topology) -> None:
+        self._broker = broker
+        self._topology = topology
+
+    async def publish(self, message: Message) -> None:
+        await self.publish_raw(
+            message.model_dump_json().encode(),
+            exchange=self._topology.exchange_of(type(message)).name,
+            routing_key=message.ROUTING_KEY,
+            message_id=str(message.message_id),
+        )
+
+    async def publish_all(self, messages: Iterable[Message]) -> None:
+        await asyncio.gather(*(self.publish(message) for message in messages))
+
+    async def publish_raw(
+        self,
+        body: bytes,
+        *,
+        exchange: str,
+        routing_key: str,
+        message_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        await self._broker.publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            persist=True,
+            mandatory=False,
+            message_id=message_id,
+            content_type="application/json",
+            headers=headers,
+        )
+
+
+class RequestTimeoutError(TimeoutError):
+    """No reply arrived in time (the service is down or overloaded)."""
+
+
+class ProblemError(Exception):
+    """The called service refused the request with a typed problem."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(f"{problem.code}: {problem.detail}")
+        self.problem = problem
+
+
+class RpcClient:
+    """Concurrent request/reply with RabbitMQ direct reply-to and correlation ids."""
+
+    def __init__(self, url: str, topology: Topology, *, timeout: float = 10.0) -> None:
+        self._url = url
+        self._topology = topology
+        self._timeout = timeout
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractRobustChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure_channel(self) -> aio_pika.abc.AbstractRobustChannel:
+        async with self._lock:
+            if self._channel is None or self._channel.is_closed:
+                if self._connection is None:
+                    self._connection = await aio_pika.connect_robust(self._url)
+                channel = await self._connection.channel(publisher_confirms=False)
+                queue = await channel.get_queue(DIRECT_REPLY_TO, ensure=False)
+                await queue.consume(self._on_reply, no_ack=True)
+                self._channel = channel
+            return self._channel
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is not None and not future.done():
+            future.set_result(message.body)
+
+    async def call(self, request: Message, *, timeout: float | None = None) -> Reply:
+        channel = await self._ensure_channel()
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            exchange = await channel.get_exchange(
+                self._topology.exchange_of(type(request)).name, ensure=False
+            )
+            await exchange.publish(
+                aio_pika.Message(
+                    request.model_dump_json().encode(),
+                    content_type="application/json",
+                    correlation_id=correlation_id,
+                    message_id=str(request.message_id),
+                    reply_to=DIRECT_REPLY_TO,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=request.ROUTING_KEY,
+            )
+            body = await asyncio.wait_for(future, timeout or self._timeout)
+        except TimeoutError as error:
+            raise RequestTimeoutError(request.ROUTING_KEY) from error
+        finally:
+            self._pending.pop(correlation_id, None)
+        return Reply.model_validate_json(body)
+
+    async def result(
+        self, request: Message, result_type: type[ResultT], *, timeout: float | None = None
+    ) -> ResultT:
+        """Call and return the typed result, or raise ProblemError."""
+        reply = await self.call(request, timeout=timeout)
+        if not reply.ok:
+            raise ProblemError(reply.problem or Problem(code="unknown", detail="no detail"))
+        return result_type.model_validate(reply.result)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+        self._channel = None
+
+
+def ok(result: BaseModel | list[BaseModel] | None = None) -> Reply:
+    if isinstance(result, list):
+        return Reply(ok=True, result=[item.model_dump(mode="json") for item in result])
+    return Reply(ok=True, result=None if result is None else result.model_dump(mode="json"))
+
+
+def refused(code: str, detail: str, status: int = 409) -> Reply:
+    return Reply(ok=False, problem=Problem(code=code, detail=detail, status=status))

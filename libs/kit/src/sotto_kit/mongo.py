@@ -1,0 +1,31 @@
+"""MongoDB access with the PyMongo async API; store code stays within what FerretDB runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+Document = dict[str, Any]
+
+
+def connect(url: str, *, timeout_ms: int = 3000) -> AsyncMongoClient[Document]:
+    """A client that reconnects by itself; operations fail fast while the server is away."""
+    return AsyncMongoClient(
+        url,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 5, 10_000),
+        tz_aware=True,
+        uuidRepresentation="standard",
+    )
+
+
+async def is_reachable(database: AsyncDatabase[Document]) -> bool:
+    try:
+        await database.command("ping")
+    except PyMongoError:
+        return False
+    return True

@@ -1,0 +1,128 @@
+"""Transactional outbox inside the written document (no multi-document transactions).
+
+A write that must publish events stores them in the same document update:
+`{"$set": {..., OUTBOX_PENDING: True, "outbox.<event id>": <entry>}}` (see `outbox_update`).
+After the write, `flush` publishes them with confirms and removes each one published;
+`OutboxRelay` sweeps documents still pending (e.g. the process died between write and
+publish) every few seconds. Consumers are idempotent on `message_id`, so a re-publish after
+a crash is harmless. Uses only `$set`/`$unset` and equality, which FerretDB runs too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+from sotto_contracts.base import Message
+from sotto_contracts.topology import Topology
+
+from sotto_kit.messaging import Publisher
+from sotto_kit.mongo import Document
+
+OUTBOX = "outbox"
+OUTBOX_PENDING = "outbox_pending"
+
+logger = logging.getLogger(__name__)
+
+
+def _entries(topology: Topology, events: Iterable[Message]) -> dict[str, Document]:
+    return {
+        str(event.message_id): {
+            "exchange": topology.exchange_of(type(event)).name,
+            "routing_key": event.ROUTING_KEY,
+            "body": event.model_dump_json(),
+        }
+        for event in events
+    }
+
+
+def outbox_update(topology: Topology, events: Iterable[Message]) -> Document:
+    """`$set` fields that add `events` to an existing document's outbox."""
+    entries = {f"{OUTBOX}.{key}": value for key, value in _entries(topology, events).items()}
+    return {**entries, OUTBOX_PENDING: True} if entries else {}
+
+
+def new_document_outbox(topology: Topology, events: Iterable[Message]) -> Document:
+    """Outbox fields for a document about to be inserted."""
+    outbox = _entries(topology, events)
+    return {OUTBOX: outbox, OUTBOX_PENDING: bool(outbox)}
+
+
+async def flush(
+    collection: AsyncCollection[Document], document_id: Any, publisher: Publisher
+) -> int:
+    """Publish a document's pending events, then remove them. Returns how many were sent."""
+    document = await collection.find_one({"_id": document_id}, {OUTBOX: 1})
+    pending: dict[str, Document] = (document or {}).get(OUTBOX) or {}
+    if not pending:
+        return 0
+    await asyncio.gather(
+        *(
+            publisher.publish_raw(
+                entry["body"].encode(),
+                exchange=entry["exchange"],
+                routing_key=entry["routing_key"],
+                message_id=event_id,
+            )
+            for event_id, entry in pending.items()
+        )
+    )
+    await collection.update_one(
+        {"_id": document_id}, {"$unset": {f"{OUTBOX}.{event_id}": "" for event_id in pending}}
+    )
+    await collection.update_one({"_id": document_id, OUTBOX: {}}, {"$set": {OUTBOX_PENDING: False}})
+    return len(pending)
+
+
+class OutboxRelay:
+    """Background sweep that republishes events left behind by a crash or an outage."""
+
+    def __init__(
+        self,
+        collections: Sequence[AsyncCollection[Document]],
+        publisher: Publisher,
+        *,
+        interval_seconds: float = 1.0,
+        batch_size: int = 200,
+    ) -> None:
+        self._collections = collections
+        self._publisher = publisher
+        self._interval = interval_seconds
+        self._batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+
+    async def ensure_indexes(self) -> None:
+        for collection in self._collections:
+            await collection.create_index(OUTBOX_PENDING)
+
+    async def sweep(self) -> int:
+        sent = 0
+        for collection in self._collections:
+            cursor = collection.find({OUTBOX_PENDING: True}, {"_id": 1}).limit(self._batch_size)
+            async for document in cursor:
+                sent += await flush(collection, document["_id"], self._publisher)
+        return sent
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except (PyMongoError, ConnectionError, TimeoutError, RuntimeError):
+                logger.warning("outbox sweep failed; retrying", exc_info=True)
+            await asyncio.sleep(self._interval)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,137 @@
+"""Poison messages go to the service's parking queue with their reason; the consumer goes on.
+
+A message that can never succeed (undecodable, fails its contract, or refused by a handler
+with `PoisonMessageError`) is parked at once and acked. Any other error is nacked and retried
+by RabbitMQ until the quorum queue's delivery limit dead-letters it to the same parking queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fast_depends.exceptions import ValidationError as DependencyValidationError
+from faststream import BaseMiddleware
+from faststream._internal.context.repository import ContextRepo
+from faststream.message import StreamMessage
+from pydantic import ValidationError
+from sotto_contracts.base import Problem, Reply
+from sotto_contracts.topology import (
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    PARKING_REASON_HEADER,
+    Topology,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_PAUSE_SECONDS = 1.0
+MAX_REASON_LENGTH = 2000
+
+
+class PoisonMessageError(Exception):
+    """Raised by a handler for a message that no retry can make succeed."""
+
+
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    ValidationError,
+    DependencyValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    PoisonMessageError,
+)
+
+
+class ConsumerStats:
+    """Counts per routing key, shown on the health endpoint and in metrics."""
+
+    def __init__(self) -> None:
+        self.consumed: Counter[str] = Counter()
+        self.parked: Counter[str] = Counter()
+        self.retried: Counter[str] = Counter()
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {
+            "consumed": dict(self.consumed),
+            "parked": dict(self.parked),
+            "retried": dict(self.retried),
+        }
+
+
+Park = Callable[[bytes, dict[str, Any]], Awaitable[None]]
+SendReply = Callable[[str, str, bytes], Awaitable[None]]
+
+
+def describe(error: BaseException) -> str:
+    """A reason for ops; validation errors name fields, never echo their values."""
+    if isinstance(error, ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False)
+        )
+        text = f"invalid message: {fields}"
+    elif isinstance(error, DependencyValidationError):
+        text = "invalid message: " + "; ".join(
+            f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}"
+            for item in getattr(error, "errors", list)()
+        )
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text[:MAX_REASON_LENGTH]
+
+
+def parking_middleware(
+    service: str, topology: Topology, stats: ConsumerStats, park: Park, send_reply: SendReply
+) -> Callable[..., BaseMiddleware]:
+    """Build the broker middleware class for one service."""
+
+    class ParkingMiddleware(BaseMiddleware):
+        def __init__(self, msg: Any, /, *, context: ContextRepo) -> None:
+            super().__init__(msg, context=context)
+
+        async def consume_scope(
+            self, call_next: Callable[[Any], Awaitable[Any]], msg: StreamMessage[Any]
+        ) -> Any:
+            raw = msg.raw_message
+            routing_key = str(getattr(raw, "routing_key", "") or "")
+            try:
+                result = await call_next(msg)
+            except POISON_ERRORS as error:
+                reason = describe(error)
+                logger.warning(
+                    "parking message",
+                    extra={"routing_key": routing_key, "message_id": msg.message_id},
+                )
+                await park(
+                    msg.body,
+                    {
+                        PARKING_REASON_HEADER: reason,
+                        ORIGINAL_EXCHANGE_HEADER: str(getattr(raw, "exchange", "") or ""),
+                        ORIGINAL_ROUTING_KEY_HEADER: routing_key,
+                    },
+                )
+                stats.parked[routing_key] += 1
+                if msg.reply_to:
+                    problem = Problem(code="invalid_message", detail=reason, status=422)
+                    await send_reply(
+                        msg.reply_to,
+                        msg.correlation_id,
+                        Reply(ok=False, problem=problem).model_dump_json().encode(),
+                    )
+                return None
+            except Exception:
+                stats.retried[routing_key] += 1
+                logger.exception(
+                    "handler failed; message will be redelivered",
+                    extra={"routing_key": routing_key, "message_id": msg.message_id},
+                )
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                raise
+            stats.consumed[routing_key] += 1
+            return result
+
+    return ParkingMiddleware

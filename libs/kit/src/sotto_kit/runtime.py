@@ -1,0 +1,149 @@
+"""Wiring every worker service shares: broker, database, publisher, parking, health, AsyncAPI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import ASGIApp, Scope
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from sotto_contracts.topology import Topology
+
+from sotto_kit.logs import configure_logging
+from sotto_kit.messaging import Publisher
+from sotto_kit.mongo import Document, connect, is_reachable
+from sotto_kit.parking import ConsumerStats, parking_middleware
+from sotto_kit.settings import ServiceSettings
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Runtime:
+    """Everything a service's handlers need from the outside world; built without I/O."""
+
+    service: str
+    settings: ServiceSettings
+    broker: RabbitBroker
+    mongo: AsyncMongoClient[Document]
+    publisher: Publisher
+    stats: ConsumerStats = field(default_factory=ConsumerStats)
+
+    @property
+    def topology(self) -> Topology:
+        return self.settings.topology
+
+    @property
+    def database(self) -> AsyncDatabase[Document]:
+        return self.mongo[self.settings.database]
+
+    async def health(self) -> dict[str, Any]:
+        broker_ok = await self.broker.ping(HEALTH_TIMEOUT_SECONDS)
+        database_ok = await is_reachable(self.database)
+        return {
+            "service": self.service,
+            "status": "ok" if broker_ok and database_ok else "unavailable",
+            "broker": "ok" if broker_ok else "down",
+            "database": "ok" if database_ok else "down",
+            "messages": self.stats.as_dict(),
+        }
+
+
+def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
+    stats = ConsumerStats()
+    topology = settings.topology
+    broker_holder: list[RabbitBroker] = []
+
+    async def park(body: bytes, headers: dict[str, Any]) -> None:
+        await broker_holder[0].publish(
+            body,
+            exchange=topology.dead_letter.name,
+            routing_key=service,
+            headers=headers,
+            persist=True,
+            mandatory=False,
+            content_type="application/json",
+        )
+
+    async def send_reply(reply_to: str, correlation_id: str, body: bytes) -> None:
+        await broker_holder[0].publish(
+            body, routing_key=reply_to, correlation_id=correlation_id, mandatory=False
+        )
+
+    broker = RabbitBroker(
+        settings.rabbitmq_url,
+        default_channel=Channel(prefetch_count=settings.prefetch),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        middlewares=[parking_middleware(service, topology, stats, park, send_reply)],
+        graceful_timeout=15.0,
+        fail_fast=False,
+        reconnect_interval=1.0,
+    )
+    broker_holder.append(broker)
+    return Runtime(
+        service=service,
+        settings=settings,
+        broker=broker,
+        mongo=connect(settings.mongodb_url, timeout_ms=settings.mongo_timeout_ms),
+        publisher=Publisher(broker, topology),
+        stats=stats,
+    )
+
+
+async def declare_parking(runtime: Runtime) -> None:
+    """Exchanges and this service's parking queue exist before any message is consumed."""
+    topology = runtime.topology
+    for exchange in (topology.events, topology.commands, topology.inbound):
+        await runtime.broker.declare_exchange(exchange)
+    dead_letter = await runtime.broker.declare_exchange(topology.dead_letter)
+    parking = await runtime.broker.declare_queue(topology.parking_queue(runtime.service))
+    await parking.bind(dead_letter, routing_key=runtime.service)
+
+
+def _json(status: int, payload: dict[str, Any]) -> AsgiResponse:
+    return AsgiResponse(
+        json.dumps(payload).encode(), status, headers={"content-type": "application/json"}
+    )
+
+
+def worker_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    on_startup: Sequence[Callable[[], Any]] = (),
+    after_startup: Sequence[Callable[[], Any]] = (),
+    on_shutdown: Sequence[Callable[[], Any]] = (),
+    extra_routes: Sequence[tuple[str, ASGIApp]] = (),
+) -> AsgiFastStream:
+    """An ASGI app running the broker, with `/health` and AsyncAPI docs at `/docs/asyncapi`."""
+    configure_logging(runtime.service, runtime.settings.log_level)
+
+    @get
+    async def health(scope: Scope) -> AsgiResponse:
+        report = await runtime.health()
+        return _json(200 if report["status"] == "ok" else 503, report)
+
+    async def start_parking() -> None:
+        await runtime.broker.connect()
+        await declare_parking(runtime)
+
+    async def close_database() -> None:
+        await runtime.mongo.close()
+
+    return AsgiFastStream(
+        runtime.broker,
+        asgi_routes=[("/health", health), *extra_routes],
+        specification=AsyncAPI(runtime.broker, title=title, version="1.0.0"),
+        asyncapi_path="/docs/asyncapi",
+        on_startup=[start_parking, *on_startup],
+        after_startup=list(after_startup),
+        on_shutdown=list(on_shutdown),
+        after_shutdown=[close_database],
+    )

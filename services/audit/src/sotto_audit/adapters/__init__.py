@@ -1,0 +1,1 @@
+"""I/O adapters: MongoDB, broker publishing, external servers."""

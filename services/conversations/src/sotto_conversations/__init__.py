@@ -1,0 +1,1 @@
+"""Conversations service: owns threads, messages, notes, tasks and practice settings."""

@@ -1,0 +1,1 @@
+"""Notifier: renders generic notices and sends each to exactly one recipient."""

@@ -1,0 +1,1 @@
+"""Portal gateway: the only HTTP surface of Sotto."""

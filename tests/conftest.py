@@ -1,0 +1,76 @@
+"""Shared fixtures: real servers, and a fresh namespace (queues) and databases per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from pymongo import AsyncMongoClient
+from sotto_contracts.topology import Topology
+from sotto_kit.mongo import Document, connect
+from sotto_kit.settings import ServiceSettings
+
+from tests.support.amqp import Amqp
+from tests.support.infra import Infrastructure, infrastructure
+from tests.support.mail import MailCatcher
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infrastructure]:
+    with infrastructure() as found:
+        yield found
+
+
+@pytest.fixture
+def namespace() -> str:
+    """Unique prefix for every exchange, queue and database this test touches."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def topology(namespace: str) -> Topology:
+    return Topology(namespace=namespace, delivery_limit=5)
+
+
+@pytest.fixture
+def make_settings(infra: Infrastructure, namespace: str) -> Callable[..., Any]:
+    """Build a service's settings pointed at the test servers, its own namespace and database."""
+
+    def build(settings_type: type[SettingsT], service: str, **overrides: Any) -> SettingsT:
+        values: dict[str, Any] = {
+            "rabbitmq_url": infra.rabbitmq_url,
+            "mongodb_url": infra.mongodb_url,
+            "namespace": namespace,
+            "delivery_limit": 5,
+            "database": f"{namespace}_{service}",
+            "outbox_interval_seconds": 0.2,
+            **overrides,
+        }
+        return settings_type(**values)
+
+    return build
+
+
+@pytest.fixture
+async def amqp(infra: Infrastructure, topology: Topology) -> AsyncIterator[Amqp]:
+    client = Amqp(infra.rabbitmq_url, topology)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def mail(infra: Infrastructure) -> AsyncIterator[MailCatcher]:
+    catcher = MailCatcher(infra.smtp_api_url)
+    yield catcher
+    await catcher.close()
+
+
+@pytest.fixture
+async def mongo(infra: Infrastructure) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client = connect(infra.mongodb_url)
+    yield client
+    await client.close()

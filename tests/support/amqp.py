@@ -1,0 +1,68 @@
+"""Raw RabbitMQ access for tests: publish anything, read what was parked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from sotto_contracts.base import Message
+from sotto_contracts.topology import PARKING_REASON_HEADER, Topology
+
+
+@dataclass(frozen=True)
+class Parked:
+    body: bytes
+    headers: dict[str, Any]
+
+    @property
+    def reason(self) -> str:
+        value = self.headers.get(PARKING_REASON_HEADER, "")
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Amqp:
+    def __init__(self, url: str, topology: Topology) -> None:
+        self.url = url
+        self.topology = topology
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def _channel(self) -> aio_pika.abc.AbstractChannel:
+        if self._connection is None:
+            self._connection = await aio_pika.connect_robust(self.url)
+        return await self._connection.channel()
+
+    async def publish(self, message: Message) -> None:
+        await self.publish_raw(
+            message.model_dump_json().encode(),
+            exchange=self.topology.exchange_of(type(message)).name,
+            routing_key=message.ROUTING_KEY,
+        )
+
+    async def publish_raw(self, body: bytes, *, exchange: str, routing_key: str) -> None:
+        channel = await self._channel()
+        try:
+            target = await channel.get_exchange(exchange, ensure=False)
+            await target.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=routing_key,
+            )
+        finally:
+            await channel.close()
+
+    async def parked(self, service: str) -> list[Parked]:
+        """Everything in a service's parking queue (left there: read and requeued)."""
+        channel = await self._channel()
+        try:
+            queue = await channel.get_queue(self.topology.parking_queue(service).name)
+            found: list[Parked] = []
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                found.append(Parked(message.body, dict(message.headers or {})))
+            return found
+        finally:
+            await channel.close()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

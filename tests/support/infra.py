@@ -1,0 +1,95 @@
+"""Where the test servers are: environment URLs, else the local scripts, else testcontainers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA_SCRIPT = REPO / "scripts" / "infra"
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    rabbitmq_url: str
+    mongodb_url: str
+    smtp_host: str
+    smtp_port: int
+    smtp_api_url: str
+    rabbitmq_management_url: str | None = None
+    local: bool = True
+
+
+def _from_environment() -> Infrastructure | None:
+    names = ("RABBITMQ_URL", "MONGODB_URL", "SMTP_HOST", "SMTP_PORT", "SMTP_CATCHER_URL")
+    if not all(os.environ.get(name) for name in names):
+        return None
+    return Infrastructure(
+        rabbitmq_url=os.environ["RABBITMQ_URL"],
+        mongodb_url=os.environ["MONGODB_URL"],
+        smtp_host=os.environ["SMTP_HOST"],
+        smtp_port=int(os.environ["SMTP_PORT"]),
+        smtp_api_url=os.environ["SMTP_CATCHER_URL"],
+        rabbitmq_management_url=os.environ.get("RABBITMQ_MANAGEMENT_URL"),
+    )
+
+
+def _from_local_scripts() -> Infrastructure:
+    subprocess.run([str(INFRA_SCRIPT), "up"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    output = subprocess.run(
+        [str(INFRA_SCRIPT), "env"], check=True, cwd=REPO, capture_output=True, text=True
+    ).stdout
+    values: dict[str, str] = {}
+    for line in output.splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, _, value = line.removeprefix("export ").partition("=")
+            values[name.strip()] = value.strip().strip("'\"")
+    os.environ.update(values)
+    found = _from_environment()
+    assert found is not None, f"scripts/infra env printed too little: {output}"
+    return found
+
+
+@contextmanager
+def _from_containers() -> Iterator[Infrastructure]:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.mongodb import MongoDbContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with ExitStack() as stack:
+        rabbit = stack.enter_context(RabbitMqContainer("rabbitmq:4-management"))
+        mongo = stack.enter_context(MongoDbContainer("mongo:7"))
+        mailpit = DockerContainer("axllent/mailpit:latest").with_exposed_ports(1025, 8025)
+        stack.enter_context(mailpit)
+        wait_for_logs(mailpit, "accessible via")
+        params = rabbit.get_connection_params()
+        yield Infrastructure(
+            rabbitmq_url=f"amqp://guest:guest@{params.host}:{params.port}/",
+            mongodb_url=mongo.get_connection_url(),
+            smtp_host=mailpit.get_container_host_ip(),
+            smtp_port=int(mailpit.get_exposed_port(1025)),
+            smtp_api_url=(
+                f"http://{mailpit.get_container_host_ip()}:{mailpit.get_exposed_port(8025)}"
+            ),
+            local=False,
+        )
+
+
+@contextmanager
+def infrastructure() -> Iterator[Infrastructure]:
+    found = _from_environment()
+    if found is not None:
+        yield found
+    elif os.environ.get("SOTTO_TEST_CONTAINERS") != "1" and (
+        shutil.which("apt-get") or shutil.which("rabbitmq-server")
+    ):
+        yield _from_local_scripts()
+    else:
+        with _from_containers() as containers:
+            yield containers
