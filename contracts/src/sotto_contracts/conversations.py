@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field, StringConstraints
 
 from sotto_contracts.base import AwareDatetime, Command, Contract, Event, Identifier, Query
-from sotto_contracts.common import ParticipantRef
+from sotto_contracts.common import ClientEmailWorkflow, ParticipantRef
 
 MAX_MESSAGE_LENGTH = 5000
 MAX_AWAY_MESSAGE_LENGTH = 600
@@ -431,3 +431,17 @@ class MessagingEnablementChanged(Event):
     actor: ParticipantRef | None = None
     subject: ParticipantRef
     enabled: bool
+
+
+class ClientEmailDue(Event):
+    """Routing is off for a client-email workflow: the gateway sends the minimal email."""
+
+    ROUTING_KEY: ClassVar[str] = "conversations.client_email_due.v1"
+
+    client_id: Identifier
+    recipient: ParticipantRef
+    workflow: ClientEmailWorkflow
+    reference_id: Identifier
+    conversation_id: Identifier | None = Field(
+        default=None, description="The conversation holding the history record."
+    )
