@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import pytest
 from pymongo import AsyncMongoClient
+
 from sotto_contracts.topology import Topology
 from sotto_kit.mongo import Document, connect
 from sotto_kit.settings import ServiceSettings
-
 from tests.support.amqp import Amqp
 from tests.support.infra import Infrastructure, infrastructure
 from tests.support.mail import MailCatcher

@@ -63,7 +63,7 @@ def test_timestamps_must_be_timezone_aware() -> None:
     with pytest.raises(ValidationError):
         SendNotification(
             practice_id="p",
-            occurred_at=datetime(2026, 1, 1),  # noqa: DTZ001
+            occurred_at=datetime(2026, 1, 1),
             notification_id="n",
             kind=NotificationKind.SIGN_IN_LINK,
             recipient=ParticipantRef(kind=ParticipantKind.CLIENT, id="c"),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+
 from sotto_contracts.base import Message
 from sotto_contracts.topology import PARKING_REASON_HEADER, Topology
 
