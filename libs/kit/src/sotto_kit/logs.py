@@ -8,6 +8,17 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 
+FRAMEWORK_LOGGERS = (
+    "faststream",
+    "faststream.access",
+    "faststream.access.rabbit",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "litestar",
+)
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
@@ -22,3 +33,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiormq", "aio_pika", "pymongo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for framework in FRAMEWORK_LOGGERS:
+        framework_logger = logging.getLogger(framework)
+        framework_logger.handlers.clear()
+        framework_logger.propagate = True

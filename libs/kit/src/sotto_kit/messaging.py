@@ -11,6 +11,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from faststream.rabbit import RabbitBroker
 from pydantic import BaseModel
+
 from sotto_contracts.base import Message, Problem, Reply
 from sotto_contracts.topology import Topology
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
+
 from sotto_contracts.base import Message
 from sotto_contracts.topology import Topology
-
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document
 

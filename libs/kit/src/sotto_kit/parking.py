@@ -19,6 +19,7 @@ from faststream import BaseMiddleware
 from faststream._internal.context.repository import ContextRepo
 from faststream.message import StreamMessage
 from pydantic import ValidationError
+
 from sotto_contracts.base import Problem, Reply
 from sotto_contracts.topology import (
     ORIGINAL_EXCHANGE_HEADER,

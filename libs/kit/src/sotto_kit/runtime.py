@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +15,8 @@ from faststream.rabbit import Channel, RabbitBroker
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from sotto_contracts.topology import Topology
 
+from sotto_contracts.topology import Topology
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, connect, is_reachable
@@ -85,6 +86,7 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
         graceful_timeout=15.0,
         fail_fast=False,
         reconnect_interval=1.0,
+        logger=logging.getLogger(f"sotto.{service}.broker"),
     )
     broker_holder.append(broker)
     return Runtime(
@@ -130,7 +132,9 @@ def worker_app(
         report = await runtime.health()
         return _json(200 if report["status"] == "ok" else 503, report)
 
-    async def start_parking() -> None:
+    async def prepare() -> None:
+        # again: servers (uvicorn) install their own log handlers after the app is built
+        configure_logging(runtime.service, runtime.settings.log_level)
         await runtime.broker.connect()
         await declare_parking(runtime)
 
@@ -142,7 +146,7 @@ def worker_app(
         asgi_routes=[("/health", health), *extra_routes],
         specification=AsyncAPI(runtime.broker, title=title, version="1.0.0"),
         asyncapi_path="/docs/asyncapi",
-        on_startup=[start_parking, *on_startup],
+        on_startup=[prepare, *on_startup],
         after_startup=list(after_startup),
         on_shutdown=list(on_shutdown),
         after_shutdown=[close_database],

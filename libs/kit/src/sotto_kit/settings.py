@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from sotto_contracts.topology import DEFAULT_DELIVERY_LIMIT, DEFAULT_NAMESPACE, Topology
 
 
