@@ -1,0 +1,330 @@
+"""MongoDB stores of the gateway: identity projection, links, sign-in links, sessions, notices.
+
+Every write that must publish events carries them in the same document (kit outbox).
+Only the FerretDB-compatible subset is used: equality/range filters, `$set`, `$inc`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from sotto_contracts.base import Message
+from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
+from sotto_contracts.topology import Topology
+from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink
+from sotto_kit.messaging import Publisher
+from sotto_kit.mongo import Document
+from sotto_kit.outbox import flush, new_document_outbox, outbox_update
+
+
+def _person_id(practice_id: str, kind: ParticipantKind, person_id: str) -> str:
+    return f"{practice_id}|{kind.value}|{person_id}"
+
+
+def _person(document: Document) -> Person:
+    return Person(
+        practice_id=document["practice_id"],
+        kind=ParticipantKind(document["kind"]),
+        id=document["person_id"],
+        display_name=document["display_name"],
+        email=document.get("email"),
+        active=document.get("active", True),
+        messaging_enabled=document.get("messaging_enabled", True),
+        discreet=document.get("discreet", False),
+        client_id=document.get("client_id"),
+        verification_hash=document.get("verification_hash"),
+        can_message=document.get("can_message", True),
+        roles=frozenset(StaffRole(role) for role in document.get("roles", [])),
+        client_ids=frozenset(document.get("client_ids", [])),
+        clinician_ids=frozenset(document.get("clinician_ids", [])),
+        primary_clinician_id=document.get("primary_clinician_id"),
+        can_view_others=document.get("can_view_others", False),
+        can_export=document.get("can_export", False),
+        email_notifications=document.get("email_notifications", True),
+    )
+
+
+def _link(document: Document) -> SecureLink:
+    return SecureLink(
+        link_id=document["_id"],
+        practice_id=document["practice_id"],
+        recipient=ParticipantRef.model_validate(document["recipient"]),
+        conversation_id=document["conversation_id"],
+        posted_message_id=document["posted_message_id"],
+        expires_at=document["expires_at"],
+        revoked=document.get("revoked", False),
+        failed_attempts=document.get("failed_attempts", 0),
+        locked=document.get("locked", False),
+    )
+
+
+def _session(document: Document) -> ClientSession:
+    return ClientSession(
+        session_ref=document["_id"],
+        practice_id=document["practice_id"],
+        principal=ParticipantRef.model_validate(document["principal"]),
+        client_id=document["client_id"],
+        conversation_id=document.get("conversation_id"),
+        started_at=document["started_at"],
+        last_seen_at=document["last_seen_at"],
+        csrf_digest=document["csrf_digest"],
+        ended=document.get("ended", False),
+    )
+
+
+class OutboxWriter:
+    """Writes documents together with the events they must publish, then publishes them."""
+
+    def __init__(self, topology: Topology, publisher: Publisher) -> None:
+        self.topology = topology
+        self.publisher = publisher
+
+    async def insert(
+        self, collection: AsyncCollection[Document], document: Document, events: Sequence[Message]
+    ) -> None:
+        await collection.insert_one({**document, **new_document_outbox(self.topology, events)})
+
+    async def update(
+        self,
+        collection: AsyncCollection[Document],
+        selector: Document,
+        changes: Document,
+        events: Sequence[Message],
+    ) -> bool:
+        result = await collection.update_one(
+            selector, {"$set": {**changes, **outbox_update(self.topology, events)}}
+        )
+        return result.modified_count == 1
+
+    async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
+        await flush(collection, document_id, self.publisher)
+
+
+class IdentityStore:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self.practices = database["practices"]
+        self.people = database["people"]
+
+    async def ensure_indexes(self) -> None:
+        await self.practices.create_index("slug")
+        await self.people.create_index([("practice_id", 1), ("email_normalized", 1)])
+        await self.people.create_index([("practice_id", 1), ("client_id", 1)])
+
+    async def upsert_practice(self, practice: Practice, version: datetime) -> None:
+        await self._replace_if_newer(
+            self.practices,
+            practice.practice_id,
+            {"slug": practice.slug, "display_name": practice.display_name},
+            version,
+        )
+
+    async def practice(self, practice_id: str) -> Practice | None:
+        document = await self.practices.find_one({"_id": practice_id})
+        return None if document is None else _practice(document)
+
+    async def practice_by_slug(self, slug: str) -> Practice | None:
+        document = await self.practices.find_one({"slug": slug})
+        return None if document is None else _practice(document)
+
+    async def upsert_person(self, person: Person, version: datetime) -> None:
+        fields: Document = {
+            "practice_id": person.practice_id,
+            "kind": person.kind.value,
+            "person_id": person.id,
+            "display_name": person.display_name,
+            "email": person.email,
+            "email_normalized": person.email.strip().lower() if person.email else None,
+            "active": person.active,
+            "messaging_enabled": person.messaging_enabled,
+            "discreet": person.discreet,
+            "client_id": person.client_id,
+            "verification_hash": person.verification_hash,
+            "can_message": person.can_message,
+            "roles": sorted(role.value for role in person.roles),
+            "client_ids": sorted(person.client_ids),
+            "clinician_ids": sorted(person.clinician_ids),
+            "primary_clinician_id": person.primary_clinician_id,
+            "can_view_others": person.can_view_others,
+            "can_export": person.can_export,
+            "email_notifications": person.email_notifications,
+        }
+        await self._replace_if_newer(
+            self.people, _person_id(person.practice_id, person.kind, person.id), fields, version
+        )
+
+    async def set_messaging_enabled(self, practice_id: str, ref: ParticipantRef, on: bool) -> None:
+        await self.people.update_one(
+            {"_id": _person_id(practice_id, ref.kind, ref.id)}, {"$set": {"messaging_enabled": on}}
+        )
+
+    async def deactivate(self, practice_id: str, ref: ParticipantRef) -> None:
+        await self.people.update_one(
+            {"_id": _person_id(practice_id, ref.kind, ref.id)}, {"$set": {"active": False}}
+        )
+
+    async def person(self, practice_id: str, ref: ParticipantRef) -> Person | None:
+        document = await self.people.find_one({"_id": _person_id(practice_id, ref.kind, ref.id)})
+        return None if document is None else _person(document)
+
+    async def contacts_of(self, practice_id: str, client_id: str) -> list[Person]:
+        cursor = self.people.find(
+            {"practice_id": practice_id, "client_id": client_id, "kind": "contact"}
+        )
+        return [_person(document) async for document in cursor]
+
+    async def portal_users_by_email(self, practice_id: str, email: str) -> list[Person]:
+        cursor = self.people.find(
+            {
+                "practice_id": practice_id,
+                "email_normalized": email,
+                "kind": {"$in": ["client", "contact"]},
+            }
+        )
+        return [_person(document) async for document in cursor]
+
+    @staticmethod
+    async def _replace_if_newer(
+        collection: AsyncCollection[Document], key: str, fields: Document, version: datetime
+    ) -> None:
+        current = await collection.find_one({"_id": key}, {"version": 1})
+        if current is not None and current["version"] > version:
+            return
+        try:
+            await collection.update_one(
+                {"_id": key}, {"$set": {**fields, "version": version}}, upsert=True
+            )
+        except DuplicateKeyError:
+            await collection.update_one({"_id": key}, {"$set": {**fields, "version": version}})
+
+
+def _practice(document: Document) -> Practice:
+    return Practice(
+        practice_id=document["_id"], slug=document["slug"], display_name=document["display_name"]
+    )
+
+
+class LinkStore:
+    def __init__(self, database: AsyncDatabase[Document], writer: OutboxWriter) -> None:
+        self.links = database["links"]
+        self.sign_in_links = database["sign_in_links"]
+        self.notices = database["notices"]
+        self._writer = writer
+
+    @property
+    def outbox_collections(self) -> list[AsyncCollection[Document]]:
+        return [self.links, self.sign_in_links, self.notices]
+
+    async def ensure_indexes(self) -> None:
+        await self.links.create_index("token_digest", unique=True)
+        await self.links.create_index("source_message_id", unique=True)
+        await self.links.create_index([("practice_id", 1), ("posted_message_id", 1)])
+        await self.sign_in_links.create_index("token_digest", unique=True)
+        await self.sign_in_links.create_index([("practice_id", 1), ("recipient_key", 1)])
+
+    async def add_notice(self, source_message_id: str, events: Sequence[Message]) -> None:
+        """Record that a source message was turned into notices; once per message id."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._writer.insert(self.notices, {"_id": source_message_id}, events)
+        await self._writer.flush(self.notices, source_message_id)
+
+    async def add_link(self, document: Document, events: Sequence[Message]) -> None:
+        try:
+            await self._writer.insert(self.links, document, events)
+        except DuplicateKeyError:
+            existing = await self.links.find_one(
+                {"source_message_id": document["source_message_id"]}, {"_id": 1}
+            )
+            if existing is None:
+                raise
+            await self._writer.flush(self.links, existing["_id"])
+            return
+        await self._writer.flush(self.links, document["_id"])
+
+    async def link_by_digest(self, digest: str) -> SecureLink | None:
+        document = await self.links.find_one({"token_digest": digest})
+        return None if document is None else _link(document)
+
+    async def record_on_link(
+        self, link: SecureLink, changes: Document, events: Sequence[Message]
+    ) -> bool:
+        """Apply `changes` if nobody else counted a failure meanwhile (optimistic)."""
+        applied = await self._writer.update(
+            self.links,
+            {"_id": link.link_id, "failed_attempts": link.failed_attempts},
+            changes,
+            events,
+        )
+        await self._writer.flush(self.links, link.link_id)
+        return applied
+
+    async def links_for_message(self, practice_id: str, posted_message_id: str) -> list[SecureLink]:
+        cursor = self.links.find(
+            {"practice_id": practice_id, "posted_message_id": posted_message_id, "revoked": False}
+        )
+        return [_link(document) async for document in cursor]
+
+    async def revoke(self, link: SecureLink, events: Sequence[Message]) -> None:
+        await self._writer.update(
+            self.links, {"_id": link.link_id, "revoked": False}, {"revoked": True}, events
+        )
+        await self._writer.flush(self.links, link.link_id)
+
+    async def add_sign_in_link(
+        self, document: Document, recipient_key: str, events: Sequence[Message]
+    ) -> None:
+        """Store a sign-in link (the only usable one for its recipient) with its events."""
+        await self.sign_in_links.update_many(
+            {"practice_id": document["practice_id"], "recipient_key": recipient_key, "used": False},
+            {"$set": {"used": True, "replaced": True}},
+        )
+        await self._writer.insert(
+            self.sign_in_links, {**document, "recipient_key": recipient_key, "used": False}, events
+        )
+
+    async def flush_sign_in_link(self, link_id: str) -> None:
+        await self._writer.flush(self.sign_in_links, link_id)
+
+    async def use_sign_in_link(self, digest: str) -> Document | None:
+        """Mark a sign-in link used; only the first caller gets it back."""
+        return await self.sign_in_links.find_one_and_update(
+            {"token_digest": digest, "used": False},
+            {"$set": {"used": True}},
+            return_document=ReturnDocument.BEFORE,
+        )
+
+
+class SessionStore:
+    def __init__(self, database: AsyncDatabase[Document], writer: OutboxWriter) -> None:
+        self.sessions = database["sessions"]
+        self._writer = writer
+
+    async def ensure_indexes(self) -> None:
+        await self.sessions.create_index("key_digest", unique=True)
+
+    async def start(self, document: Document, events: Sequence[Message]) -> None:
+        await self._writer.insert(self.sessions, document, events)
+        await self._writer.flush(self.sessions, document["_id"])
+
+    async def by_key(self, digest: str) -> ClientSession | None:
+        document = await self.sessions.find_one({"key_digest": digest, "ended": False})
+        return None if document is None else _session(document)
+
+    async def touch(self, session_ref: str, now: datetime) -> None:
+        await self.sessions.update_one({"_id": session_ref}, {"$set": {"last_seen_at": now}})
+
+    async def end(self, session_ref: str, reason: str, events: Sequence[Message]) -> None:
+        await self._writer.update(
+            self.sessions,
+            {"_id": session_ref, "ended": False},
+            {"ended": True, "end_reason": reason},
+            events,
+        )
+        await self._writer.flush(self.sessions, session_ref)

@@ -1,0 +1,544 @@
+"""Use cases of the gateway: identity projection, notices and links, sign-in, client sessions."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from sotto_contracts.base import Message, utc_now
+from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
+from sotto_contracts.conversations import (
+    ClientEmailDue,
+    MessageRemoved,
+    MessagingEnablementChanged,
+    PracticeSettings,
+    UnreadReminderDue,
+)
+from sotto_contracts.gateway import (
+    LinkIssued,
+    LinkLocked,
+    LinkOpened,
+    LinkRefusalReason,
+    LinkRefused,
+    LinkRevoked,
+    SessionEnded,
+    SessionStarted,
+    SignInRequested,
+    VerificationFailed,
+    VerificationSucceeded,
+)
+from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
+from sotto_contracts.notifier import SendNotification
+from sotto_gateway.adapters.store import IdentityStore, LinkStore, SessionStore
+from sotto_gateway.config import GatewaySettings
+from sotto_gateway.domain import (
+    ClientSession,
+    LinkStatus,
+    Person,
+    Practice,
+    SecureLink,
+    SessionEndReason,
+    SessionPolicy,
+    email_display_name,
+    new_id,
+    new_token,
+    normalize_email,
+    person_key,
+    token_digest,
+    verification_digest,
+)
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class PracticeSettingsSource(Protocol):
+    async def get(self, practice_id: str) -> PracticeSettings: ...
+
+
+class NotFoundError(Exception):
+    """Nothing the caller may see exists under that name."""
+
+
+class SessionRequiredError(Exception):
+    """No live session: missing, unknown, ended or timed out."""
+
+
+@dataclass(frozen=True)
+class LinkView:
+    status: LinkStatus
+    practice_name: str
+    practice_slug: str | None
+    failed_attempts: int
+    attempts_left: int
+
+
+@dataclass(frozen=True)
+class StartedSession:
+    key: str
+    csrf_token: str
+    session: ClientSession
+
+
+@dataclass(frozen=True)
+class VerificationOutcome:
+    view: LinkView
+    started: StartedSession | None
+
+
+class Portal:
+    """Everything the gateway does besides forwarding to conversations and audit."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        identity: IdentityStore,
+        links: LinkStore,
+        sessions: SessionStore,
+        practice_settings: PracticeSettingsSource,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._identity = identity
+        self._links = links
+        self._sessions = sessions
+        self._practice_settings = practice_settings
+        self._clock = clock
+        self._link_key = settings.link_hash_key.get_secret_value().encode()
+        self._verification_key = settings.verification_hash_key.get_secret_value().encode()
+        self.session_policy = SessionPolicy(
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            absolute=timedelta(minutes=settings.session_absolute_minutes),
+        )
+
+    # ------------------------------------------------------------------ identity projection
+
+    async def on_practice_upserted(self, event: PracticeUpserted) -> None:
+        practice = Practice(event.practice_id, event.slug, event.display_name)
+        await self._identity.upsert_practice(practice, event.occurred_at)
+
+    async def on_client_upserted(self, event: ClientUpserted) -> None:
+        client = Person(
+            practice_id=event.practice_id,
+            kind=ParticipantKind.CLIENT,
+            id=event.client_id,
+            display_name=event.display_name,
+            email=event.email,
+            active=event.active,
+            messaging_enabled=event.messaging_enabled is not False,
+            discreet=event.discreet,
+            client_id=event.client_id,
+            verification_hash=self._verification_hash(
+                event.practice_id, ParticipantKind.CLIENT, event.client_id, event.date_of_birth
+            ),
+            clinician_ids=frozenset(event.clinician_ids),
+            primary_clinician_id=event.primary_clinician_id,
+        )
+        await self._identity.upsert_person(client, event.occurred_at)
+        current = {contact.contact_id for contact in event.contacts}
+        for contact in event.contacts:
+            person = Person(
+                practice_id=event.practice_id,
+                kind=ParticipantKind.CONTACT,
+                id=contact.contact_id,
+                display_name=contact.display_name,
+                email=contact.email,
+                active=event.active,
+                messaging_enabled=contact.messaging_enabled and client.messaging_enabled,
+                discreet=event.discreet,
+                client_id=event.client_id,
+                verification_hash=self._verification_hash(
+                    event.practice_id,
+                    ParticipantKind.CONTACT,
+                    contact.contact_id,
+                    contact.date_of_birth,
+                ),
+                can_message=contact.can_message,
+            )
+            await self._identity.upsert_person(person, event.occurred_at)
+        for former in await self._identity.contacts_of(event.practice_id, event.client_id):
+            if former.id not in current and former.active:
+                await self._identity.deactivate(event.practice_id, former.ref)
+
+    async def on_staff_upserted(self, event: StaffUpserted) -> None:
+        staff = Person(
+            practice_id=event.practice_id,
+            kind=ParticipantKind.STAFF,
+            id=event.staff_id,
+            display_name=event.display_name,
+            email=event.email,
+            active=event.active,
+            messaging_enabled=event.messaging_enabled,
+            roles=frozenset(event.roles),
+            client_ids=frozenset(event.client_ids),
+            can_view_others=event.can_view_others_conversations,
+            can_export=event.can_export,
+            email_notifications=event.email_notifications,
+        )
+        await self._identity.upsert_person(staff, event.occurred_at)
+
+    async def on_messaging_enablement_changed(self, event: MessagingEnablementChanged) -> None:
+        await self._identity.set_messaging_enabled(event.practice_id, event.subject, event.enabled)
+
+    def _verification_hash(
+        self, practice_id: str, kind: ParticipantKind, person_id: str, value: date | None
+    ) -> str | None:
+        if value is None:
+            return None
+        ref = ParticipantRef(kind=kind, id=person_id)
+        return verification_digest(self._verification_key, practice_id, person_key(ref), value)
+
+    # ------------------------------------------------------------------ notices and links
+
+    async def on_unread_reminder(self, event: UnreadReminderDue) -> None:
+        person = await self._identity.person(event.practice_id, event.recipient)
+        practice = await self._identity.practice(event.practice_id)
+        notification_id = f"reminder-{event.message_id.hex}"
+        if person is None or not person.active or not person.email:
+            logger.info("no address for reminder", extra={"notification_id": notification_id})
+            await self._links.add_notice(str(event.message_id), [])
+            return
+        if person.kind is ParticipantKind.STAFF:
+            events: list[Message] = []
+            if person.email_notifications and person.messaging_enabled:
+                events = self._notification(
+                    notification_id,
+                    NotificationKind.STAFF_MESSAGE_WAITING,
+                    person,
+                    practice,
+                    f"{self._base_url}/staff",
+                    event.conversation_id,
+                )
+            await self._links.add_notice(str(event.message_id), events)
+            return
+        if not person.may_use_portal:
+            await self._links.add_notice(str(event.message_id), [])
+            return
+        expiry_hours = (await self._practice_settings.get(event.practice_id)).link_expiry_hours
+        token = new_token()
+        link_id = new_id()
+        now = self._clock()
+        expires_at = now + timedelta(hours=expiry_hours)
+        command = self._notification(
+            notification_id,
+            NotificationKind.SECURE_MESSAGE_WAITING,
+            person,
+            practice,
+            f"{self._base_url}/l/{token}",
+            event.conversation_id,
+        )
+        issued = LinkIssued(
+            practice_id=event.practice_id,
+            link_id=link_id,
+            recipient=event.recipient,
+            conversation_id=event.conversation_id,
+            expires_at=expires_at,
+            notification_id=notification_id,
+        )
+        document = {
+            "_id": link_id,
+            "token_digest": token_digest(self._link_key, token),
+            "source_message_id": str(event.message_id),
+            "practice_id": event.practice_id,
+            "recipient": event.recipient.model_dump(mode="json"),
+            "conversation_id": event.conversation_id,
+            "posted_message_id": event.posted_message_id,
+            "expires_at": expires_at,
+            "created_at": now,
+            "revoked": False,
+            "locked": False,
+            "failed_attempts": 0,
+        }
+        await self._links.add_link(document, [*command, issued] if command else [issued])
+
+    async def on_client_email_due(self, event: ClientEmailDue) -> None:
+        person = await self._identity.person(event.practice_id, event.recipient)
+        practice = await self._identity.practice(event.practice_id)
+        events: list[Message] = []
+        if person is not None and person.active and person.email:
+            portal = f"{self._base_url}/o/{practice.slug}/messages" if practice else self._base_url
+            events = self._notification(
+                f"email-{event.message_id.hex}",
+                NotificationKind(event.workflow.value),
+                person,
+                practice,
+                portal,
+                event.conversation_id,
+            )
+        await self._links.add_notice(str(event.message_id), events)
+
+    async def on_message_removed(self, event: MessageRemoved) -> None:
+        for link in await self._links.links_for_message(event.practice_id, event.posted_message_id):
+            revoked = LinkRevoked(
+                practice_id=link.practice_id,
+                link_id=link.link_id,
+                recipient=link.recipient,
+                conversation_id=link.conversation_id,
+            )
+            await self._links.revoke(link, [revoked])
+
+    def _notification(
+        self,
+        notification_id: str,
+        kind: NotificationKind,
+        person: Person,
+        practice: Practice | None,
+        link_url: str,
+        conversation_id: str | None,
+    ) -> list[Message]:
+        """The one command for one person, or nothing when their address is unusable."""
+        try:
+            return [
+                SendNotification(
+                    practice_id=person.practice_id,
+                    notification_id=notification_id,
+                    kind=kind,
+                    recipient=person.ref,
+                    to_address=person.email or "",
+                    practice_display_name=email_display_name(
+                        practice.display_name if practice else None
+                    ),
+                    link_url=link_url,
+                    discreet=person.discreet,
+                    conversation_id=conversation_id,
+                )
+            ]
+        except ValidationError:
+            logger.warning("unusable address; no email", extra={"notification_id": notification_id})
+            return []
+
+    @property
+    def _base_url(self) -> str:
+        return self._settings.public_base_url.rstrip("/")
+
+    # ------------------------------------------------------------------ opening links
+
+    async def _link(self, token: str) -> SecureLink:
+        link = await self._links.link_by_digest(token_digest(self._link_key, token))
+        if link is None:
+            raise NotFoundError("link")
+        return link
+
+    async def _view(self, link: SecureLink, status: LinkStatus) -> LinkView:
+        practice = await self._identity.practice(link.practice_id)
+        limit = self._settings.max_verification_failures
+        return LinkView(
+            status=status,
+            practice_name=email_display_name(practice.display_name if practice else None),
+            practice_slug=practice.slug if practice else None,
+            failed_attempts=link.failed_attempts,
+            attempts_left=max(limit - link.failed_attempts, 0),
+        )
+
+    async def open_link(self, token: str) -> LinkView:
+        link = await self._link(token)
+        status = link.status(self._clock())
+        if status is LinkStatus.NEEDS_VERIFICATION:
+            opened = LinkOpened(
+                practice_id=link.practice_id,
+                link_id=link.link_id,
+                recipient=link.recipient,
+                conversation_id=link.conversation_id,
+            )
+            await self._links.record_on_link(link, {"last_opened_at": self._clock()}, [opened])
+        else:
+            await self._refuse(link, status)
+        return await self._view(link, status)
+
+    async def _refuse(self, link: SecureLink, status: LinkStatus) -> None:
+        refused = LinkRefused(
+            practice_id=link.practice_id,
+            link_id=link.link_id,
+            recipient=link.recipient,
+            reason=LinkRefusalReason(status.value),
+        )
+        await self._links.record_on_link(link, {}, [refused])
+
+    async def verify_link(self, token: str, date_of_birth: date) -> VerificationOutcome:
+        for _ in range(self._settings.max_verification_failures + 3):
+            link = await self._link(token)
+            status = link.status(self._clock())
+            if status is not LinkStatus.NEEDS_VERIFICATION:
+                await self._refuse(link, status)
+                return VerificationOutcome(await self._view(link, status), None)
+            person = await self._identity.person(link.practice_id, link.recipient)
+            offered = verification_digest(
+                self._verification_key, link.practice_id, person_key(link.recipient), date_of_birth
+            )
+            expected = person.verification_hash if person else None
+            matches = hmac.compare_digest(offered, expected or "")
+            if matches and person is not None and person.may_use_portal:
+                succeeded = VerificationSucceeded(
+                    practice_id=link.practice_id, link_id=link.link_id, recipient=link.recipient
+                )
+                started = await self._start_session(
+                    person, link.conversation_id, "secure_link", [succeeded]
+                )
+                return VerificationOutcome(await self._view(link, status), started)
+            if await self._count_failure(link):
+                link = await self._link(token)
+                return VerificationOutcome(await self._view(link, link.status(self._clock())), None)
+        raise NotFoundError("link")
+
+    async def _count_failure(self, link: SecureLink) -> bool:
+        attempts = link.failed_attempts + 1
+        events: list[Message] = [
+            VerificationFailed(
+                practice_id=link.practice_id,
+                link_id=link.link_id,
+                recipient=link.recipient,
+                failed_attempts=attempts,
+            )
+        ]
+        changes: dict[str, object] = {"failed_attempts": attempts}
+        if attempts >= self._settings.max_verification_failures:
+            changes["locked"] = True
+            events.append(
+                LinkLocked(
+                    practice_id=link.practice_id, link_id=link.link_id, recipient=link.recipient
+                )
+            )
+        return await self._links.record_on_link(link, changes, events)
+
+    # ------------------------------------------------------------------ instant sign-in
+
+    async def request_sign_in(self, slug: str, email: str) -> str:
+        """Same work whether or not the address is known; returns the record id to flush."""
+        practice = await self._identity.practice_by_slug(slug)
+        if practice is None:
+            raise NotFoundError("practice")
+        candidates = await self._identity.portal_users_by_email(
+            practice.practice_id, normalize_email(email)
+        )
+        usable = [person for person in candidates if person.may_use_portal]
+        usable.sort(key=lambda person: person.kind is not ParticipantKind.CLIENT)
+        person = usable[0] if usable else None
+        token = new_token()
+        link_id = new_id()
+        now = self._clock()
+        notification_id = f"sign-in-{link_id}"
+        command = (
+            self._notification(
+                notification_id,
+                NotificationKind.SIGN_IN_LINK,
+                person,
+                practice,
+                f"{self._base_url}/api/portal/sign-in/{token}",
+                None,
+            )
+            if person
+            else []
+        )
+        known = person if command else None
+        requested = SignInRequested(
+            practice_id=practice.practice_id,
+            recipient=known.ref if known else None,
+            notification_id=notification_id if known else None,
+        )
+        recipient_key = person_key(known.ref) if known else f"unknown:{link_id}"
+        document = {
+            "_id": link_id,
+            "practice_id": practice.practice_id,
+            "token_digest": token_digest(self._link_key, token),
+            "recipient": known.ref.model_dump(mode="json") if known else None,
+            "expires_at": now + timedelta(minutes=self._settings.sign_in_link_minutes),
+            "created_at": now,
+        }
+        await self._links.add_sign_in_link(document, recipient_key, [*command, requested])
+        return link_id
+
+    async def flush_sign_in(self, link_id: str) -> None:
+        await self._links.flush_sign_in_link(link_id)
+
+    async def consume_sign_in(self, token: str) -> StartedSession:
+        document = await self._links.use_sign_in_link(token_digest(self._link_key, token))
+        if document is None or document.get("recipient") is None:
+            raise NotFoundError("sign-in link")
+        if self._clock() >= document["expires_at"]:
+            raise NotFoundError("sign-in link")
+        ref = ParticipantRef.model_validate(document["recipient"])
+        person = await self._identity.person(document["practice_id"], ref)
+        if person is None or not person.may_use_portal:
+            raise NotFoundError("sign-in link")
+        return await self._start_session(person, None, "sign_in_link", [])
+
+    # ------------------------------------------------------------------ sessions
+
+    async def _start_session(
+        self, person: Person, conversation_id: str | None, via: str, events: list[Message]
+    ) -> StartedSession:
+        key, csrf = new_token(), new_token()
+        now = self._clock()
+        session = ClientSession(
+            session_ref=new_id(),
+            practice_id=person.practice_id,
+            principal=person.ref,
+            client_id=person.client_id or person.id,
+            conversation_id=conversation_id,
+            started_at=now,
+            last_seen_at=now,
+            csrf_digest=token_digest(self._link_key, csrf),
+        )
+        started = SessionStarted(
+            practice_id=person.practice_id,
+            session_ref=session.session_ref,
+            principal=person.ref,
+            conversation_id=conversation_id,
+            via=via,
+        )
+        await self._sessions.start(
+            {
+                "_id": session.session_ref,
+                "key_digest": token_digest(self._link_key, key),
+                "csrf_digest": session.csrf_digest,
+                "practice_id": session.practice_id,
+                "principal": session.principal.model_dump(mode="json"),
+                "client_id": session.client_id,
+                "conversation_id": conversation_id,
+                "via": via,
+                "started_at": now,
+                "last_seen_at": now,
+                "ended": False,
+            },
+            [*events, started],
+        )
+        return StartedSession(key=key, csrf_token=csrf, session=session)
+
+    async def session(self, key: str) -> ClientSession:
+        """The live session for a cookie value; ends it when it timed out."""
+        session = await self._sessions.by_key(token_digest(self._link_key, key))
+        if session is None:
+            raise SessionRequiredError
+        now = self._clock()
+        reason = session.expiry(now, self.session_policy)
+        if reason is not None:
+            await self.end_session(session, reason)
+            raise SessionRequiredError
+        await self._sessions.touch(session.session_ref, now)
+        return session
+
+    def csrf_matches(self, session: ClientSession, offered: str | None) -> bool:
+        digest = token_digest(self._link_key, offered or "")
+        return offered is not None and hmac.compare_digest(digest, session.csrf_digest)
+
+    async def end_session(self, session: ClientSession, reason: SessionEndReason) -> None:
+        ended = SessionEnded(
+            practice_id=session.practice_id,
+            session_ref=session.session_ref,
+            principal=session.principal,
+            reason=reason.value,
+        )
+        await self._sessions.end(session.session_ref, reason.value, [ended])
+
+    async def person(self, practice_id: str, ref: ParticipantRef) -> Person | None:
+        return await self._identity.person(practice_id, ref)
+
+    async def practice(self, practice_id: str) -> Practice | None:
+        return await self._identity.practice(practice_id)
