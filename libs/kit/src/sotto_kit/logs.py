@@ -7,7 +7,6 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-
 FRAMEWORK_LOGGERS = (
     "faststream",
     "faststream.access",

@@ -27,6 +27,7 @@ from sotto_contracts.topology import (
     PARKING_REASON_HEADER,
     Topology,
 )
+from sotto_kit.observability import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,24 @@ POISON_ERRORS: tuple[type[BaseException], ...] = (
 class ConsumerStats:
     """Counts per routing key, shown on the health endpoint and in metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self.consumed: Counter[str] = Counter()
         self.parked: Counter[str] = Counter()
         self.retried: Counter[str] = Counter()
+        self._metrics = metrics
+
+    def count_consumed(self, routing_key: str) -> None:
+        self.consumed[routing_key] += 1
+
+    def count_parked(self, routing_key: str) -> None:
+        self.parked[routing_key] += 1
+        if self._metrics is not None:
+            self._metrics.parked.labels(routing_key=routing_key).inc()
+
+    def count_retried(self, routing_key: str) -> None:
+        self.retried[routing_key] += 1
+        if self._metrics is not None:
+            self._metrics.retried.labels(routing_key=routing_key).inc()
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {
@@ -115,7 +130,7 @@ def parking_middleware(
                         ORIGINAL_ROUTING_KEY_HEADER: routing_key,
                     },
                 )
-                stats.parked[routing_key] += 1
+                stats.count_parked(routing_key)
                 if msg.reply_to:
                     problem = Problem(code="invalid_message", detail=reason, status=422)
                     await send_reply(
@@ -125,14 +140,14 @@ def parking_middleware(
                     )
                 return None
             except Exception:
-                stats.retried[routing_key] += 1
+                stats.count_retried(routing_key)
                 logger.exception(
                     "handler failed; message will be redelivered",
                     extra={"routing_key": routing_key, "message_id": msg.message_id},
                 )
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
                 raise
-            stats.consumed[routing_key] += 1
+            stats.count_consumed(routing_key)
             return result
 
     return ParkingMiddleware

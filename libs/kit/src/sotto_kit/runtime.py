@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
@@ -20,6 +20,7 @@ from sotto_contracts.topology import Topology
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, connect, is_reachable
+from sotto_kit.observability import METRICS_CONTENT_TYPE, Metrics
 from sotto_kit.parking import ConsumerStats, parking_middleware
 from sotto_kit.settings import ServiceSettings
 
@@ -35,7 +36,8 @@ class Runtime:
     broker: RabbitBroker
     mongo: AsyncMongoClient[Document]
     publisher: Publisher
-    stats: ConsumerStats = field(default_factory=ConsumerStats)
+    metrics: Metrics
+    stats: ConsumerStats
 
     @property
     def topology(self) -> Topology:
@@ -44,6 +46,14 @@ class Runtime:
     @property
     def database(self) -> AsyncDatabase[Document]:
         return self.mongo[self.settings.database]
+
+    async def refresh_parking_depth(self) -> None:
+        try:
+            parking = await self.broker.declare_queue(self.topology.parking_queue(self.service))
+        except Exception:  # broker away: keep the last known depth
+            return
+        result = parking.declaration_result
+        self.metrics.parking_depth.set(result.message_count or 0)
 
     async def health(self) -> dict[str, Any]:
         broker_ok = await self.broker.ping(HEALTH_TIMEOUT_SECONDS)
@@ -58,7 +68,8 @@ class Runtime:
 
 
 def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
-    stats = ConsumerStats()
+    metrics = Metrics(service)
+    stats = ConsumerStats(metrics)
     topology = settings.topology
     broker_holder: list[RabbitBroker] = []
 
@@ -82,7 +93,10 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
         settings.rabbitmq_url,
         default_channel=Channel(prefetch_count=settings.prefetch),
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        middlewares=[parking_middleware(service, topology, stats, park, send_reply)],
+        middlewares=[
+            *metrics.broker_middlewares(),
+            parking_middleware(service, topology, stats, park, send_reply),
+        ],
         graceful_timeout=15.0,
         fail_fast=False,
         reconnect_interval=1.0,
@@ -95,6 +109,7 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
         broker=broker,
         mongo=connect(settings.mongodb_url, timeout_ms=settings.mongo_timeout_ms),
         publisher=Publisher(broker, topology),
+        metrics=metrics,
         stats=stats,
     )
 
@@ -132,6 +147,13 @@ def worker_app(
         report = await runtime.health()
         return _json(200 if report["status"] == "ok" else 503, report)
 
+    @get
+    async def metrics(scope: Scope) -> AsgiResponse:
+        await runtime.refresh_parking_depth()
+        return AsgiResponse(
+            runtime.metrics.exposition(), 200, headers={"content-type": METRICS_CONTENT_TYPE}
+        )
+
     async def prepare() -> None:
         # again: servers (uvicorn) install their own log handlers after the app is built
         configure_logging(runtime.service, runtime.settings.log_level)
@@ -143,7 +165,7 @@ def worker_app(
 
     return AsgiFastStream(
         runtime.broker,
-        asgi_routes=[("/health", health), *extra_routes],
+        asgi_routes=[("/health", health), ("/metrics", metrics), *extra_routes],
         specification=AsyncAPI(runtime.broker, title=title, version="1.0.0"),
         asyncapi_path="/docs/asyncapi",
         on_startup=[prepare, *on_startup],
