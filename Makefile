@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY_PATHS := contracts/src libs/kit/src services/conversations/src services/portal-gateway/src \
-            services/notifier/src services/audit/src tests bench
+            services/notifier/src services/audit/src tools/cli/src tests bench
 
 .PHONY: help bootstrap infra infra-down run stop status logs lint test test-fast soak bench docs
 

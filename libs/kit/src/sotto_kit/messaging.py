@@ -59,6 +59,28 @@ class Publisher:
         )
 
 
+async def publish_once(url: str, topology: Topology, messages: Iterable[Message]) -> None:
+    """Publish contract messages from a short-lived process (CLI, practice-system scripts)."""
+    connection = await aio_pika.connect_robust(url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        for message in messages:
+            exchange = await channel.get_exchange(
+                topology.exchange_of(type(message)).name, ensure=False
+            )
+            await exchange.publish(
+                aio_pika.Message(
+                    message.model_dump_json().encode(),
+                    content_type="application/json",
+                    message_id=str(message.message_id),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=message.ROUTING_KEY,
+            )
+    finally:
+        await connection.close()
+
+
 class RequestTimeoutError(TimeoutError):
     """No reply arrived in time (the service is down or overloaded)."""
 

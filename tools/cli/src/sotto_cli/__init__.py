@@ -1,0 +1,1 @@
+"""The `sotto` operations command."""
