@@ -170,6 +170,8 @@ class ConversationRequest(Command):
 
 
 class OpenConversation(ConversationRequest):
+    """Reply result: ThreadView (the same view again if the id exists and is visible)."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.open_conversation.v1"
 
     conversation_id: Identifier = Field(description="Chosen by the caller; idempotency key.")
@@ -184,6 +186,8 @@ class OpenConversation(ConversationRequest):
 
 
 class PostMessage(ConversationRequest):
+    """Reply result: MessageView."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.post_message.v1"
 
     conversation_id: Identifier
@@ -192,18 +196,24 @@ class PostMessage(ConversationRequest):
 
 
 class MarkRead(ConversationRequest):
+    """Reply result: ConversationSummary."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.mark_read.v1"
 
     conversation_id: Identifier
 
 
 class MarkUnread(ConversationRequest):
+    """Reply result: ConversationSummary."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.mark_unread.v1"
 
     conversation_id: Identifier
 
 
 class RemoveMessage(ConversationRequest):
+    """Reply result: MessageView (removed=True, body empty)."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.remove_message.v1"
 
     conversation_id: Identifier
@@ -211,6 +221,8 @@ class RemoveMessage(ConversationRequest):
 
 
 class AssignConversation(ConversationRequest):
+    """Reply result: ConversationSummary."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.assign_conversation.v1"
 
     conversation_id: Identifier
@@ -218,6 +230,8 @@ class AssignConversation(ConversationRequest):
 
 
 class SetArchived(ConversationRequest):
+    """Reply result: ConversationSummary."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.set_archived.v1"
 
     conversation_id: Identifier
@@ -225,6 +239,8 @@ class SetArchived(ConversationRequest):
 
 
 class AddNote(ConversationRequest):
+    """Reply result: NoteView."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.add_note.v1"
 
     conversation_id: Identifier
@@ -233,6 +249,8 @@ class AddNote(ConversationRequest):
 
 
 class CreateTask(ConversationRequest):
+    """Reply result: TaskView."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.create_task.v1"
 
     conversation_id: Identifier
@@ -243,6 +261,8 @@ class CreateTask(ConversationRequest):
 
 
 class UpdateTask(ConversationRequest):
+    """Reply result: TaskView."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.update_task.v1"
 
     task_id: Identifier
@@ -253,12 +273,16 @@ class UpdateTask(ConversationRequest):
 
 
 class UpdateSettings(ConversationRequest):
+    """Reply result: PracticeSettings. Owners and practice managers only."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.update_settings.v1"
 
     changes: PracticeSettingsPatch
 
 
 class SetMessagingEnabled(ConversationRequest):
+    """Reply result: None. Owners and practice managers only."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.set_messaging_enabled.v1"
 
     subject: ParticipantRef = Field(description="The client or team member to switch.")
@@ -266,6 +290,8 @@ class SetMessagingEnabled(ConversationRequest):
 
 
 class SendAnnouncement(ConversationRequest):
+    """Reply result: AnnouncementResult."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.send_announcement.v1"
 
     announcement_id: Identifier
@@ -284,6 +310,8 @@ class ConversationQuery(Query):
 
 
 class GetInbox(ConversationQuery):
+    """Reply result: InboxPage (staff only)."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.get_inbox.v1"
 
     view: InboxView = InboxView.MINE
@@ -298,16 +326,22 @@ class GetInbox(ConversationQuery):
 
 
 class GetThread(ConversationQuery):
+    """Reply result: ThreadView."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.get_thread.v1"
 
     conversation_id: Identifier
 
 
 class ListClientConversations(ConversationQuery):
+    """Reply result: list[ConversationSummary] (clients and contacts only)."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.list_client_conversations.v1"
 
 
 class CopyMessages(ConversationQuery):
+    """Reply result: TextResult."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.copy_messages.v1"
 
     conversation_id: Identifier
@@ -315,12 +349,16 @@ class CopyMessages(ConversationQuery):
 
 
 class GetTranscript(ConversationQuery):
+    """Reply result: TextResult (staff view: removed and internal entries marked)."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.get_transcript.v1"
 
     client_id: Identifier
 
 
 class ExportPractice(ConversationQuery):
+    """Reply result: ExportResult (zip; AES-encrypted when a password is given)."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.export_practice.v1"
 
     clinician_id: Identifier | None = None
@@ -328,6 +366,8 @@ class ExportPractice(ConversationQuery):
 
 
 class GetSettings(Query):
+    """Reply result: PracticeSettings."""
+
     ROUTING_KEY: ClassVar[str] = "conversations.get_settings.v1"
 
 
@@ -339,6 +379,12 @@ class ExportResult(Contract):
     filename: str
     content_type: str
     archive_base64: str
+
+
+class AnnouncementResult(Contract):
+    announcement_id: Identifier
+    conversations: int = Field(description="Client conversations created by this request.")
+    clients: int = Field(description="Active, enabled clients the announcement was meant for.")
 
 
 # ----------------------------------------------------------------------------- events
@@ -416,6 +462,14 @@ class UnreadReminderDue(ConversationEvent):
 
     recipient: ParticipantRef
     posted_message_id: Identifier
+
+
+class TaskUpdated(ConversationEvent):
+    ROUTING_KEY: ClassVar[str] = "conversations.task_updated.v1"
+
+    task_id: Identifier
+    assignee_id: Identifier | None
+    done: bool
 
 
 class SettingsChanged(Event):

@@ -1,0 +1,571 @@
+"""MongoDB persistence: threads (with their outbox), the people projection, settings, reminders.
+
+Each thread is one document, so a state change and its events are one atomic write. Dict keys
+that come from ids are escaped because ids may contain dots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from sotto_contracts.base import Message
+from sotto_contracts.common import ContactRelation, StaffRole
+from sotto_contracts.conversations import ConversationKind, PracticeSettings
+from sotto_contracts.topology import Topology
+from sotto_conversations.domain import (
+    ClientRecord,
+    ContactRecord,
+    StaffMember,
+    StoredMessage,
+    StoredNote,
+    StoredTask,
+    Thread,
+    key_of,
+    ref_of,
+)
+from sotto_kit.messaging import Publisher
+from sotto_kit.mongo import Document
+from sotto_kit.outbox import OUTBOX, OUTBOX_PENDING, flush, new_document_outbox, outbox_update
+
+DUPLICATE_KEY = 11000
+
+
+class VersionConflictError(Exception):
+    """Someone else changed the thread since it was loaded; reload and retry."""
+
+
+def escape(key: str) -> str:
+    return key.replace(".", "%2E")
+
+
+def unescape(key: str) -> str:
+    return key.replace("%2E", ".")
+
+
+def thread_id(practice_id: str, conversation_id: str) -> str:
+    return f"{practice_id}:{conversation_id}"
+
+
+def person_id(practice_id: str, kind: str, identifier: str) -> str:
+    return f"{practice_id}:{kind}:{identifier}"
+
+
+def reminder_id(practice_id: str, conversation_id: str, recipient_key: str) -> str:
+    return f"{practice_id}:{conversation_id}:{recipient_key}"
+
+
+# ----------------------------------------------------------------------------- thread codec
+
+
+def _message_fields(message: StoredMessage) -> Document:
+    return {
+        "posted_message_id": message.posted_message_id,
+        "sender": key_of(message.sender) if message.sender else None,
+        "body": message.body,
+        "sent_at": message.sent_at,
+        "seq": message.seq,
+        "removed": message.removed,
+        "automatic": message.automatic,
+        "recipients": list(message.recipients),
+    }
+
+
+def thread_fields(thread: Thread) -> Document:
+    return {
+        "practice_id": thread.practice_id,
+        "conversation_id": thread.conversation_id,
+        "kind": thread.kind.value,
+        "subject": thread.subject,
+        "client_id": thread.client_id,
+        "client_name": thread.client_name,
+        "participant_keys": thread.participant_keys,
+        "assignee_id": thread.assignee_id,
+        "inbox_owner_ids": thread.inbox_owner_ids,
+        "archived": thread.archived,
+        "created_at": thread.created_at,
+        "last_activity_at": thread.last_activity_at,
+        "messages": {escape(k): _message_fields(m) for k, m in thread.messages.items()},
+        "bodies": [m.body for m in thread.ordered_messages() if not m.removed],
+        "notes": {
+            escape(k): {
+                "note_id": n.note_id,
+                "author_id": n.author_id,
+                "body": n.body,
+                "created_at": n.created_at,
+            }
+            for k, n in thread.notes.items()
+        },
+        "tasks": {
+            escape(k): {
+                "task_id": t.task_id,
+                "title": t.title,
+                "assignee_id": t.assignee_id,
+                "due": t.due.isoformat() if hasattr(t.due, "isoformat") else None,
+                "done": t.done,
+                "created_at": t.created_at,
+            }
+            for k, t in thread.tasks.items()
+        },
+        "task_ids": list(thread.tasks),
+        "reads": {escape(k): seq for k, seq in thread.reads.items()},
+        "unread_by": thread.unread_by,
+        "request_details": thread.request_details,
+    }
+
+
+def thread_from(document: Document) -> Thread:
+    return Thread(
+        practice_id=document["practice_id"],
+        conversation_id=document["conversation_id"],
+        kind=ConversationKind(document["kind"]),
+        subject=document["subject"],
+        client_id=document.get("client_id"),
+        client_name=document.get("client_name"),
+        participant_keys=list(document.get("participant_keys") or []),
+        assignee_id=document.get("assignee_id"),
+        archived=bool(document.get("archived")),
+        created_at=document["created_at"],
+        last_activity_at=document["last_activity_at"],
+        messages={
+            unescape(k): StoredMessage(
+                posted_message_id=m["posted_message_id"],
+                sender=ref_of(m["sender"]) if m.get("sender") else None,
+                body=m["body"],
+                sent_at=m["sent_at"],
+                seq=m["seq"],
+                removed=bool(m.get("removed")),
+                automatic=bool(m.get("automatic")),
+                recipients=tuple(m.get("recipients") or ()),
+            )
+            for k, m in (document.get("messages") or {}).items()
+        },
+        notes={
+            unescape(k): StoredNote(
+                note_id=n["note_id"],
+                author_id=n["author_id"],
+                body=n["body"],
+                created_at=n["created_at"],
+            )
+            for k, n in (document.get("notes") or {}).items()
+        },
+        tasks={
+            unescape(k): StoredTask(
+                task_id=t["task_id"],
+                title=t["title"],
+                assignee_id=t.get("assignee_id"),
+                due=t.get("due"),
+                done=bool(t.get("done")),
+                created_at=t["created_at"],
+            )
+            for k, t in (document.get("tasks") or {}).items()
+        },
+        reads={unescape(k): int(v) for k, v in (document.get("reads") or {}).items()},
+        unread_by=list(document.get("unread_by") or []),
+        request_details=document.get("request_details"),
+        version=int(document.get("version") or 0),
+    )
+
+
+# ----------------------------------------------------------------------------- people codec
+
+
+def staff_from(document: Document) -> StaffMember:
+    return StaffMember(
+        staff_id=document["id"],
+        display_name=document["display_name"],
+        roles=frozenset(StaffRole(role) for role in document.get("roles") or []),
+        client_ids=frozenset(document.get("client_ids") or []),
+        can_view_others=bool(document.get("can_view_others")),
+        can_export=bool(document.get("can_export")),
+        messaging_enabled=bool(document.get("messaging_enabled", True)),
+        email_notifications=bool(document.get("email_notifications", True)),
+        active=bool(document.get("active", True)),
+    )
+
+
+def client_from(document: Document) -> ClientRecord:
+    return ClientRecord(
+        client_id=document["id"],
+        display_name=document["display_name"],
+        primary_clinician_id=document.get("primary_clinician_id"),
+        clinician_id_list=tuple(document.get("clinician_ids") or ()),
+        messaging_enabled=bool(document.get("messaging_enabled", True)),
+        active=bool(document.get("active", True)),
+        contacts=tuple(
+            ContactRecord(
+                contact_id=c["contact_id"],
+                relation=ContactRelation(c["relation"]),
+                display_name=c["display_name"],
+                messaging_enabled=bool(c.get("messaging_enabled", True)),
+                can_message=bool(c.get("can_message", True)),
+            )
+            for c in document.get("contacts") or []
+        ),
+    )
+
+
+class ConversationStore:
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        topology: Topology,
+        publisher: Publisher,
+        *,
+        crash_after_write: bool = False,
+    ) -> None:
+        self.threads: AsyncCollection[Document] = database["threads"]
+        self.people: AsyncCollection[Document] = database["people"]
+        self.settings: AsyncCollection[Document] = database["settings"]
+        self.reminders: AsyncCollection[Document] = database["reminders"]
+        self.client_sends: AsyncCollection[Document] = database["client_sends"]
+        self.handled: AsyncCollection[Document] = database["handled_requests"]
+        self._topology = topology
+        self._publisher = publisher
+        self._crash_after_write = crash_after_write
+
+    @property
+    def outbox_collections(self) -> list[AsyncCollection[Document]]:
+        return [self.threads, self.people, self.settings, self.reminders]
+
+    async def ensure_indexes(self) -> None:
+        await self.threads.create_index(
+            [("practice_id", ASCENDING), ("last_activity_at", DESCENDING)]
+        )
+        await self.threads.create_index(
+            [("practice_id", ASCENDING), ("inbox_owner_ids", ASCENDING)]
+        )
+        await self.threads.create_index([("practice_id", ASCENDING), ("client_id", ASCENDING)])
+        await self.threads.create_index(
+            [("practice_id", ASCENDING), ("participant_keys", ASCENDING)]
+        )
+        await self.threads.create_index([("practice_id", ASCENDING), ("task_ids", ASCENDING)])
+        await self.people.create_index([("practice_id", ASCENDING), ("kind", ASCENDING)])
+        await self.people.create_index([("practice_id", ASCENDING), ("contact_ids", ASCENDING)])
+        await self.reminders.create_index([("state", ASCENDING), ("due_at", ASCENDING)])
+        await self.reminders.create_index(
+            [("practice_id", ASCENDING), ("conversation_id", ASCENDING)]
+        )
+
+    def _written(self) -> None:
+        if self._crash_after_write:
+            os._exit(137)
+
+    # ------------------------------------------------------------------------- threads
+
+    async def load_thread(self, practice_id: str, conversation_id: str) -> Thread | None:
+        document = await self.threads.find_one({"_id": thread_id(practice_id, conversation_id)})
+        return thread_from(document) if document else None
+
+    async def thread_with_task(self, practice_id: str, task_id: str) -> Thread | None:
+        document = await self.threads.find_one({"practice_id": practice_id, "task_ids": task_id})
+        return thread_from(document) if document else None
+
+    async def insert_thread(self, thread: Thread, events: Sequence[Message]) -> bool:
+        """False when a thread with this id already exists."""
+        document = {
+            "_id": thread_id(thread.practice_id, thread.conversation_id),
+            **thread_fields(thread),
+            "version": 1,
+            **new_document_outbox(self._topology, events),
+        }
+        try:
+            await self.threads.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        self._written()
+        await flush(self.threads, document["_id"], self._publisher)
+        return True
+
+    async def save_thread(self, thread: Thread, events: Sequence[Message]) -> None:
+        """Write the whole thread and its events if nobody changed it since it was loaded."""
+        identifier = thread_id(thread.practice_id, thread.conversation_id)
+        result = await self.threads.update_one(
+            {"_id": identifier, "version": thread.version},
+            {
+                "$set": {
+                    **thread_fields(thread),
+                    **outbox_update(self._topology, events),
+                    "version": thread.version + 1,
+                }
+            },
+        )
+        if result.matched_count == 0:
+            raise VersionConflictError(identifier)
+        thread.version += 1
+        self._written()
+        if events:
+            await flush(self.threads, identifier, self._publisher)
+
+    async def insert_threads(
+        self, threads: Sequence[tuple[Thread, Sequence[Message]]]
+    ) -> list[str]:
+        """Bulk insert (announcements); returns the ids actually inserted, then publishes."""
+        documents = [
+            {
+                "_id": thread_id(thread.practice_id, thread.conversation_id),
+                **thread_fields(thread),
+                "version": 1,
+                **new_document_outbox(self._topology, events),
+            }
+            for thread, events in threads
+        ]
+        if not documents:
+            return []
+        inserted = [document["_id"] for document in documents]
+        try:
+            await self.threads.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            duplicates = {
+                documents[item["index"]]["_id"]
+                for item in error.details.get("writeErrors", [])
+                if item.get("code") == DUPLICATE_KEY
+            }
+            if len(duplicates) != len(error.details.get("writeErrors", [])):
+                raise
+            inserted = [identifier for identifier in inserted if identifier not in duplicates]
+        self._written()
+        await self.publish_inserted(documents, set(inserted))
+        return inserted
+
+    async def publish_inserted(self, documents: Sequence[Document], inserted: set[str]) -> None:
+        entries = [
+            (event_id, entry)
+            for document in documents
+            if document["_id"] in inserted
+            for event_id, entry in document[OUTBOX].items()
+        ]
+        await _publish_entries(self._publisher, entries)
+        await self.threads.update_many(
+            {"_id": {"$in": sorted(inserted)}},
+            {"$set": {OUTBOX: {}, OUTBOX_PENDING: False}},
+        )
+
+    async def find_threads(
+        self, query: Document, *, skip: int = 0, limit: int = 0
+    ) -> tuple[list[Thread], int]:
+        total = await self.threads.count_documents(query)
+        cursor = self.threads.find(query).sort("last_activity_at", DESCENDING).skip(skip)
+        if limit:
+            cursor = cursor.limit(limit)
+        return [thread_from(document) async for document in cursor], total
+
+    # ------------------------------------------------------------------------- people
+
+    async def staff(self, practice_id: str, staff_id: str) -> StaffMember | None:
+        document = await self.people.find_one({"_id": person_id(practice_id, "staff", staff_id)})
+        return staff_from(document) if document else None
+
+    async def client(self, practice_id: str, client_id: str) -> ClientRecord | None:
+        document = await self.people.find_one({"_id": person_id(practice_id, "client", client_id)})
+        return client_from(document) if document else None
+
+    async def client_of_contact(self, practice_id: str, contact_id: str) -> ClientRecord | None:
+        document = await self.people.find_one(
+            {"practice_id": practice_id, "kind": "client", "contact_ids": contact_id}
+        )
+        return client_from(document) if document else None
+
+    async def clients(
+        self, practice_id: str, *, clinician_id: str | None = None, active_only: bool = False
+    ) -> list[ClientRecord]:
+        query: Document = {"practice_id": practice_id, "kind": "client"}
+        if active_only:
+            query["active"] = True
+        if clinician_id:
+            query["all_clinician_ids"] = clinician_id
+        return [client_from(document) async for document in self.people.find(query)]
+
+    async def names(self, practice_id: str, keys: Iterable[str]) -> dict[str, str]:
+        """Display names for participant keys (clients, contacts, staff)."""
+        wanted = set(keys)
+        names: dict[str, str] = {}
+        ids = [
+            person_id(practice_id, ref_of(key).kind.value, ref_of(key).id)
+            for key in wanted
+            if not key.startswith("contact:")
+        ]
+        async for document in self.people.find({"_id": {"$in": ids}}):
+            names[f"{document['kind']}:{document['id']}"] = document["display_name"]
+            for contact in document.get("contacts") or []:
+                names[f"contact:{contact['contact_id']}"] = contact["display_name"]
+        contact_ids = [ref_of(key).id for key in wanted if key.startswith("contact:")]
+        if contact_ids:
+            query = {
+                "practice_id": practice_id,
+                "kind": "client",
+                "contact_ids": {"$in": contact_ids},
+            }
+            async for document in self.people.find(query):
+                for contact in document.get("contacts") or []:
+                    names[f"contact:{contact['contact_id']}"] = contact["display_name"]
+        return names
+
+    async def upsert_person(
+        self, practice_id: str, kind: str, identifier: str, fields: Document, occurred_at: datetime
+    ) -> Document | None:
+        """Apply a projection update unless a newer one was applied; returns the previous doc."""
+        key = person_id(practice_id, kind, identifier)
+        previous = await self.people.find_one({"_id": key})
+        if (
+            previous is not None
+            and previous.get("occurred_at")
+            and previous["occurred_at"] > occurred_at
+        ):
+            return previous
+        document = {
+            "practice_id": practice_id,
+            "kind": kind,
+            "id": identifier,
+            "occurred_at": occurred_at,
+            **fields,
+        }
+        await self.people.update_one({"_id": key}, {"$set": document}, upsert=True)
+        return previous
+
+    async def set_person_enabled(
+        self, practice_id: str, kind: str, identifier: str, enabled: bool, events: Sequence[Message]
+    ) -> None:
+        key = person_id(practice_id, kind, identifier)
+        await self.people.update_one(
+            {"_id": key},
+            {"$set": {"messaging_enabled": enabled, **outbox_update(self._topology, events)}},
+        )
+        self._written()
+        await flush(self.people, key, self._publisher)
+
+    # ------------------------------------------------------------------------- settings
+
+    async def practice_known(self, practice_id: str) -> bool:
+        return await self.settings.count_documents({"_id": practice_id}, limit=1) > 0
+
+    async def ensure_practice(self, practice_id: str, time_zone: str | None = None) -> None:
+        update: Document = {"$setOnInsert": {"values": {}}}
+        if time_zone:
+            update["$set"] = {"values.time_zone": time_zone}
+        await self.settings.update_one({"_id": practice_id}, update, upsert=True)
+
+    async def practice_settings(self, practice_id: str) -> PracticeSettings | None:
+        document = await self.settings.find_one({"_id": practice_id})
+        if document is None:
+            return None
+        return PracticeSettings.model_validate(document.get("values") or {})
+
+    async def save_settings(
+        self, practice_id: str, values: PracticeSettings, events: Sequence[Message]
+    ) -> None:
+        await self.settings.update_one(
+            {"_id": practice_id},
+            {
+                "$set": {
+                    "values": values.model_dump(mode="json"),
+                    **outbox_update(self._topology, events),
+                }
+            },
+        )
+        self._written()
+        await flush(self.settings, practice_id, self._publisher)
+
+    # ------------------------------------------------------------------------- rate limit
+
+    async def client_send_history(self, practice_id: str, client_id: str) -> list[datetime]:
+        document = await self.client_sends.find_one({"_id": f"{practice_id}:{client_id}"})
+        return list((document or {}).get("sent") or [])
+
+    async def record_client_sends(
+        self, practice_id: str, client_id: str, sent: list[datetime]
+    ) -> None:
+        await self.client_sends.update_one(
+            {"_id": f"{practice_id}:{client_id}"}, {"$set": {"sent": sent}}, upsert=True
+        )
+
+    # ------------------------------------------------------------------------- reminders
+
+    async def schedule_reminders(self, reminders: Sequence[Document]) -> None:
+        """Insert reminders; one already waiting for the same thread and recipient wins."""
+        if not reminders:
+            return
+        try:
+            await self.reminders.insert_many(list(reminders), ordered=False)
+        except BulkWriteError as error:
+            if any(
+                item.get("code") != DUPLICATE_KEY for item in error.details.get("writeErrors", [])
+            ):
+                raise
+
+    async def insert_sent_reminders(self, reminders: Sequence[tuple[Document, Message]]) -> None:
+        """Reminders emitted at once: stored as sent, their event in the same document."""
+        for document, event in reminders:
+            try:
+                await self.reminders.insert_one(
+                    {**document, **new_document_outbox(self._topology, [event])}
+                )
+            except DuplicateKeyError:
+                continue
+            self._written()
+            await flush(self.reminders, document["_id"], self._publisher)
+
+    async def cancel_reminders(
+        self, practice_id: str, conversation_id: str, recipient_key: str
+    ) -> None:
+        await self.reminders.delete_one(
+            {"_id": reminder_id(practice_id, conversation_id, recipient_key)}
+        )
+
+    async def claim_due_reminder(self, now: datetime, event_for: Any) -> Document | None:
+        """Atomically turn one due reminder into sent with its event in the outbox."""
+        candidate = await self.reminders.find_one({"state": "pending", "due_at": {"$lte": now}})
+        if candidate is None:
+            return None
+        event: Message = event_for(candidate)
+        return await self.reminders.find_one_and_update(
+            {"_id": candidate["_id"], "state": "pending"},
+            {"$set": {"state": "sent", "sent_at": now, **outbox_update(self._topology, [event])}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def flush_reminder(self, identifier: str) -> None:
+        self._written()
+        await flush(self.reminders, identifier, self._publisher)
+
+    # ------------------------------------------------------------------------- idempotent replies
+
+    async def handled_reply(self, message_id: str) -> str | None:
+        document = await self.handled.find_one({"_id": message_id})
+        return None if document is None else str(document["reply"])
+
+    async def remember_reply(self, message_id: str, reply: str) -> None:
+        try:
+            await self.handled.insert_one({"_id": message_id, "reply": reply})
+        except DuplicateKeyError:
+            return
+
+
+async def _publish_entries(publisher: Publisher, entries: Sequence[tuple[str, Document]]) -> None:
+    """Publish in chunks so confirms are awaited concurrently without flooding the channel."""
+    chunk_size = 500
+    for start in range(0, len(entries), chunk_size):
+        await asyncio.gather(
+            *(
+                publisher.publish_raw(
+                    entry["body"].encode(),
+                    exchange=entry["exchange"],
+                    routing_key=entry["routing_key"],
+                    message_id=event_id,
+                )
+                for event_id, entry in entries[start : start + chunk_size]
+            )
+        )
+
+
+def search_pattern(text: str) -> Document:
+    return {"$regex": re.escape(text), "$options": "i"}

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from sotto_kit.settings import ServiceSettings
+
+
+class ConversationsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONVERSATIONS_", extra="ignore", populate_by_name=True
+    )
+
+    database: str = Field(default="sotto_conversations")
+    reminder_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often due unread reminders are looked for."
+    )
+    announcement_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    fault_crash_after_write: bool = Field(
+        default=False,
+        description="Test hook: exit(137) right after an outbox write, before publishing.",
+    )

@@ -1,0 +1,463 @@
+"""Messaging rules, thread state and views. Pure: no I/O, no clock except what callers pass in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import emoji
+
+from sotto_contracts.common import ContactRelation, ParticipantKind, ParticipantRef, StaffRole
+from sotto_contracts.conversations import (
+    ConversationKind,
+    ConversationSummary,
+    MessageView,
+    NoteView,
+    PracticeSettings,
+    TaskView,
+    ThreadView,
+)
+
+REMOVED_TEXT = "message removed"
+ANY_CLIENT_ROLES = frozenset(
+    {StaffRole.OWNER, StaffRole.PRACTICE_MANAGER, StaffRole.BILLER, StaffRole.SCHEDULER}
+)
+CLIENT_REACHABLE_ROLES = frozenset(
+    {StaffRole.PRACTICE_MANAGER, StaffRole.BILLER, StaffRole.SCHEDULER}
+)
+ADMIN_ROLES = frozenset({StaffRole.OWNER, StaffRole.PRACTICE_MANAGER})
+SYSTEM_AUTHOR = "practice"
+
+
+class RefusalError(Exception):
+    """A rule says no; carries the typed problem the gateway shows."""
+
+    def __init__(self, code: str, detail: str, status: int = 409) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+def not_found(what: str = "conversation") -> RefusalError:
+    return RefusalError("not_found", f"{what} not found", 404)
+
+
+def key_of(ref: ParticipantRef) -> str:
+    return f"{ref.kind.value}:{ref.id}"
+
+
+def ref_of(key: str) -> ParticipantRef:
+    kind, _, identifier = key.partition(":")
+    return ParticipantRef(kind=ParticipantKind(kind), id=identifier)
+
+
+def staff_ref(staff_id: str) -> ParticipantRef:
+    return ParticipantRef(kind=ParticipantKind.STAFF, id=staff_id)
+
+
+def client_ref(client_id: str) -> ParticipantRef:
+    return ParticipantRef(kind=ParticipantKind.CLIENT, id=client_id)
+
+
+# ----------------------------------------------------------------------------- projection
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    staff_id: str
+    display_name: str
+    roles: frozenset[StaffRole]
+    client_ids: frozenset[str] = frozenset()
+    can_view_others: bool = False
+    can_export: bool = False
+    messaging_enabled: bool = True
+    email_notifications: bool = True
+    active: bool = True
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.roles & ADMIN_ROLES)
+
+    @property
+    def may_view_others(self) -> bool:
+        return self.can_view_others or self.is_admin
+
+    def reaches_client(self, client: ClientRecord) -> bool:
+        """Whether this team member may message (and see threads of) the client."""
+        if self.roles & ANY_CLIENT_ROLES:
+            return True
+        return self.staff_id in client.clinician_ids or client.client_id in self.client_ids
+
+    @property
+    def reachable_by_clients(self) -> bool:
+        return bool(self.roles & CLIENT_REACHABLE_ROLES)
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    contact_id: str
+    relation: ContactRelation
+    display_name: str
+    messaging_enabled: bool = True
+    can_message: bool = True
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    client_id: str
+    display_name: str
+    primary_clinician_id: str | None = None
+    clinician_id_list: tuple[str, ...] = ()
+    messaging_enabled: bool = True
+    active: bool = True
+    contacts: tuple[ContactRecord, ...] = ()
+
+    @property
+    def clinician_ids(self) -> frozenset[str]:
+        ids = set(self.clinician_id_list)
+        if self.primary_clinician_id:
+            ids.add(self.primary_clinician_id)
+        return frozenset(ids)
+
+    def contact(self, contact_id: str) -> ContactRecord | None:
+        return next((c for c in self.contacts if c.contact_id == contact_id), None)
+
+
+# ----------------------------------------------------------------------------- thread state
+
+
+@dataclass
+class StoredMessage:
+    posted_message_id: str
+    sender: ParticipantRef | None
+    body: str
+    sent_at: datetime
+    seq: int
+    removed: bool = False
+    automatic: bool = False
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass
+class StoredNote:
+    note_id: str
+    author_id: str
+    body: str
+    created_at: datetime
+
+
+@dataclass
+class StoredTask:
+    task_id: str
+    title: str
+    assignee_id: str | None
+    due: object
+    done: bool
+    created_at: datetime
+
+
+@dataclass
+class Thread:
+    practice_id: str
+    conversation_id: str
+    kind: ConversationKind
+    subject: str
+    client_id: str | None
+    client_name: str | None
+    participant_keys: list[str]
+    assignee_id: str | None
+    archived: bool
+    created_at: datetime
+    last_activity_at: datetime
+    messages: dict[str, StoredMessage] = field(default_factory=dict)
+    notes: dict[str, StoredNote] = field(default_factory=dict)
+    tasks: dict[str, StoredTask] = field(default_factory=dict)
+    reads: dict[str, int] = field(default_factory=dict)
+    unread_by: list[str] = field(default_factory=list)
+    request_details: str | None = None
+    version: int = 0
+
+    @property
+    def last_seq(self) -> int:
+        return max((m.seq for m in self.messages.values()), default=0)
+
+    @property
+    def audience(self) -> list[str]:
+        """Everyone who should see new messages: participants and the assignee."""
+        keys = list(self.participant_keys)
+        if self.assignee_id and f"staff:{self.assignee_id}" not in keys:
+            keys.append(f"staff:{self.assignee_id}")
+        return keys
+
+    @property
+    def inbox_owner_ids(self) -> list[str]:
+        """Staff whose "mine" list holds this thread: the assignee, or staff in a staff thread."""
+        if self.kind == ConversationKind.STAFF:
+            return [ref_of(k).id for k in self.participant_keys if k.startswith("staff:")]
+        return [self.assignee_id] if self.assignee_id else []
+
+    def ordered_messages(self) -> list[StoredMessage]:
+        return sorted(self.messages.values(), key=lambda m: m.seq)
+
+    def has_incoming_for(self, key: str) -> bool:
+        return any(
+            message.sender is None or key_of(message.sender) != key
+            for message in self.messages.values()
+        )
+
+    def read_by(self, message: StoredMessage) -> list[ParticipantRef]:
+        return [ref_of(key) for key, seq in sorted(self.reads.items()) if seq >= message.seq]
+
+
+def render_body(text: str) -> str:
+    return emoji.emojize(text, language="alias")
+
+
+def check_length(body: str, settings: PracticeSettings) -> None:
+    if len(body) > settings.max_message_length:
+        raise RefusalError(
+            "message_too_long",
+            f"a message holds at most {settings.max_message_length} characters",
+            413,
+        )
+
+
+def is_after_hours(settings: PracticeSettings, now: datetime) -> bool:
+    if not settings.office_hours:
+        return False
+    try:
+        zone = ZoneInfo(settings.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    return not any(
+        hours.weekday == local.weekday() and hours.opens <= local.time() < hours.closes
+        for hours in settings.office_hours
+    )
+
+
+def automatic_reply(settings: PracticeSettings, now: datetime) -> str | None:
+    """What the practice answers a client automatically, if anything."""
+    if settings.away_message_enabled and settings.away_message:
+        return settings.away_message
+    if settings.after_hours_reply_enabled and is_after_hours(settings, now):
+        return settings.after_hours_reply
+    return None
+
+
+def recent_sends(
+    history: list[datetime], settings: PracticeSettings, now: datetime
+) -> list[datetime]:
+    window_start = now - timedelta(seconds=settings.client_rate_limit_period_seconds)
+    return [sent for sent in history if sent > window_start]
+
+
+def check_rate(history: list[datetime], settings: PracticeSettings, now: datetime) -> None:
+    if len(recent_sends(history, settings, now)) >= settings.client_rate_limit_count:
+        raise RefusalError(
+            "rate_limited",
+            f"at most {settings.client_rate_limit_count} messages per "
+            f"{settings.client_rate_limit_period_seconds} seconds",
+            429,
+        )
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def require_practice_enabled(settings: PracticeSettings) -> None:
+    if not settings.secure_messaging_enabled:
+        raise RefusalError(
+            "practice_messaging_disabled", "secure messaging is off for this practice", 403
+        )
+
+
+def require_staff_enabled(staff: StaffMember) -> None:
+    if not staff.active or not staff.messaging_enabled:
+        raise RefusalError(
+            "staff_messaging_disabled",
+            f"secure messaging is not enabled for team member {staff.staff_id}",
+            403,
+        )
+
+
+def require_client_enabled(client: ClientRecord) -> None:
+    if not client.active or not client.messaging_enabled:
+        raise RefusalError(
+            "client_messaging_disabled", "secure messaging is not enabled for this client", 403
+        )
+
+
+def require_contact_enabled(contact: ContactRecord) -> None:
+    if not contact.messaging_enabled or not contact.can_message:
+        raise RefusalError(
+            "contact_messaging_disabled", "this contact may not use secure messaging", 403
+        )
+
+
+def check_staff_opens_with_client(staff: StaffMember, client: ClientRecord) -> None:
+    require_staff_enabled(staff)
+    require_client_enabled(client)
+    if not staff.reaches_client(client):
+        if StaffRole.SUPERVISOR in staff.roles:
+            raise RefusalError(
+                "supervisor_without_access",
+                "supervisors may message only clients they have access to",
+                403,
+            )
+        raise RefusalError(
+            "no_client_access", "you may message only clients you have access to", 403
+        )
+
+
+def check_client_opens_with(client: ClientRecord, staff: StaffMember) -> None:
+    """A client starts only with their primary clinician, or managers, billers, schedulers."""
+    if staff.staff_id == client.primary_clinician_id or staff.reachable_by_clients:
+        require_staff_enabled(staff)
+        return
+    raise RefusalError(
+        "client_may_not_start_with_staff",
+        "clients may start conversations only with their primary clinician, "
+        "practice managers, billers and schedulers",
+        403,
+    )
+
+
+def staff_may_view(staff: StaffMember, thread: Thread, client: ClientRecord | None) -> bool:
+    key = f"staff:{staff.staff_id}"
+    if key in thread.participant_keys or thread.assignee_id == staff.staff_id:
+        return True
+    if thread.kind == ConversationKind.STAFF:
+        return False
+    if staff.is_admin:
+        return True
+    if client is None:
+        return staff.may_view_others or bool(staff.roles & ANY_CLIENT_ROLES)
+    return staff.reaches_client(client)
+
+
+def recipients_of(thread: Thread, sender_key: str | None) -> list[str]:
+    return [key for key in thread.audience if key != sender_key]
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def message_view(thread: Thread, message: StoredMessage) -> MessageView:
+    return MessageView(
+        message_id=message.posted_message_id,
+        conversation_id=thread.conversation_id,
+        sender=message.sender,
+        body="" if message.removed else message.body,
+        sent_at=message.sent_at,
+        removed=message.removed,
+        automatic=message.automatic,
+        read_by=thread.read_by(message),
+    )
+
+
+def summary(thread: Thread, viewer_key: str) -> ConversationSummary:
+    return ConversationSummary(
+        conversation_id=thread.conversation_id,
+        kind=thread.kind,
+        subject=thread.subject,
+        client_id=thread.client_id,
+        client_name=thread.client_name,
+        participants=[ref_of(key) for key in thread.participant_keys],
+        assignee_id=thread.assignee_id,
+        archived=thread.archived,
+        unread=viewer_key in thread.unread_by,
+        last_activity_at=thread.last_activity_at,
+    )
+
+
+def thread_view(thread: Thread, viewer: ParticipantRef, settings: PracticeSettings) -> ThreadView:
+    is_staff = viewer.kind == ParticipantKind.STAFF
+    messages = [message_view(thread, m) for m in thread.ordered_messages()]
+    if not is_staff:
+        return ThreadView(
+            conversation=summary(thread, key_of(viewer)),
+            messages=messages,
+            away_message=settings.away_message if settings.away_message_enabled else None,
+            banner=settings.banner or None,
+            edit_note=settings.edit_note or None,
+            max_message_length=settings.max_message_length,
+        )
+    return ThreadView(
+        conversation=summary(thread, key_of(viewer)),
+        messages=messages,
+        notes=[
+            NoteView(note_id=n.note_id, author_id=n.author_id, body=n.body, created_at=n.created_at)
+            for n in sorted(thread.notes.values(), key=lambda n: n.created_at)
+        ],
+        tasks=[
+            task_view(thread, t) for t in sorted(thread.tasks.values(), key=lambda t: t.created_at)
+        ],
+        request_details=thread.request_details,
+        max_message_length=settings.max_message_length,
+    )
+
+
+def task_view(thread: Thread, task: StoredTask) -> TaskView:
+    return TaskView.model_validate(
+        {
+            "task_id": task.task_id,
+            "conversation_id": thread.conversation_id,
+            "title": task.title,
+            "assignee_id": task.assignee_id,
+            "due": task.due,
+            "done": task.done,
+            "created_at": task.created_at,
+        }
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def name_of(ref: ParticipantRef | None, names: dict[str, str]) -> str:
+    if ref is None:
+        return "Practice (automatic)"
+    return names.get(key_of(ref), f"{ref.kind.value} {ref.id}")
+
+
+def copy_text(thread: Thread, message_ids: list[str], names: dict[str, str]) -> str:
+    wanted = set(message_ids)
+    lines = []
+    for message in thread.ordered_messages():
+        if message.posted_message_id not in wanted:
+            continue
+        body = f"[{REMOVED_TEXT}]" if message.removed else message.body
+        lines.append(f"[{_stamp(message.sent_at)}] {name_of(message.sender, names)}: {body}")
+    return "\n".join(lines)
+
+
+def transcript_text(thread: Thread, names: dict[str, str]) -> str:
+    """Staff transcript: removed messages kept and marked, internal notes marked internal."""
+    header = [
+        f"Conversation {thread.conversation_id}: {thread.subject}",
+        f"Kind: {thread.kind.value}; client: {thread.client_name or thread.client_id or '-'}",
+    ]
+    if thread.request_details:
+        header.append(f"Request details: {thread.request_details}")
+    entries: list[tuple[datetime, str]] = []
+    for message in thread.ordered_messages():
+        marker = " [REMOVED]" if message.removed else ""
+        automatic = " [AUTOMATIC]" if message.automatic else ""
+        entries.append(
+            (
+                message.sent_at,
+                f"[{_stamp(message.sent_at)}] {name_of(message.sender, names)}"
+                f"{automatic}{marker}: {message.body}",
+            )
+        )
+    for note in thread.notes.values():
+        author = names.get(f"staff:{note.author_id}", note.author_id)
+        entries.append(
+            (note.created_at, f"[{_stamp(note.created_at)}] [INTERNAL NOTE] {author}: {note.body}")
+        )
+    entries.sort(key=lambda entry: entry[0])
+    return "\n".join([*header, "", *(text for _, text in entries)]) + "\n"

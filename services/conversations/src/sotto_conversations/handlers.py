@@ -1,0 +1,1281 @@
+"""Use cases: one method per contract message; rules come from the domain, I/O from the store."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sotto_contracts.base import Message, utc_now
+from sotto_contracts.common import ParticipantKind, ParticipantRef
+from sotto_contracts.conversations import (
+    AddNote,
+    AnnouncementResult,
+    AssignConversation,
+    ClientEmailDue,
+    ConversationArchived,
+    ConversationAssigned,
+    ConversationKind,
+    ConversationMarkedUnread,
+    ConversationOpened,
+    ConversationSummary,
+    ConversationUnarchived,
+    CopyMessages,
+    CreateTask,
+    ExportPractice,
+    ExportResult,
+    GetInbox,
+    GetSettings,
+    GetThread,
+    GetTranscript,
+    InboxPage,
+    InboxView,
+    ListClientConversations,
+    MarkRead,
+    MarkUnread,
+    MessagePosted,
+    MessageRead,
+    MessageRemoved,
+    MessageView,
+    MessagingEnablementChanged,
+    NoteAdded,
+    NoteView,
+    OpenConversation,
+    PostMessage,
+    PracticeSettings,
+    RemoveMessage,
+    SendAnnouncement,
+    SetArchived,
+    SetMessagingEnabled,
+    SettingsChanged,
+    TaskCreated,
+    TaskUpdated,
+    TaskView,
+    TextResult,
+    ThreadView,
+    UnreadReminderDue,
+    UpdateSettings,
+    UpdateTask,
+)
+from sotto_contracts.inbound import (
+    AppointmentRequested,
+    ClientEmailWorkflowEvent,
+    ClientUpserted,
+    InquiryReceived,
+    PracticeUpserted,
+    StaffUpserted,
+)
+from sotto_conversations import domain
+from sotto_conversations.adapters.export import build_archive
+from sotto_conversations.adapters.store import (
+    ConversationStore,
+    VersionConflictError,
+    reminder_id,
+    search_pattern,
+)
+from sotto_conversations.domain import (
+    ClientRecord,
+    ContactRecord,
+    RefusalError,
+    StaffMember,
+    StoredMessage,
+    StoredNote,
+    StoredTask,
+    Thread,
+    key_of,
+    not_found,
+    ref_of,
+)
+from sotto_kit.mongo import Document
+from sotto_kit.parking import PoisonMessageError
+
+T = TypeVar("T")
+SAVE_ATTEMPTS = 8
+
+
+def derived_id(prefix: str, *parts: str) -> str:
+    """A bounded, stable id derived from other ids (idempotency across redeliveries)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return f"{prefix}-{digest}"
+
+
+@dataclass(frozen=True)
+class Actor:
+    ref: ParticipantRef
+    staff: StaffMember | None = None
+    client: ClientRecord | None = None
+    contact: ContactRecord | None = None
+
+    @property
+    def key(self) -> str:
+        return key_of(self.ref)
+
+    def require_staff(self) -> StaffMember:
+        if self.staff is None:
+            raise RefusalError("staff_only", "only team members may do this", 403)
+        return self.staff
+
+
+@dataclass
+class Change:
+    """What a use case did to a thread: events to publish and reminders to schedule."""
+
+    events: list[Message] = field(default_factory=list)
+    reminders: list[Document] = field(default_factory=list)
+
+
+class Conversations:
+    def __init__(self, store: ConversationStore, clock: Callable[[], datetime] = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    # ------------------------------------------------------------------------- lookups
+
+    async def _settings(self, practice_id: str) -> PracticeSettings:
+        settings = await self._store.practice_settings(practice_id)
+        if settings is None:
+            raise not_found("practice")
+        return settings
+
+    async def _actor(self, practice_id: str, ref: ParticipantRef) -> Actor:
+        if ref.kind == ParticipantKind.STAFF:
+            staff = await self._store.staff(practice_id, ref.id)
+            if staff is None or not staff.active:
+                raise not_found("team member")
+            return Actor(ref, staff=staff)
+        if ref.kind == ParticipantKind.CLIENT:
+            client = await self._store.client(practice_id, ref.id)
+            if client is None or not client.active:
+                raise not_found("client")
+            return Actor(ref, client=client)
+        client = await self._store.client_of_contact(practice_id, ref.id)
+        contact = client.contact(ref.id) if client else None
+        if client is None or contact is None or not client.active:
+            raise not_found("contact")
+        return Actor(ref, client=client, contact=contact)
+
+    async def _visible_thread(self, practice_id: str, conversation_id: str, actor: Actor) -> Thread:
+        thread = await self._store.load_thread(practice_id, conversation_id)
+        if thread is None or not await self._may_view(actor, thread):
+            raise not_found()
+        return thread
+
+    async def _may_view(self, actor: Actor, thread: Thread) -> bool:
+        if actor.staff is None:
+            return actor.key in thread.participant_keys
+        client = (
+            await self._store.client(thread.practice_id, thread.client_id)
+            if thread.client_id
+            else None
+        )
+        return domain.staff_may_view(actor.staff, thread, client)
+
+    async def _update(
+        self,
+        practice_id: str,
+        conversation_id: str,
+        actor: Actor,
+        apply: Callable[[Thread], Awaitable[tuple[T, Change]]],
+    ) -> T:
+        """Load, change and save a thread, retrying when a concurrent write got there first."""
+        for _ in range(SAVE_ATTEMPTS):
+            thread = await self._visible_thread(practice_id, conversation_id, actor)
+            result, change = await apply(thread)
+            try:
+                if change.events:
+                    await self._store.save_thread(thread, change.events)
+            except VersionConflictError:
+                continue
+            await self._store.schedule_reminders(change.reminders)
+            return result
+        raise RefusalError("busy", "the conversation is changing too fast; try again", 503)
+
+    # ------------------------------------------------------------------------- messages
+
+    async def _reminder_for(
+        self, thread: Thread, recipient_key: str, message: StoredMessage, settings: PracticeSettings
+    ) -> Document | None:
+        recipient = ref_of(recipient_key)
+        if recipient.kind == ParticipantKind.STAFF:
+            staff = await self._store.staff(thread.practice_id, recipient.id)
+            if (
+                staff is None
+                or not settings.staff_notifications_enabled
+                or not staff.email_notifications
+                or not staff.active
+            ):
+                return None
+            delay = settings.staff_notification_delay_seconds
+        else:
+            delay = settings.client_notification_delay_seconds
+        return {
+            "_id": reminder_id(thread.practice_id, thread.conversation_id, recipient_key),
+            "practice_id": thread.practice_id,
+            "conversation_id": thread.conversation_id,
+            "recipient": recipient_key,
+            "posted_message_id": message.posted_message_id,
+            "due_at": message.sent_at + timedelta(seconds=delay),
+            "state": "pending",
+        }
+
+    async def _append(
+        self,
+        thread: Thread,
+        sender: ParticipantRef | None,
+        posted_message_id: str,
+        body: str,
+        settings: PracticeSettings,
+        change: Change,
+        *,
+        recipients: Sequence[str] | None = None,
+    ) -> StoredMessage:
+        now = self._clock()
+        sender_key = key_of(sender) if sender else None
+        if sender_key and sender_key not in thread.participant_keys:
+            thread.participant_keys.append(sender_key)
+        targets = (
+            list(recipients) if recipients is not None else domain.recipients_of(thread, sender_key)
+        )
+        message = StoredMessage(
+            posted_message_id=posted_message_id,
+            sender=sender,
+            body=domain.render_body(body),
+            sent_at=now,
+            seq=thread.last_seq + 1,
+            recipients=tuple(targets),
+        )
+        thread.messages[posted_message_id] = message
+        thread.last_activity_at = now
+        if sender_key:
+            thread.reads[sender_key] = message.seq
+        thread.unread_by = [
+            k for k in dict.fromkeys([*thread.unread_by, *targets]) if k != sender_key
+        ]
+        change.events.append(
+            MessagePosted(
+                practice_id=thread.practice_id,
+                conversation_id=thread.conversation_id,
+                actor=sender,
+                posted_message_id=posted_message_id,
+                recipients=[ref_of(k) for k in targets],
+            )
+        )
+        for key in targets:
+            reminder = await self._reminder_for(thread, key, message, settings)
+            if reminder is not None:
+                change.reminders.append(reminder)
+        if sender is not None and sender.kind != ParticipantKind.STAFF:
+            thread.archived = False
+            reply = domain.automatic_reply(settings, now)
+            if reply:
+                self._append_automatic(thread, sender, posted_message_id, reply, change)
+        return message
+
+    def _append_automatic(
+        self, thread: Thread, to: ParticipantRef, in_reply_to: str, text: str, change: Change
+    ) -> None:
+        reply_id = derived_id("auto", in_reply_to)
+        seq = thread.last_seq + 1
+        thread.messages[reply_id] = StoredMessage(
+            posted_message_id=reply_id,
+            sender=None,
+            body=text,
+            sent_at=self._clock(),
+            seq=seq,
+            automatic=True,
+            recipients=(key_of(to),),
+        )
+        thread.reads[key_of(to)] = seq
+        change.events.append(
+            MessagePosted(
+                practice_id=thread.practice_id,
+                conversation_id=thread.conversation_id,
+                posted_message_id=reply_id,
+                recipients=[to],
+                automatic=True,
+            )
+        )
+
+    async def _check_sender(self, actor: Actor, thread: Thread, settings: PracticeSettings) -> None:
+        domain.require_practice_enabled(settings)
+        if actor.staff is not None:
+            domain.require_staff_enabled(actor.staff)
+            if thread.kind != ConversationKind.STAFF and thread.client_id:
+                client = await self._store.client(thread.practice_id, thread.client_id)
+                if client is not None:
+                    domain.require_client_enabled(client)
+            return
+        assert actor.client is not None
+        domain.require_client_enabled(actor.client)
+        if actor.contact is not None:
+            domain.require_contact_enabled(actor.contact)
+        now = self._clock()
+        history = await self._store.client_send_history(thread.practice_id, actor.client.client_id)
+        domain.check_rate(history, settings, now)
+
+    async def _record_client_send(self, actor: Actor, practice_id: str) -> None:
+        if actor.client is None:
+            return
+        settings = await self._settings(practice_id)
+        now = self._clock()
+        history = await self._store.client_send_history(practice_id, actor.client.client_id)
+        await self._store.record_client_sends(
+            practice_id,
+            actor.client.client_id,
+            [*domain.recent_sends(history, settings, now), now],
+        )
+
+    async def _pending_reminders(self, thread: Thread, message: StoredMessage) -> list[Document]:
+        """On a repeated request: reminders for recipients who still have not read."""
+        settings = await self._settings(thread.practice_id)
+        reminders = []
+        for key in message.recipients:
+            if key in thread.unread_by:
+                reminder = await self._reminder_for(thread, key, message, settings)
+                if reminder is not None:
+                    reminders.append(reminder)
+        return reminders
+
+    async def post_message(self, request: PostMessage) -> MessageView:
+        settings = await self._settings(request.practice_id)
+        actor = await self._actor(request.practice_id, request.actor)
+
+        async def apply(thread: Thread) -> tuple[MessageView, Change]:
+            existing = thread.messages.get(request.posted_message_id)
+            if existing is not None:
+                if existing.sender != actor.ref:
+                    raise RefusalError(
+                        "duplicate_message_id", "that message id is already used", 409
+                    )
+                change = Change(reminders=await self._pending_reminders(thread, existing))
+                return domain.message_view(thread, existing), change
+            await self._check_sender(actor, thread, settings)
+            domain.check_length(request.body, settings)
+            change = Change()
+            message = await self._append(
+                thread, actor.ref, request.posted_message_id, request.body, settings, change
+            )
+            return domain.message_view(thread, message), change
+
+        view = await self._update(request.practice_id, request.conversation_id, actor, apply)
+        await self._record_client_send(actor, request.practice_id)
+        return view
+
+    async def mark_read(self, request: MarkRead) -> ConversationSummary:
+        actor = await self._actor(request.practice_id, request.actor)
+
+        async def apply(thread: Thread) -> tuple[ConversationSummary, Change]:
+            change = Change()
+            if thread.reads.get(actor.key, 0) < thread.last_seq or actor.key in thread.unread_by:
+                thread.reads[actor.key] = thread.last_seq
+                thread.unread_by = [k for k in thread.unread_by if k != actor.key]
+                change.events.append(
+                    MessageRead(
+                        practice_id=thread.practice_id,
+                        conversation_id=thread.conversation_id,
+                        actor=actor.ref,
+                        reader=actor.ref,
+                    )
+                )
+            return domain.summary(thread, actor.key), change
+
+        result = await self._update(request.practice_id, request.conversation_id, actor, apply)
+        await self._store.cancel_reminders(request.practice_id, request.conversation_id, actor.key)
+        return result
+
+    async def mark_unread(self, request: MarkUnread) -> ConversationSummary:
+        actor = await self._actor(request.practice_id, request.actor)
+
+        async def apply(thread: Thread) -> tuple[ConversationSummary, Change]:
+            if not thread.has_incoming_for(actor.key):
+                raise RefusalError(
+                    "no_incoming_message",
+                    "only a conversation with an incoming message can be marked unread",
+                    409,
+                )
+            last_incoming = max(
+                m.seq
+                for m in thread.messages.values()
+                if m.sender is None or key_of(m.sender) != actor.key
+            )
+            thread.reads[actor.key] = last_incoming - 1
+            if actor.key not in thread.unread_by:
+                thread.unread_by.append(actor.key)
+            event = ConversationMarkedUnread(
+                practice_id=thread.practice_id,
+                conversation_id=thread.conversation_id,
+                actor=actor.ref,
+            )
+            return domain.summary(thread, actor.key), Change(events=[event])
+
+        return await self._update(request.practice_id, request.conversation_id, actor, apply)
+
+    async def remove_message(self, request: RemoveMessage) -> MessageView:
+        actor = await self._actor(request.practice_id, request.actor)
+
+        async def apply(thread: Thread) -> tuple[MessageView, Change]:
+            message = thread.messages.get(request.posted_message_id)
+            if message is None:
+                raise not_found("message")
+            if message.sender != actor.ref:
+                raise RefusalError("not_sender", "only the sender may remove a message", 403)
+            change = Change()
+            if not message.removed:
+                message.removed = True
+                change.events.append(
+                    MessageRemoved(
+                        practice_id=thread.practice_id,
+                        conversation_id=thread.conversation_id,
+                        actor=actor.ref,
+                        posted_message_id=message.posted_message_id,
+                    )
+                )
+            return domain.message_view(thread, message), change
+
+        return await self._update(request.practice_id, request.conversation_id, actor, apply)
+
+    # ------------------------------------------------------------------------- opening
+
+    async def open_conversation(self, request: OpenConversation) -> ThreadView:
+        settings = await self._settings(request.practice_id)
+        actor = await self._actor(request.practice_id, request.actor)
+        existing = await self._store.load_thread(request.practice_id, request.conversation_id)
+        if existing is not None:
+            if not await self._may_view(actor, existing):
+                raise RefusalError(
+                    "conversation_exists", "that conversation id is already used", 409
+                )
+            return domain.thread_view(existing, actor.ref, settings)
+        domain.require_practice_enabled(settings)
+        if actor.staff is not None:
+            thread = await self._staff_opens(request, actor.staff)
+        elif actor.contact is None:
+            assert actor.client is not None
+            thread = await self._client_opens(request, actor.client)
+        else:
+            raise RefusalError("contact_may_not_start", "contacts may reply but not start", 403)
+        change = Change(
+            events=[
+                ConversationOpened(
+                    practice_id=thread.practice_id,
+                    conversation_id=thread.conversation_id,
+                    actor=actor.ref,
+                    kind=thread.kind,
+                    client_id=thread.client_id,
+                    participants=[ref_of(k) for k in thread.participant_keys],
+                )
+            ]
+        )
+        if request.first_message is not None:
+            if actor.client is not None:
+                history = await self._store.client_send_history(
+                    request.practice_id, actor.client.client_id
+                )
+                domain.check_rate(history, settings, self._clock())
+            domain.check_length(request.first_message, settings)
+            first_id = derived_id("first", request.conversation_id)
+            await self._append(thread, actor.ref, first_id, request.first_message, settings, change)
+        if not await self._store.insert_thread(thread, change.events):
+            raise RefusalError("conversation_exists", "that conversation id is already used", 409)
+        await self._store.schedule_reminders(change.reminders)
+        if request.first_message is not None:
+            await self._record_client_send(actor, request.practice_id)
+        return domain.thread_view(thread, actor.ref, settings)
+
+    def _new_thread(
+        self,
+        practice_id: str,
+        conversation_id: str,
+        kind: ConversationKind,
+        subject: str,
+        *,
+        client: ClientRecord | None,
+        participant_keys: list[str],
+        assignee_id: str | None,
+        client_name: str | None = None,
+    ) -> Thread:
+        now = self._clock()
+        return Thread(
+            practice_id=practice_id,
+            conversation_id=conversation_id,
+            kind=kind,
+            subject=subject,
+            client_id=client.client_id if client else None,
+            client_name=client.display_name if client else client_name,
+            participant_keys=list(dict.fromkeys(participant_keys)),
+            assignee_id=assignee_id,
+            archived=False,
+            created_at=now,
+            last_activity_at=now,
+        )
+
+    async def _enabled_staff(self, practice_id: str, staff_id: str) -> StaffMember:
+        staff = await self._store.staff(practice_id, staff_id)
+        if staff is None or not staff.active:
+            raise RefusalError("unknown_participant", f"no team member {staff_id}", 422)
+        domain.require_staff_enabled(staff)
+        return staff
+
+    async def _staff_opens(self, request: OpenConversation, staff: StaffMember) -> Thread:
+        domain.require_staff_enabled(staff)
+        keys = [f"staff:{staff.staff_id}"]
+        if request.client_id is None:
+            others = [p for p in request.participants if key_of(p) not in keys]
+            if not others or any(p.kind != ParticipantKind.STAFF for p in others):
+                raise RefusalError(
+                    "staff_conversation_participants",
+                    "a staff conversation needs other team members and only team members",
+                    422,
+                )
+            for participant in others:
+                await self._enabled_staff(request.practice_id, participant.id)
+                keys.append(key_of(participant))
+            return self._new_thread(
+                request.practice_id,
+                request.conversation_id,
+                ConversationKind.STAFF,
+                request.subject,
+                client=None,
+                participant_keys=keys,
+                assignee_id=staff.staff_id,
+            )
+        client = await self._store.client(request.practice_id, request.client_id)
+        if client is None:
+            raise not_found("client")
+        domain.check_staff_opens_with_client(staff, client)
+        keys.insert(0, f"client:{client.client_id}")
+        for participant in request.participants:
+            keys.append(await self._checked_participant(request.practice_id, client, participant))
+        return self._new_thread(
+            request.practice_id,
+            request.conversation_id,
+            ConversationKind.CLIENT,
+            request.subject,
+            client=client,
+            participant_keys=keys,
+            assignee_id=staff.staff_id,
+        )
+
+    async def _checked_participant(
+        self, practice_id: str, client: ClientRecord, participant: ParticipantRef
+    ) -> str:
+        if participant.kind == ParticipantKind.STAFF:
+            await self._enabled_staff(practice_id, participant.id)
+        elif participant.kind == ParticipantKind.CONTACT:
+            contact = client.contact(participant.id)
+            if contact is None:
+                raise RefusalError("unknown_participant", "not a contact of this client", 422)
+            domain.require_contact_enabled(contact)
+        elif participant.id != client.client_id:
+            raise RefusalError("unknown_participant", "one client per conversation", 422)
+        return key_of(participant)
+
+    async def _client_opens(self, request: OpenConversation, client: ClientRecord) -> Thread:
+        if request.client_id not in (None, client.client_id):
+            raise not_found("client")
+        domain.require_client_enabled(client)
+        staff_refs = [p for p in request.participants if p.kind == ParticipantKind.STAFF]
+        if not staff_refs:
+            if client.primary_clinician_id is None:
+                raise RefusalError(
+                    "no_primary_clinician", "this client has no primary clinician", 409
+                )
+            staff_refs = [
+                ParticipantRef(kind=ParticipantKind.STAFF, id=client.primary_clinician_id)
+            ]
+        keys = [f"client:{client.client_id}"]
+        for ref in staff_refs:
+            staff = await self._store.staff(request.practice_id, ref.id)
+            if staff is None or not staff.active:
+                raise RefusalError("unknown_participant", f"no team member {ref.id}", 422)
+            domain.check_client_opens_with(client, staff)
+            keys.append(key_of(ref))
+        for participant in request.participants:
+            if participant.kind != ParticipantKind.STAFF:
+                keys.append(
+                    await self._checked_participant(request.practice_id, client, participant)
+                )
+        ids = [ref.id for ref in staff_refs]
+        assignee = client.primary_clinician_id if client.primary_clinician_id in ids else ids[0]
+        return self._new_thread(
+            request.practice_id,
+            request.conversation_id,
+            ConversationKind.CLIENT,
+            request.subject,
+            client=client,
+            participant_keys=keys,
+            assignee_id=assignee,
+        )
+
+    # ------------------------------------------------------------------------- staff workflow
+
+    async def assign(self, request: AssignConversation) -> ConversationSummary:
+        actor = await self._actor(request.practice_id, request.actor)
+        actor.require_staff()
+        assignee = await self._store.staff(request.practice_id, request.assignee_id)
+        if assignee is None or not assignee.active:
+            raise RefusalError("unknown_assignee", f"no team member {request.assignee_id}", 422)
+
+        async def apply(thread: Thread) -> tuple[ConversationSummary, Change]:
+            if not await self._may_view(
+                Actor(domain.staff_ref(assignee.staff_id), staff=assignee), thread
+            ):
+                raise RefusalError(
+                    "assignee_without_access", "the assignee cannot see this client", 403
+                )
+            previous = thread.assignee_id
+            change = Change()
+            if previous != assignee.staff_id:
+                thread.assignee_id = assignee.staff_id
+                if previous and f"staff:{previous}" in thread.unread_by:
+                    thread.unread_by.append(f"staff:{assignee.staff_id}")
+                change.events.append(
+                    ConversationAssigned(
+                        practice_id=thread.practice_id,
+                        conversation_id=thread.conversation_id,
+                        actor=actor.ref,
+                        assignee_id=assignee.staff_id,
+                        previous_assignee_id=previous,
+                    )
+                )
+            return domain.summary(thread, actor.key), change
+
+        return await self._update(request.practice_id, request.conversation_id, actor, apply)
+
+    async def set_archived(self, request: SetArchived) -> ConversationSummary:
+        actor = await self._actor(request.practice_id, request.actor)
+        actor.require_staff()
+
+        async def apply(thread: Thread) -> tuple[ConversationSummary, Change]:
+            change = Change()
+            if thread.archived != request.archived:
+                thread.archived = request.archived
+                event_type = ConversationArchived if request.archived else ConversationUnarchived
+                change.events.append(
+                    event_type(
+                        practice_id=thread.practice_id,
+                        conversation_id=thread.conversation_id,
+                        actor=actor.ref,
+                    )
+                )
+            return domain.summary(thread, actor.key), change
+
+        return await self._update(request.practice_id, request.conversation_id, actor, apply)
+
+    async def add_note(self, request: AddNote) -> NoteView:
+        actor = await self._actor(request.practice_id, request.actor)
+        staff = actor.require_staff()
+
+        async def apply(thread: Thread) -> tuple[NoteView, Change]:
+            change = Change()
+            note = thread.notes.get(request.note_id)
+            if note is None:
+                note = StoredNote(
+                    note_id=request.note_id,
+                    author_id=staff.staff_id,
+                    body=domain.render_body(request.body),
+                    created_at=self._clock(),
+                )
+                thread.notes[note.note_id] = note
+                change.events.append(
+                    NoteAdded(
+                        practice_id=thread.practice_id,
+                        conversation_id=thread.conversation_id,
+                        actor=actor.ref,
+                        note_id=note.note_id,
+                    )
+                )
+            return (
+                NoteView(
+                    note_id=note.note_id,
+                    author_id=note.author_id,
+                    body=note.body,
+                    created_at=note.created_at,
+                ),
+                change,
+            )
+
+        return await self._update(request.practice_id, request.conversation_id, actor, apply)
+
+    async def create_task(self, request: CreateTask) -> TaskView:
+        actor = await self._actor(request.practice_id, request.actor)
+        actor.require_staff()
+        if (
+            request.assignee_id
+            and await self._store.staff(request.practice_id, request.assignee_id) is None
+        ):
+            raise RefusalError("unknown_assignee", f"no team member {request.assignee_id}", 422)
+
+        async def apply(thread: Thread) -> tuple[TaskView, Change]:
+            change = Change()
+            task = thread.tasks.get(request.task_id)
+            if task is None:
+                if await self._store.thread_with_task(request.practice_id, request.task_id):
+                    raise RefusalError("duplicate_task_id", "that task id is already used", 409)
+                task = StoredTask(
+                    task_id=request.task_id,
+                    title=request.title,
+                    assignee_id=request.assignee_id,
+                    due=request.due,
+                    done=False,
+                    created_at=self._clock(),
+                )
+                thread.tasks[task.task_id] = task
+                change.events.append(
+                    TaskCreated(
+                        practice_id=thread.practice_id,
+                        conversation_id=thread.conversation_id,
+                        actor=actor.ref,
+                        task_id=task.task_id,
+                        assignee_id=task.assignee_id,
+                    )
+                )
+            return domain.task_view(thread, task), change
+
+        return await self._update(request.practice_id, request.conversation_id, actor, apply)
+
+    async def update_task(self, request: UpdateTask) -> TaskView:
+        actor = await self._actor(request.practice_id, request.actor)
+        actor.require_staff()
+        located = await self._store.thread_with_task(request.practice_id, request.task_id)
+        if located is None:
+            raise not_found("task")
+        if (
+            request.assignee_id
+            and await self._store.staff(request.practice_id, request.assignee_id) is None
+        ):
+            raise RefusalError("unknown_assignee", f"no team member {request.assignee_id}", 422)
+
+        async def apply(thread: Thread) -> tuple[TaskView, Change]:
+            task = thread.tasks[request.task_id]
+            if request.done is not None:
+                task.done = request.done
+            if request.title is not None:
+                task.title = request.title
+            if request.assignee_id is not None:
+                task.assignee_id = request.assignee_id
+            if request.due is not None:
+                task.due = request.due
+            event = TaskUpdated(
+                practice_id=thread.practice_id,
+                conversation_id=thread.conversation_id,
+                actor=actor.ref,
+                task_id=task.task_id,
+                assignee_id=task.assignee_id,
+                done=task.done,
+            )
+            return domain.task_view(thread, task), Change(events=[event])
+
+        return await self._update(request.practice_id, located.conversation_id, actor, apply)
+
+    # ------------------------------------------------------------------------- settings
+
+    async def get_settings(self, request: GetSettings) -> PracticeSettings:
+        return await self._settings(request.practice_id)
+
+    async def update_settings(self, request: UpdateSettings) -> PracticeSettings:
+        current = await self._settings(request.practice_id)
+        actor = await self._actor(request.practice_id, request.actor)
+        if not actor.require_staff().is_admin:
+            raise RefusalError(
+                "not_permitted", "only owners and practice managers change settings", 403
+            )
+        changes = request.changes.model_dump(exclude_none=True)
+        updated = PracticeSettings.model_validate({**current.model_dump(), **changes})
+        event = SettingsChanged(
+            practice_id=request.practice_id, actor=actor.ref, changed_fields=sorted(changes)
+        )
+        await self._store.save_settings(request.practice_id, updated, [event])
+        return updated
+
+    async def set_messaging_enabled(self, request: SetMessagingEnabled) -> None:
+        settings = await self._settings(request.practice_id)
+        actor = await self._actor(request.practice_id, request.actor)
+        if not actor.require_staff().is_admin:
+            raise RefusalError(
+                "not_permitted", "only owners and practice managers switch messaging", 403
+            )
+        subject = request.subject
+        if subject.kind == ParticipantKind.STAFF:
+            if await self._store.staff(request.practice_id, subject.id) is None:
+                raise not_found("team member")
+        elif subject.kind == ParticipantKind.CLIENT:
+            client = await self._store.client(request.practice_id, subject.id)
+            if client is None:
+                raise not_found("client")
+            if request.enabled:
+                domain.require_practice_enabled(settings)
+                await self._require_team_enabled_for(request.practice_id, client)
+        else:
+            raise RefusalError("unsupported_subject", "contacts follow their client's setting", 422)
+        event = MessagingEnablementChanged(
+            practice_id=request.practice_id,
+            actor=actor.ref,
+            subject=subject,
+            enabled=request.enabled,
+        )
+        await self._store.set_person_enabled(
+            request.practice_id, subject.kind.value, subject.id, request.enabled, [event]
+        )
+
+    async def _require_team_enabled_for(self, practice_id: str, client: ClientRecord) -> None:
+        for clinician_id in sorted(client.clinician_ids):
+            staff = await self._store.staff(practice_id, clinician_id)
+            if staff is not None and staff.active and staff.messaging_enabled:
+                return
+        raise RefusalError(
+            "team_member_not_enabled",
+            "enable messaging for one of the client's clinicians before the client",
+            409,
+        )
+
+    # ------------------------------------------------------------------------- announcements
+
+    async def send_announcement(
+        self, request: SendAnnouncement, batch_size: int
+    ) -> AnnouncementResult:
+        settings = await self._settings(request.practice_id)
+        actor = await self._actor(request.practice_id, request.actor)
+        staff = actor.require_staff()
+        domain.require_practice_enabled(settings)
+        domain.require_staff_enabled(staff)
+        if not staff.is_admin and request.clinician_id != staff.staff_id:
+            raise RefusalError(
+                "not_permitted",
+                "only owners and managers announce to all clients; clinicians to their own",
+                403,
+            )
+        domain.check_length(request.body, settings)
+        clients = [
+            client
+            for client in await self._store.clients(
+                request.practice_id, clinician_id=request.clinician_id, active_only=True
+            )
+            if client.messaging_enabled
+        ]
+        sent = 0
+        for start in range(0, len(clients), batch_size):
+            batch: list[tuple[Thread, list[Message]]] = []
+            reminders: list[Document] = []
+            for client in clients[start : start + batch_size]:
+                thread = self._new_thread(
+                    request.practice_id,
+                    derived_id("announcement", request.announcement_id, client.client_id),
+                    ConversationKind.CLIENT,
+                    request.subject,
+                    client=client,
+                    participant_keys=[f"client:{client.client_id}", actor.key],
+                    assignee_id=staff.staff_id,
+                )
+                change = Change(
+                    events=[
+                        ConversationOpened(
+                            practice_id=request.practice_id,
+                            conversation_id=thread.conversation_id,
+                            actor=actor.ref,
+                            kind=thread.kind,
+                            client_id=client.client_id,
+                            participants=[ref_of(k) for k in thread.participant_keys],
+                        )
+                    ]
+                )
+                await self._append(
+                    thread,
+                    actor.ref,
+                    derived_id("announcement", request.announcement_id),
+                    request.body,
+                    settings,
+                    change,
+                    recipients=[f"client:{client.client_id}"],
+                )
+                batch.append((thread, change.events))
+                reminders.extend(change.reminders)
+            sent += len(await self._store.insert_threads(batch))
+            await self._store.schedule_reminders(reminders)
+        return AnnouncementResult(
+            announcement_id=request.announcement_id, conversations=sent, clients=len(clients)
+        )
+
+    # ------------------------------------------------------------------------- queries
+
+    async def get_thread(self, request: GetThread) -> ThreadView:
+        settings = await self._settings(request.practice_id)
+        actor = await self._actor(request.practice_id, request.actor)
+        thread = await self._visible_thread(request.practice_id, request.conversation_id, actor)
+        return domain.thread_view(thread, actor.ref, settings)
+
+    async def list_client_conversations(
+        self, request: ListClientConversations
+    ) -> list[ConversationSummary]:
+        actor = await self._actor(request.practice_id, request.actor)
+        if actor.staff is not None:
+            raise RefusalError("clients_only", "use the inbox for team members", 403)
+        threads, _ = await self._store.find_threads(
+            {"practice_id": request.practice_id, "participant_keys": actor.key}
+        )
+        return [domain.summary(thread, actor.key) for thread in threads]
+
+    async def get_inbox(self, request: GetInbox) -> InboxPage:
+        actor = await self._actor(request.practice_id, request.actor)
+        staff = actor.require_staff()
+        query: Document = {"practice_id": request.practice_id, "archived": request.archived}
+        if request.view == InboxView.MINE:
+            query["inbox_owner_ids"] = staff.staff_id
+        else:
+            if not staff.may_view_others:
+                raise RefusalError("not_permitted", "you may not view others' conversations", 403)
+            query["kind"] = {"$ne": ConversationKind.STAFF.value}
+            if request.view == InboxView.OTHERS:
+                if request.assignee_id:
+                    if request.assignee_id == staff.staff_id:
+                        raise RefusalError("not_others", "that is your own inbox", 422)
+                    query["assignee_id"] = request.assignee_id
+                else:
+                    query["inbox_owner_ids"] = {"$nin": [staff.staff_id]}
+        if request.unread_only:
+            query["unread_by"] = actor.key
+        activity: Document = {}
+        if request.since:
+            activity["$gte"] = request.since
+        if request.until:
+            activity["$lte"] = request.until
+        if activity:
+            query["last_activity_at"] = activity
+        if request.search:
+            pattern = search_pattern(request.search)
+            query["$or"] = [{"client_name": pattern}, {"bodies": pattern}, {"subject": pattern}]
+        threads, total = await self._store.find_threads(
+            query, skip=(request.page - 1) * request.page_size, limit=request.page_size
+        )
+        if request.view != InboxView.MINE and not staff.is_admin:
+            visible = [t for t in threads if await self._may_view(actor, t)]
+            total -= len(threads) - len(visible)
+            threads = visible
+        return InboxPage(
+            items=[domain.summary(thread, actor.key) for thread in threads],
+            total=total,
+            page=request.page,
+            page_size=request.page_size,
+        )
+
+    async def copy_messages(self, request: CopyMessages) -> TextResult:
+        actor = await self._actor(request.practice_id, request.actor)
+        actor.require_staff()
+        thread = await self._visible_thread(request.practice_id, request.conversation_id, actor)
+        names = await self._names(thread)
+        return TextResult(text=domain.copy_text(thread, request.posted_message_ids, names))
+
+    async def _names(self, *threads: Thread) -> dict[str, str]:
+        keys: set[str] = set()
+        for thread in threads:
+            keys.update(thread.participant_keys)
+            keys.update(f"staff:{n.author_id}" for n in thread.notes.values())
+            keys.update(key_of(m.sender) for m in thread.messages.values() if m.sender)
+        return await self._store.names(threads[0].practice_id, keys) if threads else {}
+
+    async def get_transcript(self, request: GetTranscript) -> TextResult:
+        actor = await self._actor(request.practice_id, request.actor)
+        staff = actor.require_staff()
+        client = await self._store.client(request.practice_id, request.client_id)
+        if client is None or not (staff.is_admin or staff.reaches_client(client)):
+            raise not_found("client")
+        threads, _ = await self._store.find_threads(
+            {"practice_id": request.practice_id, "client_id": request.client_id}
+        )
+        threads.sort(key=lambda t: t.created_at)
+        names = await self._names(*threads)
+        title = f"Transcript for {client.display_name} ({client.client_id})\n\n"
+        return TextResult(text=title + "\n".join(domain.transcript_text(t, names) for t in threads))
+
+    async def export_practice(self, request: ExportPractice) -> ExportResult:
+        actor = await self._actor(request.practice_id, request.actor)
+        staff = actor.require_staff()
+        if not (staff.is_admin and staff.can_export):
+            raise RefusalError(
+                "export_not_permitted",
+                "exports are for owners and managers with export permission",
+                403,
+            )
+        query: Document = {"practice_id": request.practice_id}
+        if request.clinician_id:
+            clients = await self._store.clients(
+                request.practice_id, clinician_id=request.clinician_id
+            )
+            query["client_id"] = {"$in": [client.client_id for client in clients]}
+        threads, _ = await self._store.find_threads(query)
+        threads.sort(key=lambda t: t.created_at)
+        names = await self._names(*threads)
+        return build_archive(request.practice_id, threads, names, request.password, self._clock())
+
+    # ------------------------------------------------------------------------- inbound
+
+    async def practice_upserted(self, event: PracticeUpserted) -> None:
+        await self._store.ensure_practice(event.practice_id, event.time_zone)
+
+    async def client_upserted(self, event: ClientUpserted) -> None:
+        await self._store.ensure_practice(event.practice_id)
+        settings = await self._settings(event.practice_id)
+        previous = await self._store.client(event.practice_id, event.client_id)
+        if event.messaging_enabled is not None:
+            enabled = event.messaging_enabled
+        elif previous is not None:
+            enabled = previous.messaging_enabled
+        else:
+            enabled = settings.auto_enable_new_clients
+        clinicians = list(dict.fromkeys(event.clinician_ids))
+        fields: Document = {
+            "display_name": event.display_name,
+            "primary_clinician_id": event.primary_clinician_id,
+            "clinician_ids": clinicians,
+            "all_clinician_ids": sorted({*clinicians, *filter(None, [event.primary_clinician_id])}),
+            "messaging_enabled": enabled,
+            "active": event.active,
+            "contacts": [
+                {
+                    "contact_id": c.contact_id,
+                    "relation": c.relation.value,
+                    "display_name": c.display_name,
+                    "messaging_enabled": c.messaging_enabled,
+                    "can_message": c.can_message,
+                }
+                for c in event.contacts
+            ],
+            "contact_ids": [c.contact_id for c in event.contacts],
+        }
+        await self._store.upsert_person(
+            event.practice_id, "client", event.client_id, fields, event.occurred_at
+        )
+
+    async def staff_upserted(self, event: StaffUpserted) -> None:
+        await self._store.ensure_practice(event.practice_id)
+        fields: Document = {
+            "display_name": event.display_name,
+            "roles": [role.value for role in event.roles],
+            "client_ids": list(event.client_ids),
+            "can_view_others": event.can_view_others_conversations,
+            "can_export": event.can_export,
+            "messaging_enabled": event.messaging_enabled,
+            "email_notifications": event.email_notifications,
+            "active": event.active,
+        }
+        await self._store.upsert_person(
+            event.practice_id, "staff", event.staff_id, fields, event.occurred_at
+        )
+
+    async def _known_client(
+        self, practice_id: str, client_id: str
+    ) -> tuple[PracticeSettings, ClientRecord]:
+        settings = await self._store.practice_settings(practice_id)
+        if settings is None:
+            raise PoisonMessageError(f"unknown practice {practice_id}")
+        client = await self._store.client(practice_id, client_id)
+        if client is None:
+            raise PoisonMessageError(f"unknown client {client_id} in practice {practice_id}")
+        return settings, client
+
+    async def _open_inbound(self, thread: Thread, change: Change) -> None:
+        change.events.insert(
+            0,
+            ConversationOpened(
+                practice_id=thread.practice_id,
+                conversation_id=thread.conversation_id,
+                kind=thread.kind,
+                client_id=thread.client_id,
+                participants=[ref_of(k) for k in thread.participant_keys],
+            ),
+        )
+        await self._store.insert_thread(thread, change.events)
+        await self._store.schedule_reminders(change.reminders)
+
+    async def appointment_requested(self, event: AppointmentRequested) -> None:
+        _, client = await self._known_client(event.practice_id, event.client_id)
+        conversation_id = derived_id("appointment-request", event.request_id)
+        if await self._store.load_thread(event.practice_id, conversation_id) is not None:
+            return
+        assignee = event.clinician_id or client.primary_clinician_id
+        thread = self._new_thread(
+            event.practice_id,
+            conversation_id,
+            ConversationKind.APPOINTMENT_REQUEST,
+            "Appointment request",
+            client=client,
+            participant_keys=[f"client:{client.client_id}"],
+            assignee_id=assignee,
+        )
+        requested = (
+            f"Requested start: {event.requested_start.isoformat()}\n"
+            if event.requested_start
+            else ""
+        )
+        thread.request_details = f"{requested}{event.details}".strip()
+        if assignee:
+            thread.unread_by = [f"staff:{assignee}"]
+        await self._open_inbound(thread, Change())
+
+    async def inquiry_received(self, event: InquiryReceived) -> None:
+        settings = await self._store.practice_settings(event.practice_id)
+        if settings is None:
+            raise PoisonMessageError(f"unknown practice {event.practice_id}")
+        conversation_id = derived_id("inquiry", event.inquiry_id)
+        if await self._store.load_thread(event.practice_id, conversation_id) is not None:
+            return
+        thread = self._new_thread(
+            event.practice_id,
+            conversation_id,
+            ConversationKind.INQUIRY,
+            "Inquiry",
+            client=None,
+            client_name=event.display_name,
+            participant_keys=[f"client:{event.client_id}"],
+            assignee_id=event.clinician_id,
+        )
+        thread.client_id = event.client_id
+        change = Change()
+        if event.body:
+            await self._append(
+                thread,
+                domain.client_ref(event.client_id),
+                derived_id("inquiry-message", event.inquiry_id),
+                event.body,
+                settings,
+                change,
+            )
+        await self._open_inbound(thread, change)
+
+    async def client_email_workflow(self, event: ClientEmailWorkflowEvent) -> None:
+        settings, client = await self._known_client(event.practice_id, event.client_id)
+        recipients = event.recipients or [domain.client_ref(client.client_id)]
+        for recipient in recipients:
+            known = (
+                recipient.kind == ParticipantKind.CLIENT and recipient.id == client.client_id
+            ) or (recipient.kind == ParticipantKind.CONTACT and client.contact(recipient.id))
+            if not known:
+                raise PoisonMessageError(
+                    f"recipient {recipient.kind.value} {recipient.id} does not belong to the client"
+                )
+        thread = await self._notices_thread(event.practice_id, client)
+        if settings.route_client_emails_through_portal:
+            await self._deliver_through_portal(event, thread, recipients, settings)
+        else:
+            await self._record_email_history(event, thread, recipients)
+
+    async def _notices_thread(self, practice_id: str, client: ClientRecord) -> Thread:
+        conversation_id = derived_id("notices", client.client_id)
+        thread = await self._store.load_thread(practice_id, conversation_id)
+        if thread is not None:
+            return thread
+        thread = self._new_thread(
+            practice_id,
+            conversation_id,
+            ConversationKind.CLIENT,
+            "Messages from the practice",
+            client=client,
+            participant_keys=[f"client:{client.client_id}"],
+            assignee_id=client.primary_clinician_id,
+        )
+        await self._open_inbound(thread, Change())
+        loaded = await self._store.load_thread(practice_id, conversation_id)
+        assert loaded is not None
+        return loaded
+
+    async def _deliver_through_portal(
+        self,
+        event: ClientEmailWorkflowEvent,
+        thread: Thread,
+        recipients: Sequence[ParticipantRef],
+        settings: PracticeSettings,
+    ) -> None:
+        posted_ids = {
+            key_of(r): derived_id("workflow", str(event.message_id), key_of(r)) for r in recipients
+        }
+
+        async def apply(loaded: Thread) -> tuple[Thread, Change]:
+            change = Change()
+            for recipient in recipients:
+                key = key_of(recipient)
+                if key not in loaded.participant_keys:
+                    loaded.participant_keys.append(key)
+                if posted_ids[key] in loaded.messages:
+                    continue
+                await self._append(
+                    loaded,
+                    None,
+                    posted_ids[key],
+                    event.content or event.WORKFLOW.value,
+                    settings,
+                    change,
+                    recipients=[key],
+                )
+            change.reminders = []
+            return loaded, change
+
+        system = Actor(domain.staff_ref(domain.SYSTEM_AUTHOR), staff=_SYSTEM)
+        saved = await self._update(thread.practice_id, thread.conversation_id, system, apply)
+        due_now = []
+        for recipient in recipients:
+            key = key_of(recipient)
+            if key not in saved.unread_by:
+                continue
+            document = {
+                "_id": reminder_id(saved.practice_id, saved.conversation_id, key),
+                "practice_id": saved.practice_id,
+                "conversation_id": saved.conversation_id,
+                "recipient": key,
+                "posted_message_id": posted_ids[key],
+                "due_at": self._clock(),
+                "state": "sent",
+            }
+            due_now.append((document, reminder_event(document)))
+        await self._store.insert_sent_reminders(due_now)
+
+    async def _record_email_history(
+        self, event: ClientEmailWorkflowEvent, thread: Thread, recipients: Sequence[ParticipantRef]
+    ) -> None:
+        note_id = derived_id("email", str(event.message_id))
+
+        async def apply(loaded: Thread) -> tuple[None, Change]:
+            if note_id in loaded.notes:
+                return None, Change()
+            who = ", ".join(key_of(r) for r in recipients)
+            loaded.notes[note_id] = StoredNote(
+                note_id=note_id,
+                author_id=domain.SYSTEM_AUTHOR,
+                body=(
+                    f"Email sent: {event.WORKFLOW.value} (reference {event.reference_id}) to {who}."
+                    + (f"\n{event.content}" if event.content else "")
+                ),
+                created_at=self._clock(),
+            )
+            events: list[Message] = [
+                ClientEmailDue(
+                    practice_id=event.practice_id,
+                    client_id=event.client_id,
+                    recipient=recipient,
+                    workflow=event.WORKFLOW,
+                    reference_id=event.reference_id,
+                    conversation_id=loaded.conversation_id,
+                )
+                for recipient in recipients
+            ]
+            return None, Change(events=events)
+
+        system = Actor(domain.staff_ref(domain.SYSTEM_AUTHOR), staff=_SYSTEM)
+        await self._update(thread.practice_id, thread.conversation_id, system, apply)
+
+
+_SYSTEM = StaffMember(
+    staff_id=domain.SYSTEM_AUTHOR,
+    display_name="Practice",
+    roles=frozenset(domain.ADMIN_ROLES),
+)
+
+
+def reminder_event(reminder: Document) -> UnreadReminderDue:
+    return UnreadReminderDue(
+        practice_id=reminder["practice_id"],
+        conversation_id=reminder["conversation_id"],
+        recipient=ref_of(reminder["recipient"]),
+        posted_message_id=reminder["posted_message_id"],
+    )

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream.asgi import AsgiFastStream
+from faststream.rabbit import RabbitMessage
+from pydantic import BaseModel
+
+from sotto_contracts import conversations as contract
+from sotto_contracts import inbound
+from sotto_contracts.base import Command, Message, Reply, utc_now
+from sotto_conversations.adapters.reminders import ReminderScheduler
+from sotto_conversations.adapters.store import ConversationStore
+from sotto_conversations.config import ConversationsSettings
+from sotto_conversations.domain import RefusalError
+from sotto_conversations.handlers import Conversations, reminder_event
+from sotto_kit.messaging import ok, refused
+from sotto_kit.outbox import OutboxRelay
+from sotto_kit.runtime import Runtime, create_runtime, worker_app
+
+SERVICE = "conversations"
+
+Answer = Callable[[Any], Awaitable[BaseModel | list[Any] | None]]
+
+
+def _answering(
+    runtime: Runtime, store: ConversationStore, message_type: type[Message], handle: Answer
+) -> None:
+    topology = runtime.topology
+
+    @runtime.broker.subscriber(
+        topology.queue_for(SERVICE, message_type), topology.exchange_of(message_type)
+    )
+    async def answer(message: RabbitMessage) -> Reply:
+        request = message_type.model_validate_json(message.body)
+        is_command = isinstance(request, Command)
+        if is_command and (stored := await store.handled_reply(str(request.message_id))):
+            return Reply.model_validate_json(stored)
+        try:
+            reply = ok(await handle(request))
+        except RefusalError as refusal:
+            reply = refused(refusal.code, refusal.detail, refusal.status)
+        if is_command:
+            await store.remember_reply(str(request.message_id), reply.model_dump_json())
+        return reply
+
+
+def _consuming(
+    runtime: Runtime, message_type: type[Message], handle: Callable[[Any], Awaitable[None]]
+) -> None:
+    topology = runtime.topology
+
+    @runtime.broker.subscriber(
+        topology.queue_for(SERVICE, message_type), topology.exchange_of(message_type)
+    )
+    async def consume(message: RabbitMessage) -> None:
+        await handle(message_type.model_validate_json(message.body))
+
+
+def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
+    settings = settings or ConversationsSettings()
+    runtime = create_runtime(SERVICE, settings)
+    store = ConversationStore(
+        runtime.database,
+        runtime.topology,
+        runtime.publisher,
+        crash_after_write=settings.fault_crash_after_write,
+    )
+    service = Conversations(store)
+    relay = OutboxRelay(
+        store.outbox_collections,
+        runtime.publisher,
+        interval_seconds=settings.outbox_interval_seconds,
+    )
+    scheduler = ReminderScheduler(
+        store, reminder_event, utc_now, interval_seconds=settings.reminder_poll_seconds
+    )
+
+    async def announce(request: contract.SendAnnouncement) -> contract.AnnouncementResult:
+        return await service.send_announcement(request, settings.announcement_batch_size)
+
+    answers: dict[type[Message], Answer] = {
+        contract.OpenConversation: service.open_conversation,
+        contract.PostMessage: service.post_message,
+        contract.MarkRead: service.mark_read,
+        contract.MarkUnread: service.mark_unread,
+        contract.RemoveMessage: service.remove_message,
+        contract.AssignConversation: service.assign,
+        contract.SetArchived: service.set_archived,
+        contract.AddNote: service.add_note,
+        contract.CreateTask: service.create_task,
+        contract.UpdateTask: service.update_task,
+        contract.UpdateSettings: service.update_settings,
+        contract.SetMessagingEnabled: service.set_messaging_enabled,
+        contract.SendAnnouncement: announce,
+        contract.GetInbox: service.get_inbox,
+        contract.GetThread: service.get_thread,
+        contract.ListClientConversations: service.list_client_conversations,
+        contract.CopyMessages: service.copy_messages,
+        contract.GetTranscript: service.get_transcript,
+        contract.ExportPractice: service.export_practice,
+        contract.GetSettings: service.get_settings,
+    }
+    for message_type, handle in answers.items():
+        _answering(runtime, store, message_type, handle)
+
+    consumers: dict[type[Message], Callable[[Any], Awaitable[None]]] = {
+        inbound.PracticeUpserted: service.practice_upserted,
+        inbound.ClientUpserted: service.client_upserted,
+        inbound.StaffUpserted: service.staff_upserted,
+        inbound.AppointmentRequested: service.appointment_requested,
+        inbound.InquiryReceived: service.inquiry_received,
+        **dict.fromkeys(inbound.CLIENT_EMAIL_WORKFLOW_EVENTS, service.client_email_workflow),
+    }
+    for message_type, consume in consumers.items():
+        _consuming(runtime, message_type, consume)
+
+    async def prepare() -> None:
+        await store.ensure_indexes()
+        await relay.ensure_indexes()
+
+    async def start_background() -> None:
+        relay.start()
+        scheduler.start()
+
+    async def stop_background() -> None:
+        await scheduler.stop()
+        await relay.stop()
+
+    return worker_app(
+        runtime,
+        title="Sotto conversations",
+        on_startup=[prepare],
+        after_startup=[start_background],
+        on_shutdown=[stop_background],
+    )
