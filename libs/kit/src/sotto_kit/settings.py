@@ -19,10 +19,14 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOTTO_", extra="ignore", populate_by_name=True)
 
     rabbitmq_url: str = Field(
-        default="amqp://guest:guest@127.0.0.1:5672/", validation_alias=_shared("RABBITMQ_URL")
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        validation_alias=_shared("RABBITMQ_URL"),
+        description="AMQP URL of the RabbitMQ broker (or cluster load balancer).",
     )
     mongodb_url: str = Field(
-        default="mongodb://127.0.0.1:27017/", validation_alias=_shared("MONGODB_URL")
+        default="mongodb://127.0.0.1:27017/",
+        validation_alias=_shared("MONGODB_URL"),
+        description="MongoDB connection string; name the replica set in production.",
     )
     namespace: str = Field(
         default=DEFAULT_NAMESPACE,
@@ -36,11 +40,17 @@ class ServiceSettings(BaseSettings):
         validation_alias=_shared("SOTTO_DELIVERY_LIMIT"),
         description="Deliveries of one message before it is parked.",
     )
-    log_level: str = Field(default="INFO", validation_alias=_shared("LOG_LEVEL"))
+    log_level: str = Field(
+        default="INFO",
+        validation_alias=_shared("LOG_LEVEL"),
+        description="Python log level of the JSON logs.",
+    )
     database: str = Field(default="sotto", description="This service's own database name.")
     prefetch: int = Field(default=32, ge=1, le=10_000, description="Unacked messages per consumer.")
     mongo_timeout_ms: int = Field(default=3000, ge=100, description="Server selection timeout.")
-    outbox_interval_seconds: float = Field(default=1.0, gt=0)
+    outbox_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often the outbox relay sweeps unpublished events."
+    )
 
     @property
     def topology(self) -> Topology:
