@@ -1,0 +1,60 @@
+"""Request/reply calls to conversations and audit, with a short cache for practice settings."""
+
+from __future__ import annotations
+
+import time
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from sotto_contracts.base import Message, Problem
+from sotto_contracts.conversations import GetSettings, PracticeSettings
+from sotto_kit.messaging import ProblemError, RpcClient
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+JsonResult = dict[str, object] | list[object] | None
+
+
+class Services:
+    """The gateway's view of conversations and audit: typed results or ProblemError."""
+
+    def __init__(self, rpc: RpcClient, *, settings_cache_seconds: float) -> None:
+        self._rpc = rpc
+        self._cache_seconds = settings_cache_seconds
+        self._settings: dict[str, tuple[float, PracticeSettings]] = {}
+
+    async def ask(self, request: Message, result_type: type[ResultT]) -> ResultT:
+        result = await self._rpc.result(request, result_type)
+        if isinstance(result, PracticeSettings):
+            self._remember(request.practice_id, result)
+        return result
+
+    async def ask_many(self, request: Message, item_type: type[ResultT]) -> list[ResultT]:
+        reply = await self._rpc.call(request)
+        if not reply.ok:
+            raise ProblemError(reply.problem or Problem(code="unknown", detail="no detail"))
+        items = reply.result if isinstance(reply.result, list) else []
+        return [item_type.model_validate(item) for item in items]
+
+    async def command(self, request: Message) -> JsonResult:
+        """A state-changing request; its result is passed through as conversations gave it."""
+        reply = await self._rpc.call(request)
+        if not reply.ok:
+            raise ProblemError(reply.problem or Problem(code="unknown", detail="no detail"))
+        return reply.result
+
+    async def get(self, practice_id: str) -> PracticeSettings:
+        cached = self._settings.get(practice_id)
+        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        return await self.ask(GetSettings(practice_id=practice_id), PracticeSettings)
+
+    def forget(self, practice_id: str) -> None:
+        self._settings.pop(practice_id, None)
+
+    def _remember(self, practice_id: str, settings: PracticeSettings) -> None:
+        self._settings[practice_id] = (time.monotonic(), settings)
+
+    async def close(self) -> None:
+        await self._rpc.close()

@@ -1,0 +1,210 @@
+"""The client portal API: a client's or contact's own conversations, within their session."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItemPerSecond
+from litestar import Controller, Response, get, post
+from litestar.di import Provide
+
+from sotto_contracts.common import ParticipantKind, ParticipantRef
+from sotto_contracts.conversations import (
+    ConversationSummary,
+    GetThread,
+    ListClientConversations,
+    MarkRead,
+    OpenConversation,
+    PostMessage,
+    ThreadView,
+)
+from sotto_contracts.gateway import ClientViewedConversation
+from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE, provide_session
+from sotto_gateway.api.problems import ApiProblemError
+from sotto_gateway.api.schemas import (
+    Banners,
+    ClientConversation,
+    ClientConversationIn,
+    ClientSessionView,
+    ClientThread,
+    CommandResult,
+    MessageIn,
+)
+from sotto_gateway.api.state import Gateway, provide_gateway
+from sotto_gateway.domain import ClientSession, SessionEndReason, email_display_name, new_id
+
+
+def _conversation(summary: ConversationSummary) -> ClientConversation:
+    return ClientConversation(
+        conversation_id=summary.conversation_id,
+        subject=summary.subject,
+        unread=summary.unread,
+        archived=summary.archived,
+        last_activity_at=summary.last_activity_at,
+    )
+
+
+def _visible(session: ClientSession, conversation_id: str) -> None:
+    if not session.may_see(conversation_id):
+        raise ApiProblemError(404, "not_found", "Nothing here, or you may not see it.")
+
+
+async def _within_limits(gateway: Gateway, session: ClientSession, body: str) -> None:
+    settings = await gateway.services.get(session.practice_id)
+    if len(body.strip()) > settings.max_message_length:
+        raise ApiProblemError(
+            422,
+            "message_too_long",
+            f"A message holds at most {settings.max_message_length} characters.",
+            extra={"max_message_length": settings.max_message_length},
+        )
+    limit = RateLimitItemPerSecond(
+        settings.client_rate_limit_count, settings.client_rate_limit_period_seconds
+    )
+    key = f"{session.practice_id}|{session.principal.kind.value}|{session.principal.id}"
+    if not await gateway.limiter.hit(limit, "client-messages", key):
+        stats = await gateway.limiter.get_window_stats(limit, "client-messages", key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise ApiProblemError(
+            429,
+            "rate_limited",
+            "You have sent many messages in a short time. Please wait before sending more.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class ClientController(Controller):
+    path = "/api/client"
+    tags = ["client: portal"]
+    dependencies = {
+        "gateway": Provide(provide_gateway),
+        "session": Provide(provide_session),
+    }
+    security = [{"SessionCookie": []}]
+
+    @get("/session", summary="Who is signed in")
+    async def current(self, session: ClientSession, gateway: Gateway) -> ClientSessionView:
+        practice = await gateway.portal.practice(session.practice_id)
+        return ClientSessionView(
+            principal=session.principal,
+            practice_name=email_display_name(practice.display_name if practice else None),
+            practice_slug=practice.slug if practice else None,
+            conversation_id=session.conversation_id,
+        )
+
+    @post("/sign-out", status_code=204, summary="End the session")
+    async def sign_out(self, session: ClientSession, gateway: Gateway) -> Response[None]:
+        await gateway.portal.end_session(session, SessionEndReason.SIGN_OUT)
+        response: Response[None] = Response(None, status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(CSRF_COOKIE, path="/")
+        return response
+
+    @get("/conversations", summary="My conversations")
+    async def conversations(
+        self, session: ClientSession, gateway: Gateway
+    ) -> list[ClientConversation]:
+        items = await gateway.services.ask_many(
+            ListClientConversations(practice_id=session.practice_id, actor=session.principal),
+            ConversationSummary,
+        )
+        return [_conversation(item) for item in items if session.may_see(item.conversation_id)]
+
+    @post("/conversations", status_code=201, summary="Start a conversation with my clinician")
+    async def start(
+        self, data: ClientConversationIn, session: ClientSession, gateway: Gateway
+    ) -> CommandResult:
+        if session.conversation_id is not None:
+            raise ApiProblemError(
+                403,
+                "sign_in_required",
+                "Sign in from the portal page to start a new conversation.",
+            )
+        await _within_limits(gateway, session, data.body)
+        client = await gateway.portal.person(
+            session.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=session.client_id)
+        )
+        if client is None or client.primary_clinician_id is None:
+            raise ApiProblemError(
+                409, "no_primary_clinician", "Your practice has not assigned you a clinician yet."
+            )
+        clinician = ParticipantRef(kind=ParticipantKind.STAFF, id=client.primary_clinician_id)
+        result = await gateway.services.command(
+            OpenConversation(
+                practice_id=session.practice_id,
+                actor=session.principal,
+                conversation_id=data.conversation_id or new_id(),
+                subject=data.subject,
+                client_id=session.client_id,
+                participants=[clinician],
+                first_message=data.body,
+            )
+        )
+        return CommandResult(result=result)
+
+    @get("/conversations/{conversation_id:str}", summary="Read a conversation (marks it read)")
+    async def thread(
+        self, conversation_id: str, session: ClientSession, gateway: Gateway
+    ) -> ClientThread:
+        _visible(session, conversation_id)
+        thread = await gateway.services.ask(
+            GetThread(
+                practice_id=session.practice_id,
+                actor=session.principal,
+                conversation_id=conversation_id,
+            ),
+            ThreadView,
+        )
+        await gateway.services.command(
+            MarkRead(
+                practice_id=session.practice_id,
+                actor=session.principal,
+                conversation_id=conversation_id,
+            )
+        )
+        await gateway.publisher.publish(
+            ClientViewedConversation(
+                practice_id=session.practice_id,
+                principal=session.principal,
+                conversation_id=conversation_id,
+            )
+        )
+        return ClientThread(
+            conversation=_conversation(thread.conversation),
+            messages=[
+                message.model_copy(update={"body": ""}) if message.removed else message
+                for message in thread.messages
+            ],
+            away_message=thread.away_message,
+            banner=thread.banner,
+            edit_note=thread.edit_note,
+            max_message_length=thread.max_message_length,
+        )
+
+    @post("/conversations/{conversation_id:str}/messages", status_code=201, summary="Reply")
+    async def reply(
+        self, conversation_id: str, data: MessageIn, session: ClientSession, gateway: Gateway
+    ) -> CommandResult:
+        _visible(session, conversation_id)
+        await _within_limits(gateway, session, data.body)
+        result = await gateway.services.command(
+            PostMessage(
+                practice_id=session.practice_id,
+                actor=session.principal,
+                conversation_id=conversation_id,
+                posted_message_id=data.message_id or new_id(),
+                body=data.body,
+            )
+        )
+        return CommandResult(result=result)
+
+    @get("/banners", summary="Away message, practice banner and edit note")
+    async def banners(self, session: ClientSession, gateway: Gateway) -> Banners:
+        settings = await gateway.services.get(session.practice_id)
+        return Banners(
+            away_message=settings.away_message if settings.away_message_enabled else None,
+            banner=settings.banner or None,
+            edit_note=settings.edit_note or None,
+            max_message_length=settings.max_message_length,
+        )

@@ -1,0 +1,136 @@
+"""Public client entry points: secure links, verification and instant sign-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.datastructures import Cookie
+from litestar.di import Provide
+from litestar.response import Redirect
+
+from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE
+from sotto_gateway.api.problems import ApiProblemError
+from sotto_gateway.api.schemas import LinkAnswer, SessionAnswer, SignInAnswer, SignInIn, VerifyIn
+from sotto_gateway.api.state import Gateway, provide_gateway
+from sotto_gateway.domain import LinkStatus
+from sotto_gateway.handlers import LinkView, StartedSession
+
+SIGN_IN_ANSWER = (
+    "If this address belongs to someone at this practice, a sign-in link is on its way. "
+    "It works once, for 15 minutes."
+)
+TOKEN_PATH = "{token:str}"  # noqa: S105  (a path parameter, not a secret)
+
+
+def session_cookies(gateway: Gateway, started: StartedSession) -> list[Cookie]:
+    settings = gateway.settings
+    lifetime = int(settings.session_absolute_minutes * 60)
+    common: dict[str, Any] = {
+        "secure": settings.cookie_secure,
+        "samesite": "strict",
+        "path": "/",
+        "max_age": lifetime,
+    }
+    return [
+        Cookie(key=SESSION_COOKIE, value=started.key, httponly=True, **common),
+        Cookie(key=CSRF_COOKIE, value=started.csrf_token, httponly=False, **common),
+    ]
+
+
+def session_answer(gateway: Gateway, started: StartedSession) -> Response[SessionAnswer]:
+    answer = SessionAnswer(
+        csrf_token=started.csrf_token,
+        conversation_id=started.session.conversation_id,
+        idle_timeout_minutes=gateway.settings.session_idle_minutes,
+        absolute_timeout_minutes=gateway.settings.session_absolute_minutes,
+    )
+    return Response(answer, status_code=200, cookies=session_cookies(gateway, started))
+
+
+def _sign_in_url(gateway: Gateway, view: LinkView) -> str | None:
+    if view.practice_slug is None:
+        return None
+    return f"{gateway.settings.public_base_url.rstrip('/')}/o/{view.practice_slug}/messages"
+
+
+def _unusable(gateway: Gateway, view: LinkView) -> ApiProblemError:
+    details = {
+        LinkStatus.EXPIRED: "This link has expired.",
+        LinkStatus.REVOKED: "This link is no longer valid.",
+        LinkStatus.LOCKED: "This link is locked after too many failed verification attempts.",
+    }
+    return ApiProblemError(
+        410,
+        f"link_{view.status.value}",
+        details.get(view.status, "This link cannot be used.") + " Sign in from the portal page.",
+        extra={"link_status": view.status.value, "sign_in_url": _sign_in_url(gateway, view)},
+    )
+
+
+class SecureLinkController(Controller):
+    path = "/api/client/links"
+    tags = ["client: secure links"]
+    dependencies = {"gateway": Provide(provide_gateway)}
+
+    @post(f"/{TOKEN_PATH}/open", status_code=200, summary="Open a secure message link")
+    async def open_link(self, token: str, gateway: Gateway) -> LinkAnswer:
+        """Checks the link; a usable one asks for verification (410 when it is not usable)."""
+        view = await gateway.portal.open_link(token)
+        if view.status is not LinkStatus.NEEDS_VERIFICATION:
+            raise _unusable(gateway, view)
+        return LinkAnswer(
+            status=view.status.value,
+            practice_name=view.practice_name,
+            attempts_left=view.attempts_left,
+            sign_in_url=_sign_in_url(gateway, view),
+        )
+
+    @post(f"/{TOKEN_PATH}/verify", summary="Verify and start a session for the conversation")
+    async def verify(self, token: str, data: VerifyIn, gateway: Gateway) -> Response[SessionAnswer]:
+        """Starts a session scoped to the link's conversation; the link locks after 5 failures."""
+        outcome = await gateway.portal.verify_link(token, data.date_of_birth)
+        if outcome.started is not None:
+            return session_answer(gateway, outcome.started)
+        if outcome.view.status is not LinkStatus.NEEDS_VERIFICATION:
+            raise _unusable(gateway, outcome.view)
+        raise ApiProblemError(
+            422,
+            "verification_failed",
+            "The details did not match.",
+            extra={"attempts_left": outcome.view.attempts_left},
+        )
+
+
+class SignInController(Controller):
+    path = "/api/portal"
+    tags = ["client: sign-in"]
+    dependencies = {"gateway": Provide(provide_gateway)}
+
+    @post("/{practice_slug:str}/sign-in", status_code=202, summary="Request a sign-in link")
+    async def request_sign_in(
+        self, practice_slug: str, data: SignInIn, gateway: Gateway
+    ) -> Response[SignInAnswer]:
+        """The same answer whether or not the address is known."""
+        record_id = await gateway.portal.request_sign_in(practice_slug, data.email)
+        return Response(
+            SignInAnswer(detail=SIGN_IN_ANSWER),
+            status_code=202,
+            background=BackgroundTask(gateway.portal.flush_sign_in, record_id),
+        )
+
+    @post(f"/sign-in/{TOKEN_PATH}", summary="Use a sign-in link (single use)")
+    async def use_sign_in_link(self, token: str, gateway: Gateway) -> Response[SessionAnswer]:
+        started = await gateway.portal.consume_sign_in(token)
+        return session_answer(gateway, started)
+
+    @get(f"/sign-in/{TOKEN_PATH}", summary="Follow a sign-in link from the email (single use)")
+    async def follow_sign_in_link(self, token: str, gateway: Gateway) -> Redirect:
+        """Starts the session and redirects to the practice's portal page."""
+        started = await gateway.portal.consume_sign_in(token)
+        practice = await gateway.portal.practice(started.session.practice_id)
+        slug = practice.slug if practice else ""
+        return Redirect(
+            f"/o/{slug}/messages", status_code=303, cookies=session_cookies(gateway, started)
+        )

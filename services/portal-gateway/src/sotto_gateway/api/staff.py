@@ -1,0 +1,492 @@
+"""The staff API: every Conversations workflow, settings, enablement, exports and audit queries.
+
+The bearer token names the practice; every request goes to conversations on behalf of the
+team member, and the gateway adds its own client-access check from the identity projection.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from litestar import Controller, Response, Router, delete, get, patch, post, put
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+
+from sotto_contracts.audit import AuditPage, GetAccessLog, GetDeliveryLog
+from sotto_contracts.base import Message
+from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
+from sotto_contracts.conversations import (
+    AddNote,
+    AssignConversation,
+    CopyMessages,
+    CreateTask,
+    ExportPractice,
+    ExportResult,
+    GetInbox,
+    GetThread,
+    GetTranscript,
+    InboxPage,
+    InboxView,
+    MarkRead,
+    MarkUnread,
+    OpenConversation,
+    PostMessage,
+    PracticeSettings,
+    PracticeSettingsPatch,
+    RemoveMessage,
+    SendAnnouncement,
+    SetArchived,
+    SetMessagingEnabled,
+    TextResult,
+    ThreadView,
+    UpdateSettings,
+    UpdateTask,
+)
+from sotto_contracts.gateway import ExportMade, StaffViewedConversation
+from sotto_gateway.api.auth import (
+    StaffAuthenticationMiddleware,
+    export_guard,
+    manager_guard,
+    owner_guard,
+    provide_staff,
+)
+from sotto_gateway.api.problems import ApiProblemError
+from sotto_gateway.api.schemas import (
+    AnnouncementIn,
+    AssignIn,
+    CommandResult,
+    CopyIn,
+    EnablementIn,
+    ExportIn,
+    MessageIn,
+    NoteIn,
+    OpenConversationIn,
+    StaffMe,
+    TaskIn,
+    TaskPatch,
+)
+from sotto_gateway.api.state import Gateway, provide_gateway
+from sotto_gateway.domain import StaffPrincipal, new_id
+
+CONVERSATION = "/conversations/{conversation_id:str}"
+
+
+def _not_found() -> ApiProblemError:
+    return ApiProblemError(404, "not_found", "Nothing here, or you may not see it.")
+
+
+async def _require_client_access(gateway: Gateway, staff: StaffPrincipal, client_id: str) -> None:
+    client = await gateway.portal.person(
+        staff.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=client_id)
+    )
+    if not staff.may_access_client(client):
+        raise _not_found()
+
+
+async def _thread(gateway: Gateway, staff: StaffPrincipal, conversation_id: str) -> ThreadView:
+    """The thread, if conversations shows it to this team member and they may see its client."""
+    thread = await gateway.services.ask(
+        GetThread(practice_id=staff.practice_id, actor=staff.ref, conversation_id=conversation_id),
+        ThreadView,
+    )
+    if thread.conversation.client_id is not None:
+        await _require_client_access(gateway, staff, thread.conversation.client_id)
+    return thread
+
+
+async def _command_on(
+    gateway: Gateway, staff: StaffPrincipal, conversation_id: str, request: Message
+) -> CommandResult:
+    await _thread(gateway, staff, conversation_id)
+    return CommandResult(result=await gateway.services.command(request))
+
+
+class StaffController(Controller):
+    path = "/"
+    tags = ["staff"]
+
+    @get("/me", summary="The signed-in team member")
+    async def me(self, staff: StaffPrincipal) -> StaffMe:
+        return StaffMe(
+            staff_id=staff.staff.id,
+            practice_id=staff.practice_id,
+            display_name=staff.staff.display_name,
+            roles=sorted(role.value for role in staff.staff.roles),
+            can_view_others_conversations=staff.staff.can_view_others,
+            can_export=staff.staff.can_export,
+        )
+
+    @get("/inbox", summary="Inbox with filters")
+    async def inbox(
+        self,
+        staff: StaffPrincipal,
+        gateway: Gateway,
+        view: InboxView = InboxView.MINE,
+        assignee_id: str | None = None,
+        unread_only: bool = False,
+        archived: bool = False,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        page: int = 1,
+        page_size: int = 25,
+    ) -> InboxPage:
+        if view is not InboxView.MINE and not (
+            staff.manages_practice or staff.staff.can_view_others
+        ):
+            raise ApiProblemError(403, "forbidden", "You may not see others' conversations.")
+        query = GetInbox.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "actor": staff.ref,
+                "view": view,
+                "assignee_id": assignee_id,
+                "unread_only": unread_only,
+                "archived": archived,
+                "since": since,
+                "until": until,
+                "search": search,
+                "page": page,
+                "page_size": page_size,
+            }
+        )
+        return await gateway.services.ask(query, InboxPage)
+
+    @post("/conversations", status_code=201, summary="Open a conversation")
+    async def open_conversation(
+        self, data: OpenConversationIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        if data.client_id is not None:
+            await _require_client_access(gateway, staff, data.client_id)
+        request = OpenConversation.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "actor": staff.ref,
+                "conversation_id": data.conversation_id or new_id(),
+                "subject": data.subject,
+                "client_id": data.client_id,
+                "participants": data.participants,
+                "first_message": data.first_message,
+            }
+        )
+        return CommandResult(result=await gateway.services.command(request))
+
+    @get(CONVERSATION, summary="Open a thread (recorded as a staff view)")
+    async def thread(
+        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+    ) -> ThreadView:
+        thread = await _thread(gateway, staff, conversation_id)
+        await gateway.publisher.publish(
+            StaffViewedConversation(
+                practice_id=staff.practice_id,
+                staff_id=staff.staff.id,
+                conversation_id=conversation_id,
+                client_id=thread.conversation.client_id,
+            )
+        )
+        await gateway.services.command(
+            MarkRead(
+                practice_id=staff.practice_id, actor=staff.ref, conversation_id=conversation_id
+            )
+        )
+        return thread
+
+    @post(f"{CONVERSATION}/messages", status_code=201, summary="Reply or send")
+    async def reply(
+        self, conversation_id: str, data: MessageIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        request = PostMessage.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "actor": staff.ref,
+                "conversation_id": conversation_id,
+                "posted_message_id": data.message_id or new_id(),
+                "body": data.body,
+            }
+        )
+        return await _command_on(gateway, staff, conversation_id, request)
+
+    @post(f"{CONVERSATION}/assign", status_code=200, summary="Assign or reassign")
+    async def assign(
+        self, conversation_id: str, data: AssignIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        request = AssignConversation(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            conversation_id=conversation_id,
+            assignee_id=data.assignee_id,
+        )
+        return await _command_on(gateway, staff, conversation_id, request)
+
+    @post(f"{CONVERSATION}/archive", status_code=200, summary="Archive")
+    async def archive(
+        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        request = SetArchived(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            conversation_id=conversation_id,
+            archived=True,
+        )
+        return await _command_on(gateway, staff, conversation_id, request)
+
+    @post(f"{CONVERSATION}/unarchive", status_code=200, summary="Unarchive")
+    async def unarchive(
+        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        request = SetArchived(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            conversation_id=conversation_id,
+            archived=False,
+        )
+        return await _command_on(gateway, staff, conversation_id, request)
+
+    @post(f"{CONVERSATION}/unread", status_code=200, summary="Mark unread")
+    async def mark_unread(
+        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        request = MarkUnread(
+            practice_id=staff.practice_id, actor=staff.ref, conversation_id=conversation_id
+        )
+        return await _command_on(gateway, staff, conversation_id, request)
+
+    @post(f"{CONVERSATION}/notes", status_code=201, summary="Add an internal note")
+    async def add_note(
+        self, conversation_id: str, data: NoteIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        await _thread(gateway, staff, conversation_id)
+        request = AddNote.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "actor": staff.ref,
+                "conversation_id": conversation_id,
+                "note_id": data.note_id or new_id(),
+                "body": data.body,
+            }
+        )
+        return CommandResult(result=await gateway.services.command(request))
+
+    @post(f"{CONVERSATION}/tasks", status_code=201, summary="Create a task")
+    async def create_task(
+        self, conversation_id: str, data: TaskIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        await _thread(gateway, staff, conversation_id)
+        request = CreateTask(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            conversation_id=conversation_id,
+            task_id=data.task_id or new_id(),
+            title=data.title,
+            assignee_id=data.assignee_id,
+            due=data.due,
+        )
+        return CommandResult(result=await gateway.services.command(request))
+
+    @patch("/tasks/{task_id:str}", summary="Update a task")
+    async def update_task(
+        self, task_id: str, data: TaskPatch, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        request = UpdateTask(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            task_id=task_id,
+            done=data.done,
+            title=data.title,
+            assignee_id=data.assignee_id,
+            due=data.due,
+        )
+        return CommandResult(result=await gateway.services.command(request))
+
+    @delete(
+        f"{CONVERSATION}/messages/{{message_id:str}}", status_code=200, summary="Remove a message"
+    )
+    async def remove_message(
+        self, conversation_id: str, message_id: str, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        await _thread(gateway, staff, conversation_id)
+        request = RemoveMessage(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            conversation_id=conversation_id,
+            posted_message_id=message_id,
+        )
+        return CommandResult(result=await gateway.services.command(request))
+
+    @post(f"{CONVERSATION}/copy", status_code=200, summary="Copy messages as text")
+    async def copy_messages(
+        self, conversation_id: str, data: CopyIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> TextResult:
+        await _thread(gateway, staff, conversation_id)
+        query = CopyMessages(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            conversation_id=conversation_id,
+            posted_message_ids=data.message_ids,
+        )
+        return await gateway.services.ask(query, TextResult)
+
+    @post("/announcements", status_code=201, summary="Send an announcement")
+    async def announce(
+        self, data: AnnouncementIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        if not staff.manages_practice and not (
+            staff.has_role(StaffRole.CLINICIAN) and data.clinician_id == staff.staff.id
+        ):
+            raise ApiProblemError(
+                403, "forbidden", "Clinicians announce to their own clients only."
+            )
+        request = SendAnnouncement.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "actor": staff.ref,
+                "announcement_id": data.announcement_id or new_id(),
+                "subject": data.subject,
+                "body": data.body,
+                "clinician_id": data.clinician_id,
+            }
+        )
+        return CommandResult(result=await gateway.services.command(request))
+
+    @get("/clients/{client_id:str}/transcript", summary="A client's transcript")
+    async def transcript(
+        self, client_id: str, staff: StaffPrincipal, gateway: Gateway
+    ) -> TextResult:
+        await _require_client_access(gateway, staff, client_id)
+        query = GetTranscript(practice_id=staff.practice_id, actor=staff.ref, client_id=client_id)
+        return await gateway.services.ask(query, TextResult)
+
+    @post("/exports", status_code=200, guards=[export_guard], summary="Download a data export")
+    async def export(
+        self, data: ExportIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> Response[bytes]:
+        query = ExportPractice(
+            practice_id=staff.practice_id,
+            actor=staff.ref,
+            clinician_id=data.clinician_id,
+            password=data.password,
+        )
+        archive = await gateway.services.ask(query, ExportResult)
+        await gateway.publisher.publish(
+            ExportMade(
+                practice_id=staff.practice_id,
+                staff_id=staff.staff.id,
+                scope=f"clinician:{data.clinician_id}" if data.clinician_id else "practice",
+                password_protected=data.password is not None,
+            )
+        )
+        filename = archive.filename.replace('"', "")
+        return Response(
+            base64.b64decode(archive.archive_base64),
+            media_type=archive.content_type,
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    @get("/settings", summary="Practice messaging settings")
+    async def get_settings(self, staff: StaffPrincipal, gateway: Gateway) -> PracticeSettings:
+        gateway.services.forget(staff.practice_id)
+        return await gateway.services.get(staff.practice_id)
+
+    @patch("/settings", guards=[manager_guard], summary="Change practice messaging settings")
+    async def patch_settings(
+        self, data: PracticeSettingsPatch, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        request = UpdateSettings(practice_id=staff.practice_id, actor=staff.ref, changes=data)
+        result = await gateway.services.command(request)
+        gateway.services.forget(staff.practice_id)
+        return CommandResult(result=result)
+
+    @put(
+        "/clients/{client_id:str}/messaging",
+        guards=[manager_guard],
+        summary="Enable or disable messaging for a client",
+    )
+    async def client_enablement(
+        self, client_id: str, data: EnablementIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        await _require_client_access(gateway, staff, client_id)
+        return await self._enable(
+            staff, gateway, ParticipantRef(kind=ParticipantKind.CLIENT, id=client_id), data
+        )
+
+    @put(
+        "/team/{staff_id:str}/messaging",
+        guards=[manager_guard],
+        summary="Enable or disable messaging for a team member",
+    )
+    async def team_enablement(
+        self, staff_id: str, data: EnablementIn, staff: StaffPrincipal, gateway: Gateway
+    ) -> CommandResult:
+        member = ParticipantRef(kind=ParticipantKind.STAFF, id=staff_id)
+        if await gateway.portal.person(staff.practice_id, member) is None:
+            raise _not_found()
+        return await self._enable(staff, gateway, member, data)
+
+    @staticmethod
+    async def _enable(
+        staff: StaffPrincipal, gateway: Gateway, subject: ParticipantRef, data: EnablementIn
+    ) -> CommandResult:
+        request = SetMessagingEnabled(
+            practice_id=staff.practice_id, actor=staff.ref, subject=subject, enabled=data.enabled
+        )
+        return CommandResult(result=await gateway.services.command(request))
+
+    @get("/audit/deliveries", guards=[owner_guard], summary="Delivery log (owner)")
+    async def delivery_log(
+        self,
+        staff: StaffPrincipal,
+        gateway: Gateway,
+        recipient_id: str | None = None,
+        conversation_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> AuditPage:
+        query = GetDeliveryLog.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "recipient_id": recipient_id,
+                "conversation_id": conversation_id,
+                "since": since,
+                "until": until,
+                "page": page,
+                "page_size": page_size,
+            }
+        )
+        return await gateway.services.ask(query, AuditPage)
+
+    @get("/audit/access", guards=[owner_guard], summary="Access log (owner)")
+    async def access_log(
+        self,
+        staff: StaffPrincipal,
+        gateway: Gateway,
+        client_id: str | None = None,
+        staff_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> AuditPage:
+        query = GetAccessLog.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "client_id": client_id,
+                "staff_id": staff_id,
+                "since": since,
+                "until": until,
+                "page": page,
+                "page_size": page_size,
+            }
+        )
+        return await gateway.services.ask(query, AuditPage)
+
+
+staff_router = Router(
+    path="/api/staff",
+    route_handlers=[StaffController],
+    middleware=[DefineMiddleware(StaffAuthenticationMiddleware)],
+    dependencies={"gateway": Provide(provide_gateway), "staff": Provide(provide_staff)},
+    security=[{"BearerToken": []}],
+)

@@ -1,0 +1,195 @@
+"""Wiring of the portal gateway: Litestar app, broker subscribers, stores, RPC, outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from faststream.rabbit.subscriber import RabbitSubscriber
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from litestar import Litestar, Response, get
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from pymongo.errors import PyMongoError
+
+from sotto_contracts.base import Message
+from sotto_contracts.conversations import (
+    ClientEmailDue,
+    MessageRemoved,
+    MessagingEnablementChanged,
+    UnreadReminderDue,
+)
+from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
+from sotto_gateway.adapters.rpc import Services
+from sotto_gateway.adapters.store import IdentityStore, LinkStore, OutboxWriter, SessionStore
+from sotto_gateway.adapters.tokens import StaffTokenVerifier
+from sotto_gateway.api.auth import SESSION_COOKIE
+from sotto_gateway.api.client import ClientController
+from sotto_gateway.api.middleware import (
+    add_security_headers,
+    install_request_id_logging,
+    request_id_middleware,
+)
+from sotto_gateway.api.portal import SecureLinkController, SignInController
+from sotto_gateway.api.problems import EXCEPTION_HANDLERS
+from sotto_gateway.api.staff import staff_router
+from sotto_gateway.api.state import Gateway
+from sotto_gateway.config import GatewaySettings
+from sotto_gateway.handlers import Portal
+from sotto_kit.logs import configure_logging
+from sotto_kit.messaging import RpcClient
+from sotto_kit.outbox import OutboxRelay
+from sotto_kit.runtime import Runtime, create_runtime, declare_parking
+
+SERVICE = "gateway"
+INDEX_RETRY_SECONDS = 2.0
+
+logger = logging.getLogger(__name__)
+
+
+def subscribe(runtime: Runtime, portal: Portal) -> None:
+    broker, topology = runtime.broker, runtime.topology
+
+    def queue(message_type: type[Message]) -> RabbitSubscriber:
+        return broker.subscriber(
+            topology.queue_for(SERVICE, message_type), topology.exchange_of(message_type)
+        )
+
+    @queue(PracticeUpserted)
+    async def on_practice(event: PracticeUpserted) -> None:
+        await portal.on_practice_upserted(event)
+
+    @queue(ClientUpserted)
+    async def on_client(event: ClientUpserted) -> None:
+        await portal.on_client_upserted(event)
+
+    @queue(StaffUpserted)
+    async def on_staff(event: StaffUpserted) -> None:
+        await portal.on_staff_upserted(event)
+
+    @queue(MessagingEnablementChanged)
+    async def on_enablement(event: MessagingEnablementChanged) -> None:
+        await portal.on_messaging_enablement_changed(event)
+
+    @queue(UnreadReminderDue)
+    async def on_reminder(event: UnreadReminderDue) -> None:
+        await portal.on_unread_reminder(event)
+
+    @queue(ClientEmailDue)
+    async def on_client_email(event: ClientEmailDue) -> None:
+        await portal.on_client_email_due(event)
+
+    @queue(MessageRemoved)
+    async def on_removed(event: MessageRemoved) -> None:
+        await portal.on_message_removed(event)
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Sotto portal gateway",
+        version="1.0.0",
+        description=(
+            "The HTTP API for Sotto's staff and client frontends. Errors are "
+            "application/problem+json; 503 answers carry Retry-After."
+        ),
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(
+                    type="http", scheme="bearer", bearer_format="JWT", description="Staff token"
+                ),
+                "SessionCookie": SecurityScheme(
+                    type="apiKey",
+                    name=SESSION_COOKIE,
+                    security_scheme_in="cookie",
+                    description="Client session; state-changing calls also need X-CSRF-Token.",
+                ),
+            }
+        ),
+    )
+
+
+def create_app(settings: GatewaySettings | None = None) -> Litestar:
+    settings = settings or GatewaySettings()
+    configure_logging(SERVICE, settings.log_level)
+    install_request_id_logging()
+    runtime = create_runtime(SERVICE, settings)
+    writer = OutboxWriter(runtime.topology, runtime.publisher)
+    identity = IdentityStore(runtime.database)
+    links = LinkStore(runtime.database, writer)
+    sessions = SessionStore(runtime.database, writer)
+    rpc = RpcClient(settings.rabbitmq_url, runtime.topology, timeout=settings.rpc_timeout_seconds)
+    services = Services(rpc, settings_cache_seconds=settings.settings_cache_seconds)
+    portal = Portal(settings, identity, links, sessions, services)
+    relay = OutboxRelay(
+        [*links.outbox_collections, sessions.sessions],
+        runtime.publisher,
+        interval_seconds=settings.outbox_interval_seconds,
+    )
+    subscribe(runtime, portal)
+    gateway = Gateway(
+        settings=settings,
+        portal=portal,
+        services=services,
+        verifier=StaffTokenVerifier(settings),
+        publisher=runtime.publisher,
+        limiter=MovingWindowRateLimiter(MemoryStorage()),
+    )
+
+    async def ensure_indexes() -> None:
+        while True:
+            try:
+                for store in (identity, links, sessions):
+                    await store.ensure_indexes()
+                await relay.ensure_indexes()
+                return
+            except PyMongoError:
+                logger.warning("database unavailable for indexes; retrying")
+                await asyncio.sleep(INDEX_RETRY_SECONDS)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await ensure_indexes()
+        await runtime.broker.connect()
+        await declare_parking(runtime)
+        await runtime.broker.start()
+        relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+            with contextlib.suppress(Exception):
+                await services.close()
+            await runtime.broker.stop()
+            await runtime.mongo.close()
+
+    @get("/health", tags=["operations"], summary="Broker and database reachability")
+    async def health() -> Response[dict[str, Any]]:
+        report = await runtime.health()
+        return Response(report, status_code=200 if report["status"] == "ok" else 503)
+
+    app = Litestar(
+        route_handlers=[
+            health,
+            staff_router,
+            ClientController,
+            SecureLinkController,
+            SignInController,
+        ],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_id_middleware],
+        before_send=[add_security_headers],
+        openapi_config=openapi_config(),
+        request_max_body_size=settings.max_request_bytes,
+        debug=False,
+    )
+    app.state.gateway = gateway
+    return app
