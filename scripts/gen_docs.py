@@ -96,13 +96,25 @@ def fixed_settings(settings_type: type[ServiceSettings], package: str) -> Servic
     return settings
 
 
-def api_documents(name: str, package: str) -> Iterator[tuple[str, str]]:
-    """(relative path, content) of the AsyncAPI and OpenAPI documents of one service."""
+def build_app(package: str) -> Any | None:
+    """The service's app built from fixed settings, or None while the service has no main."""
     main, config = _module(f"{package}.main"), _module(f"{package}.config")
     if main is None or config is None:
-        return
+        return None
     (settings_type,) = settings_classes(config)
-    app = main.create_app(fixed_settings(settings_type, package))
+    return main.create_app(fixed_settings(settings_type, package))
+
+
+def built_apps() -> Iterator[tuple[str, Any]]:
+    """(document name, app) of every service that exists yet."""
+    for name, package in SERVICES:
+        app = build_app(package)
+        if app is not None:
+            yield name, app
+
+
+def api_documents(name: str, app: Any) -> Iterator[tuple[str, str]]:
+    """(relative path, content) of the AsyncAPI and OpenAPI documents of one service."""
     if isinstance(app, AsgiFastStream):
         yield f"{ASYNCAPI_DIR}/{name}.json", _json(app.schema.to_specification().to_jsonable())
         return
@@ -111,8 +123,7 @@ def api_documents(name: str, package: str) -> Iterator[tuple[str, str]]:
         yield f"{OPENAPI_DIR}/{name}.json", _json(openapi.to_schema())
     broker = getattr(getattr(app, "state", None), "broker", None)
     if broker is not None:
-        title = f"Sotto {name}"
-        spec = AsyncAPI(broker, title=title, version="1.0.0").to_specification()
+        spec = AsyncAPI(broker, title=f"Sotto {name}", version="1.0.0").to_specification()
         yield f"{ASYNCAPI_DIR}/{name}.json", _json(spec.to_jsonable())
 
 
@@ -240,8 +251,8 @@ def _shared_alias(name: str) -> Any:
 def render() -> dict[str, str]:
     """Every generated document: relative path under docs/ -> content."""
     documents: dict[str, str] = {CONFIG_REFERENCE: config_reference()}
-    for name, package in SERVICES:
-        documents.update(api_documents(name, package))
+    for name, app in built_apps():
+        documents.update(api_documents(name, app))
     return documents
 
 

@@ -26,20 +26,30 @@ class Metrics:
         self.parked = Counter(
             "sotto_messages_parked_total",
             "Messages moved to the parking queue, by routing key.",
-            ["routing_key"],
+            ["app_name", "routing_key"],
             registry=self.registry,
         )
         self.retried = Counter(
             "sotto_messages_retried_total",
             "Handler failures that sent a message back for redelivery.",
-            ["routing_key"],
+            ["app_name", "routing_key"],
             registry=self.registry,
         )
         self.parking_depth = Gauge(
             "sotto_parking_queue_depth",
             "Messages waiting in this service's parking queue.",
+            ["app_name"],
             registry=self.registry,
         )
+
+    def count_parked(self, routing_key: str) -> None:
+        self.parked.labels(app_name=self.service, routing_key=routing_key).inc()
+
+    def count_retried(self, routing_key: str) -> None:
+        self.retried.labels(app_name=self.service, routing_key=routing_key).inc()
+
+    def set_parking_depth(self, depth: int) -> None:
+        self.parking_depth.labels(app_name=self.service).set(depth)
 
     def broker_middlewares(self) -> list[Any]:
         middlewares: list[Any] = [

@@ -63,12 +63,12 @@ class ConsumerStats:
     def count_parked(self, routing_key: str) -> None:
         self.parked[routing_key] += 1
         if self._metrics is not None:
-            self._metrics.parked.labels(routing_key=routing_key).inc()
+            self._metrics.count_parked(routing_key)
 
     def count_retried(self, routing_key: str) -> None:
         self.retried[routing_key] += 1
         if self._metrics is not None:
-            self._metrics.retried.labels(routing_key=routing_key).inc()
+            self._metrics.count_retried(routing_key)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {

@@ -53,7 +53,7 @@ class Runtime:
         except Exception:  # broker away: keep the last known depth
             return
         result = parking.declaration_result
-        self.metrics.parking_depth.set(result.message_count or 0)
+        self.metrics.set_parking_depth(result.message_count or 0)
 
     async def health(self) -> dict[str, Any]:
         broker_ok = await self.broker.ping(HEALTH_TIMEOUT_SECONDS)
