@@ -1,0 +1,149 @@
+"""Helpers for gateway tests: watch exchanges, stand in for conversations, seed the projection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from sotto_contracts.base import Message, Reply
+from sotto_contracts.conversations import PracticeSettings
+from sotto_contracts.topology import Topology
+
+from tests.support.waiting import eventually
+
+
+@dataclass
+class Captured:
+    routing_key: str
+    body: dict[str, Any]
+
+
+@dataclass
+class Watch:
+    """Every message published to an exchange under some routing keys, in arrival order."""
+
+    messages: list[Captured] = field(default_factory=list)
+
+    def of(self, routing_key: str) -> list[dict[str, Any]]:
+        return [item.body for item in self.messages if item.routing_key == routing_key]
+
+    async def wait_for(
+        self, routing_key: str, count: int = 1, where: Callable[[dict[str, Any]], bool] = bool
+    ) -> list[dict[str, Any]]:
+        async def found() -> list[dict[str, Any]]:
+            return [body for body in self.of(routing_key) if where(body)]
+
+        return await eventually(
+            found, until=lambda items: len(items) >= count, what=f"{count} x {routing_key}"
+        )
+
+
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+class Broker:
+    """Raw RabbitMQ access for one test: watch exchanges, answer requests like a service would."""
+
+    def __init__(self, url: str, topology: Topology) -> None:
+        self._url = url
+        self.topology = topology
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.requests: list[Captured] = []
+
+    async def _channel(self) -> aio_pika.abc.AbstractChannel:
+        if self._connection is None:
+            self._connection = await aio_pika.connect_robust(self._url)
+        return await self._connection.channel()
+
+    async def watch(self, exchange: str, *routing_keys: str) -> Watch:
+        watch = Watch()
+        channel = await self._channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        target = await channel.get_exchange(exchange, ensure=False)
+        for key in routing_keys or ("#",):
+            await queue.bind(target, routing_key=key)
+
+        async def collect(message: AbstractIncomingMessage) -> None:
+            async with message.process():
+                watch.messages.append(
+                    Captured(message.routing_key or "", json.loads(message.body))
+                )
+
+        await queue.consume(collect)
+        return watch
+
+    async def answer(self, routing_key: str, responder: Responder) -> None:
+        """Answer a request/reply routing key on the commands exchange."""
+        channel = await self._channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(
+            await channel.get_exchange(self.topology.commands.name, ensure=False),
+            routing_key=routing_key,
+        )
+
+        async def reply(message: AbstractIncomingMessage) -> None:
+            async with message.process():
+                body = json.loads(message.body)
+                self.requests.append(Captured(routing_key, body))
+                answer = responder(body)
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        answer.model_dump_json().encode(),
+                        correlation_id=message.correlation_id,
+                        content_type="application/json",
+                    ),
+                    routing_key=message.reply_to or "",
+                )
+
+        await queue.consume(reply)
+
+    async def answer_settings(self, settings: PracticeSettings) -> None:
+        await self.answer(
+            "conversations.get_settings.v1",
+            lambda _: Reply(ok=True, result=settings.model_dump(mode="json")),
+        )
+
+    async def publish(self, message: Message) -> None:
+        channel = await self._channel()
+        try:
+            exchange = await channel.get_exchange(
+                self.topology.exchange_of(type(message)).name, ensure=False
+            )
+            await exchange.publish(
+                aio_pika.Message(
+                    message.model_dump_json().encode(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=str(message.message_id),
+                ),
+                routing_key=message.ROUTING_KEY,
+            )
+        finally:
+            await channel.close()
+
+    def requests_for(self, routing_key: str) -> list[dict[str, Any]]:
+        return [item.body for item in self.requests if item.routing_key == routing_key]
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
+SESSION_COOKIE = "sotto_session"
+CSRF_COOKIE = "sotto_csrf"
+
+
+def adopt_session(client: Any, response: Any) -> str:
+    """Keep the session cookie the gateway set (Secure, so httpx would not send it over http)."""
+    client.cookies.set(SESSION_COOKIE, response.cookies[SESSION_COOKIE])
+    csrf: str = response.json()["csrf_token"]
+    client.headers["X-CSRF-Token"] = csrf
+    return csrf
+
+
+def set_cookie_headers(response: Any) -> list[str]:
+    return [value for name, value in response.headers.multi_items() if name == "set-cookie"]
