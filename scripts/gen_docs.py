@@ -127,15 +127,25 @@ def api_documents(name: str, app: Any) -> Iterator[tuple[str, str]]:
         yield f"{ASYNCAPI_DIR}/{name}.json", _json(spec.to_jsonable())
 
 
-def environment_variables(settings_type: type[BaseSettings], name: str, field: FieldInfo) -> str:
+def environment_variable_names(
+    settings_type: type[BaseSettings], name: str, field: FieldInfo
+) -> list[str]:
     alias = field.validation_alias or field.alias
     if isinstance(alias, AliasChoices):
-        names = [choice for choice in alias.choices if isinstance(choice, str)]
-    elif isinstance(alias, str):
-        names = [alias]
-    else:
-        names = [f"{settings_type.model_config.get('env_prefix', '')}{name}".upper()]
-    return ", ".join(f"`{n}`" for n in names)
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    if isinstance(alias, str):
+        return [alias]
+    return [f"{settings_type.model_config.get('env_prefix', '')}{name}".upper()]
+
+
+def all_settings_classes() -> list[type[ServiceSettings]]:
+    """ServiceSettings and the settings class of every service that exists yet."""
+    classes = [ServiceSettings]
+    for _, package in SERVICES:
+        config = _module(f"{package}.config")
+        if config is not None:
+            classes += settings_classes(config)
+    return classes
 
 
 def _type_name(annotation: Any) -> str:
@@ -185,7 +195,7 @@ def settings_table(settings_type: type[BaseSettings], names: list[str]) -> list[
         field = settings_type.model_fields[name]
         cells = (
             f"`{name}`",
-            environment_variables(settings_type, name, field),
+            ", ".join(f"`{n}`" for n in environment_variable_names(settings_type, name, field)),
             f"`{_type_name(field.annotation)}`",
             _default(field),
             _description(settings_type, name),

@@ -9,6 +9,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from scripts import gen_docs
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
@@ -108,3 +110,32 @@ def test_the_gateway_is_exposed_through_an_ingress_with_tls() -> None:
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend["name"] == "portal-gateway"
     assert ingress["spec"]["tls"]
+
+
+def _settings_environment_variables() -> set[str]:
+    names: set[str] = set()
+    for settings_type in gen_docs.all_settings_classes():
+        for name, field in settings_type.model_fields.items():
+            names.update(gen_docs.environment_variable_names(settings_type, name, field))
+    return names
+
+
+def test_service_environment_names_only_settings_the_services_read() -> None:
+    known = _settings_environment_variables()
+    configured = set(_find("ConfigMap", "sotto-config")["data"])
+    configured |= set(_find("Secret", "sotto-secrets")["stringData"])
+    for name in SERVICES:
+        (container,) = _find("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        configured |= {variable["name"] for variable in container.get("env", [])}
+    prefixes = {"CONVERSATIONS_", "GATEWAY_", "NOTIFIER_", "AUDIT_"}
+    services_present = {
+        settings_type.model_config.get("env_prefix")
+        for settings_type in gen_docs.all_settings_classes()
+    }
+    unknown = {
+        variable
+        for variable in configured - known
+        if not variable.startswith("OTEL_")
+        and not any(variable.startswith(p) and p not in services_present for p in prefixes)
+    }
+    assert unknown == set()
