@@ -1,0 +1,119 @@
+"""A pool of reused SMTP connections; each send has exactly one envelope recipient."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from sotto_notifier.config import NotifierSettings, SmtpTlsMode
+from sotto_notifier.domain import SmtpOutcome
+
+logger = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError)
+
+
+class TlsRequiredError(aiosmtplib.SMTPException):
+    """The connection is not encrypted and the settings forbid sending without TLS."""
+
+
+def _outcome_of_code(code: int, reply: str) -> SmtpOutcome:
+    if 400 <= code < 500:
+        return SmtpOutcome(status="temporary", code=code, reply=reply)
+    return SmtpOutcome(status="permanent", code=code, reply=reply)
+
+
+class SmtpConnection:
+    """One pooled client; sends a single-recipient email and says what the server answered."""
+
+    def __init__(self, settings: NotifierSettings) -> None:
+        self._settings = settings
+        self._client: aiosmtplib.SMTP | None = None
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        settings = self._settings
+        start_tls: bool | None
+        match settings.smtp_tls:
+            case SmtpTlsMode.NONE:
+                start_tls = False
+            case SmtpTlsMode.STARTTLS:
+                start_tls = True if settings.require_tls else None
+            case SmtpTlsMode.TLS:
+                start_tls = False
+        return aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None
+            ),
+            use_tls=settings.smtp_tls is SmtpTlsMode.TLS,
+            start_tls=start_tls,
+            validate_certs=settings.smtp_validate_certs,
+            timeout=settings.smtp_timeout_seconds,
+            local_hostname="sotto-notifier",
+        )
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        self.close()
+        client = self._new_client()
+        await client.connect()
+        if self._settings.require_tls and client.get_transport_info("sslcontext") is None:
+            client.close()
+            raise TlsRequiredError("the SMTP connection is not encrypted; refusing to send")
+        self._client = client
+        return client
+
+    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> SmtpOutcome:
+        try:
+            client = await self._connected()
+            _, reply = await client.send_message(message, sender=sender, recipients=[recipient])
+        except aiosmtplib.SMTPRecipientsRefused as refused:
+            first = refused.recipients[0]
+            return _outcome_of_code(first.code, first.message)
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code >= 400:
+                return _outcome_of_code(error.code, error.message)
+            self.close()
+            return SmtpOutcome(status="temporary", code=error.code, reply=error.message)
+        except (TlsRequiredError, aiosmtplib.SMTPException, *CONNECTION_ERRORS) as error:
+            self.close()
+            return SmtpOutcome(status="temporary", code=None, reply=type(error).__name__)
+        return SmtpOutcome(status="accepted", code=250, reply=reply)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class SmtpPool:
+    """`pool_size` reusable connections; a caller holds one for the length of a send."""
+
+    def __init__(self, settings: NotifierSettings) -> None:
+        self._idle: asyncio.Queue[SmtpConnection] = asyncio.Queue()
+        self._all = [SmtpConnection(settings) for _ in range(settings.pool_size)]
+        for connection in self._all:
+            self._idle.put_nowait(connection)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[SmtpConnection]:
+        connection = await self._idle.get()
+        try:
+            yield connection
+        except BaseException:
+            connection.close()
+            raise
+        finally:
+            self._idle.put_nowait(connection)
+
+    def close(self) -> None:
+        for connection in self._all:
+            connection.close()

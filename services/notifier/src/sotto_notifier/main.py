@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aiolimiter import AsyncLimiter
+from faststream.asgi import AsgiFastStream
+from faststream.rabbit import RabbitMessage
+
+from sotto_contracts.notifier import SendNotification
+from sotto_kit.outbox import OutboxRelay
+from sotto_kit.runtime import create_runtime, worker_app
+from sotto_notifier.adapters.periodic import Periodic
+from sotto_notifier.adapters.retries import DelayedRetries
+from sotto_notifier.adapters.smtp import SmtpPool
+from sotto_notifier.adapters.store import DeliveryStore
+from sotto_notifier.config import NotifierSettings
+from sotto_notifier.handlers import NotificationSender, SendingPolicy
+from sotto_notifier.rendering import TemplateCatalogue
+
+SERVICE = "notifier"
+
+
+def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
+    settings = settings or NotifierSettings()
+    runtime = create_runtime(SERVICE, settings)
+    topology = runtime.topology
+    store = DeliveryStore(runtime.database, topology, runtime.publisher)
+    pool = SmtpPool(settings)
+    retries = DelayedRetries(runtime.broker, topology, SERVICE, settings.retry_delays_seconds)
+    sender = NotificationSender(
+        deliveries=store,
+        mailer=pool,
+        retries=retries,
+        rate_limit=AsyncLimiter(settings.burst, settings.burst / settings.rate_per_second),
+        catalogue=TemplateCatalogue(),
+        policy=SendingPolicy(
+            from_address=settings.from_address,
+            neutral_sender_name=settings.neutral_sender_name,
+            retry_delays_seconds=settings.retry_delays_seconds,
+            address_hash_key=(
+                settings.address_hash_key.get_secret_value().encode()
+                if settings.address_hash_key
+                else None
+            ),
+            stale_sending_after=timedelta(seconds=settings.stale_sending_seconds),
+        ),
+    )
+    relay = OutboxRelay(
+        [store.collection], runtime.publisher, interval_seconds=settings.outbox_interval_seconds
+    )
+    stale_sweep = Periodic(
+        "stale-send-sweep", sender.settle_stale_sends, settings.sweep_interval_seconds
+    )
+
+    @runtime.broker.subscriber(
+        topology.queue_for(SERVICE, SendNotification), topology.exchange_of(SendNotification)
+    )
+    async def on_send_notification(command: SendNotification, message: RabbitMessage) -> None:
+        await sender.handle(command, redelivered=bool(message.raw_message.redelivered))
+
+    return worker_app(
+        runtime,
+        title="Sotto notifier",
+        on_startup=[store.ensure_indexes, relay.ensure_indexes, retries.declare],
+        after_startup=[relay.start, stale_sweep.start],
+        on_shutdown=[stale_sweep.stop, relay.stop, pool.close],
+    )
