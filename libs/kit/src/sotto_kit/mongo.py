@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import CollectionInvalid, PyMongoError
 
 Document = dict[str, Any]
 
@@ -29,3 +30,19 @@ async def is_reachable(database: AsyncDatabase[Document]) -> bool:
     except PyMongoError:
         return False
     return True
+
+
+async def ensure_collections(database: AsyncDatabase[Document], names: Iterable[str]) -> None:
+    """Create collections up front, before any concurrent traffic.
+
+    FerretDB's SQLite backend can deadlock when a collection is created implicitly (first
+    insert) while many operations run on the same database, so services create every
+    collection they use at start-up.
+    """
+    existing = set(await database.list_collection_names())
+    for name in names:
+        if name not in existing:
+            try:
+                await database.create_collection(name)
+            except CollectionInvalid:
+                pass  # created concurrently by another instance
