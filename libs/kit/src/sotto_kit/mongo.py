@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,7 +43,5 @@ async def ensure_collections(database: AsyncDatabase[Document], names: Iterable[
     existing = set(await database.list_collection_names())
     for name in names:
         if name not in existing:
-            try:
+            with contextlib.suppress(CollectionInvalid):  # another instance was first
                 await database.create_collection(name)
-            except CollectionInvalid:
-                pass  # created concurrently by another instance
