@@ -12,7 +12,7 @@ from pymongo import AsyncMongoClient
 from sotto_contracts.topology import Topology
 from sotto_kit.mongo import Document, connect
 from sotto_kit.settings import ServiceSettings
-from tests.support.amqp import Amqp
+from tests.support.amqp import Amqp, delete_namespace
 from tests.support.infra import Infrastructure, infrastructure
 from tests.support.mail import MailCatcher
 
@@ -26,9 +26,11 @@ def infra() -> Iterator[Infrastructure]:
 
 
 @pytest.fixture
-def namespace() -> str:
+def namespace(infra: Infrastructure) -> Iterator[str]:
     """Unique prefix for every exchange, queue and database this test touches."""
-    return f"t{uuid.uuid4().hex[:12]}"
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    delete_namespace(infra.rabbitmq_management_url, name)
 
 
 @pytest.fixture

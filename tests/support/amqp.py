@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 
@@ -67,3 +68,24 @@ class Amqp:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+
+def delete_namespace(management_url: str | None, namespace: str) -> None:
+    """Remove a test's queues and exchanges so thousands of quorum queues never pile up."""
+    if not management_url:
+        return
+    import httpx
+
+    prefix = f"{namespace}."
+    with httpx.Client(base_url=management_url, auth=("guest", "guest"), timeout=30) as client:
+        for kind in ("queues", "exchanges"):
+            try:
+                listing = client.get(f"/api/{kind}/%2F", params={"columns": "name"})
+            except httpx.TransportError:
+                return
+            if listing.status_code != 200:
+                return
+            for item in listing.json():
+                name = str(item.get("name", ""))
+                if name.startswith(prefix):
+                    client.delete(f"/api/{kind}/%2F/{quote(name, safe='')}")
