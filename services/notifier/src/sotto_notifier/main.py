@@ -58,10 +58,15 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
     async def on_send_notification(command: SendNotification, message: RabbitMessage) -> None:
         await sender.handle(command, redelivered=bool(message.raw_message.redelivered))
 
+    async def start_background_work() -> None:
+        # Sync hooks run in a worker thread; starting tasks needs the event loop's thread.
+        relay.start()
+        stale_sweep.start()
+
     return worker_app(
         runtime,
         title="Sotto notifier",
         on_startup=[store.ensure_indexes, relay.ensure_indexes, retries.declare],
-        after_startup=[relay.start, stale_sweep.start],
+        after_startup=[start_background_work],
         on_shutdown=[stale_sweep.stop, relay.stop, pool.close],
     )
