@@ -7,7 +7,8 @@ import time
 
 from limits import RateLimitItemPerSecond
 from litestar import Controller, Response, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.conversations import (
@@ -84,7 +85,9 @@ class ClientController(Controller):
     security = [{"SessionCookie": []}]
 
     @get("/session", summary="Who is signed in")
-    async def current(self, session: ClientSession, gateway: Gateway) -> ClientSessionView:
+    async def current(
+        self, session: NamedDependency[ClientSession], gateway: NamedDependency[Gateway]
+    ) -> ClientSessionView:
         practice = await gateway.portal.practice(session.practice_id)
         return ClientSessionView(
             principal=session.principal,
@@ -94,7 +97,9 @@ class ClientController(Controller):
         )
 
     @post("/sign-out", status_code=204, summary="End the session")
-    async def sign_out(self, session: ClientSession, gateway: Gateway) -> Response[None]:
+    async def sign_out(
+        self, session: NamedDependency[ClientSession], gateway: NamedDependency[Gateway]
+    ) -> Response[None]:
         await gateway.portal.end_session(session, SessionEndReason.SIGN_OUT)
         response: Response[None] = Response(None, status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/")
@@ -103,7 +108,7 @@ class ClientController(Controller):
 
     @get("/conversations", summary="My conversations")
     async def conversations(
-        self, session: ClientSession, gateway: Gateway
+        self, session: NamedDependency[ClientSession], gateway: NamedDependency[Gateway]
     ) -> list[ClientConversation]:
         items = await gateway.services.ask_many(
             ListClientConversations(practice_id=session.practice_id, actor=session.principal),
@@ -113,7 +118,10 @@ class ClientController(Controller):
 
     @post("/conversations", status_code=201, summary="Start a conversation with my clinician")
     async def start(
-        self, data: ClientConversationIn, session: ClientSession, gateway: Gateway
+        self,
+        data: JSONBody[ClientConversationIn],
+        session: NamedDependency[ClientSession],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         if session.conversation_id is not None:
             raise ApiProblemError(
@@ -145,7 +153,10 @@ class ClientController(Controller):
 
     @get("/conversations/{conversation_id:str}", summary="Read a conversation (marks it read)")
     async def thread(
-        self, conversation_id: str, session: ClientSession, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        session: NamedDependency[ClientSession],
+        gateway: NamedDependency[Gateway],
     ) -> ClientThread:
         _visible(session, conversation_id)
         thread = await gateway.services.ask(
@@ -184,7 +195,11 @@ class ClientController(Controller):
 
     @post("/conversations/{conversation_id:str}/messages", status_code=201, summary="Reply")
     async def reply(
-        self, conversation_id: str, data: MessageIn, session: ClientSession, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        data: JSONBody[MessageIn],
+        session: NamedDependency[ClientSession],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         _visible(session, conversation_id)
         await _within_limits(gateway, session, data.body)
@@ -200,7 +215,9 @@ class ClientController(Controller):
         return CommandResult(result=result)
 
     @get("/banners", summary="Away message, practice banner and edit note")
-    async def banners(self, session: ClientSession, gateway: Gateway) -> Banners:
+    async def banners(
+        self, session: NamedDependency[ClientSession], gateway: NamedDependency[Gateway]
+    ) -> Banners:
         settings = await gateway.services.get(session.practice_id)
         return Banners(
             away_message=settings.away_message if settings.away_message_enabled else None,

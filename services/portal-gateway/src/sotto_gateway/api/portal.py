@@ -7,7 +7,8 @@ from typing import Any
 from litestar import Controller, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
 
 from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE
@@ -75,7 +76,9 @@ class SecureLinkController(Controller):
     dependencies = {"gateway": Provide(provide_gateway)}
 
     @post(f"/{TOKEN_PATH}/open", status_code=200, summary="Open a secure message link")
-    async def open_link(self, token: str, gateway: Gateway) -> LinkAnswer:
+    async def open_link(
+        self, token: FromPath[str], gateway: NamedDependency[Gateway]
+    ) -> LinkAnswer:
         """Checks the link; a usable one asks for verification (410 when it is not usable)."""
         view = await gateway.portal.open_link(token)
         if view.status is not LinkStatus.NEEDS_VERIFICATION:
@@ -88,7 +91,9 @@ class SecureLinkController(Controller):
         )
 
     @post(f"/{TOKEN_PATH}/verify", summary="Verify and start a session for the conversation")
-    async def verify(self, token: str, data: VerifyIn, gateway: Gateway) -> Response[SessionAnswer]:
+    async def verify(
+        self, token: FromPath[str], data: JSONBody[VerifyIn], gateway: NamedDependency[Gateway]
+    ) -> Response[SessionAnswer]:
         """Starts a session scoped to the link's conversation; the link locks after 5 failures."""
         outcome = await gateway.portal.verify_link(token, data.date_of_birth)
         if outcome.started is not None:
@@ -110,7 +115,10 @@ class SignInController(Controller):
 
     @post("/{practice_slug:str}/sign-in", status_code=202, summary="Request a sign-in link")
     async def request_sign_in(
-        self, practice_slug: str, data: SignInIn, gateway: Gateway
+        self,
+        practice_slug: FromPath[str],
+        data: JSONBody[SignInIn],
+        gateway: NamedDependency[Gateway],
     ) -> Response[SignInAnswer]:
         """The same answer whether or not the address is known."""
         record_id = await gateway.portal.request_sign_in(practice_slug, data.email)
@@ -121,12 +129,16 @@ class SignInController(Controller):
         )
 
     @post(f"/sign-in/{TOKEN_PATH}", summary="Use a sign-in link (single use)")
-    async def use_sign_in_link(self, token: str, gateway: Gateway) -> Response[SessionAnswer]:
+    async def use_sign_in_link(
+        self, token: FromPath[str], gateway: NamedDependency[Gateway]
+    ) -> Response[SessionAnswer]:
         started = await gateway.portal.consume_sign_in(token)
         return session_answer(gateway, started)
 
     @get(f"/sign-in/{TOKEN_PATH}", summary="Follow a sign-in link from the email (single use)")
-    async def follow_sign_in_link(self, token: str, gateway: Gateway) -> Redirect:
+    async def follow_sign_in_link(
+        self, token: FromPath[str], gateway: NamedDependency[Gateway]
+    ) -> Redirect:
         """Starts the session and redirects to the practice's portal page."""
         started = await gateway.portal.consume_sign_in(token)
         practice = await gateway.portal.practice(started.session.practice_id)

@@ -10,8 +10,9 @@ import base64
 from datetime import datetime
 
 from litestar import Controller, Response, Router, delete, get, patch, post, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.middleware.base import DefineMiddleware
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from sotto_contracts.audit import AuditPage, GetAccessLog, GetDeliveryLog
 from sotto_contracts.base import Message
@@ -107,7 +108,7 @@ class StaffController(Controller):
     tags = ["staff"]
 
     @get("/me", summary="The signed-in team member")
-    async def me(self, staff: StaffPrincipal) -> StaffMe:
+    async def me(self, staff: NamedDependency[StaffPrincipal]) -> StaffMe:
         return StaffMe(
             staff_id=staff.staff.id,
             practice_id=staff.practice_id,
@@ -120,17 +121,17 @@ class StaffController(Controller):
     @get("/inbox", summary="Inbox with filters")
     async def inbox(
         self,
-        staff: StaffPrincipal,
-        gateway: Gateway,
-        view: InboxView = InboxView.MINE,
-        assignee_id: str | None = None,
-        unread_only: bool = False,
-        archived: bool = False,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        search: str | None = None,
-        page: int = 1,
-        page_size: int = 25,
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
+        view: FromQuery[InboxView] = InboxView.MINE,
+        assignee_id: FromQuery[str | None] = None,
+        unread_only: FromQuery[bool] = False,
+        archived: FromQuery[bool] = False,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        search: FromQuery[str | None] = None,
+        page: FromQuery[int] = 1,
+        page_size: FromQuery[int] = 25,
     ) -> InboxPage:
         if view is not InboxView.MINE and not (
             staff.manages_practice or staff.staff.can_view_others
@@ -155,7 +156,10 @@ class StaffController(Controller):
 
     @post("/conversations", status_code=201, summary="Open a conversation")
     async def open_conversation(
-        self, data: OpenConversationIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        data: JSONBody[OpenConversationIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         if data.client_id is not None:
             await _require_client_access(gateway, staff, data.client_id)
@@ -174,7 +178,10 @@ class StaffController(Controller):
 
     @get(CONVERSATION, summary="Open a thread (recorded as a staff view)")
     async def thread(
-        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> ThreadView:
         thread = await _thread(gateway, staff, conversation_id)
         await gateway.publisher.publish(
@@ -194,7 +201,11 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/messages", status_code=201, summary="Reply or send")
     async def reply(
-        self, conversation_id: str, data: MessageIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        data: JSONBody[MessageIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         request = PostMessage.model_validate(
             {
@@ -209,7 +220,11 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/assign", status_code=200, summary="Assign or reassign")
     async def assign(
-        self, conversation_id: str, data: AssignIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        data: JSONBody[AssignIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         request = AssignConversation(
             practice_id=staff.practice_id,
@@ -221,7 +236,10 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/archive", status_code=200, summary="Archive")
     async def archive(
-        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         request = SetArchived(
             practice_id=staff.practice_id,
@@ -233,7 +251,10 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/unarchive", status_code=200, summary="Unarchive")
     async def unarchive(
-        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         request = SetArchived(
             practice_id=staff.practice_id,
@@ -245,7 +266,10 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/unread", status_code=200, summary="Mark unread")
     async def mark_unread(
-        self, conversation_id: str, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         request = MarkUnread(
             practice_id=staff.practice_id, actor=staff.ref, conversation_id=conversation_id
@@ -254,7 +278,11 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/notes", status_code=201, summary="Add an internal note")
     async def add_note(
-        self, conversation_id: str, data: NoteIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        data: JSONBody[NoteIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         await _thread(gateway, staff, conversation_id)
         request = AddNote.model_validate(
@@ -270,7 +298,11 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/tasks", status_code=201, summary="Create a task")
     async def create_task(
-        self, conversation_id: str, data: TaskIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        data: JSONBody[TaskIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         await _thread(gateway, staff, conversation_id)
         request = CreateTask(
@@ -286,7 +318,11 @@ class StaffController(Controller):
 
     @patch("/tasks/{task_id:str}", summary="Update a task")
     async def update_task(
-        self, task_id: str, data: TaskPatch, staff: StaffPrincipal, gateway: Gateway
+        self,
+        task_id: FromPath[str],
+        data: JSONBody[TaskPatch],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         request = UpdateTask(
             practice_id=staff.practice_id,
@@ -303,7 +339,11 @@ class StaffController(Controller):
         f"{CONVERSATION}/messages/{{message_id:str}}", status_code=200, summary="Remove a message"
     )
     async def remove_message(
-        self, conversation_id: str, message_id: str, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        message_id: FromPath[str],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         await _thread(gateway, staff, conversation_id)
         request = RemoveMessage(
@@ -316,7 +356,11 @@ class StaffController(Controller):
 
     @post(f"{CONVERSATION}/copy", status_code=200, summary="Copy messages as text")
     async def copy_messages(
-        self, conversation_id: str, data: CopyIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        conversation_id: FromPath[str],
+        data: JSONBody[CopyIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> TextResult:
         await _thread(gateway, staff, conversation_id)
         query = CopyMessages(
@@ -329,7 +373,10 @@ class StaffController(Controller):
 
     @post("/announcements", status_code=201, summary="Send an announcement")
     async def announce(
-        self, data: AnnouncementIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        data: JSONBody[AnnouncementIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         if not staff.manages_practice and not (
             staff.has_role(StaffRole.CLINICIAN) and data.clinician_id == staff.staff.id
@@ -351,7 +398,10 @@ class StaffController(Controller):
 
     @get("/clients/{client_id:str}/transcript", summary="A client's transcript")
     async def transcript(
-        self, client_id: str, staff: StaffPrincipal, gateway: Gateway
+        self,
+        client_id: FromPath[str],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> TextResult:
         await _require_client_access(gateway, staff, client_id)
         query = GetTranscript(practice_id=staff.practice_id, actor=staff.ref, client_id=client_id)
@@ -359,7 +409,10 @@ class StaffController(Controller):
 
     @post("/exports", status_code=200, guards=[export_guard], summary="Download a data export")
     async def export(
-        self, data: ExportIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        data: JSONBody[ExportIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> Response[bytes]:
         query = ExportPractice(
             practice_id=staff.practice_id,
@@ -384,13 +437,18 @@ class StaffController(Controller):
         )
 
     @get("/settings", summary="Practice messaging settings")
-    async def get_settings(self, staff: StaffPrincipal, gateway: Gateway) -> PracticeSettings:
+    async def get_settings(
+        self, staff: NamedDependency[StaffPrincipal], gateway: NamedDependency[Gateway]
+    ) -> PracticeSettings:
         gateway.services.forget(staff.practice_id)
         return await gateway.services.get(staff.practice_id)
 
     @patch("/settings", guards=[manager_guard], summary="Change practice messaging settings")
     async def patch_settings(
-        self, data: PracticeSettingsPatch, staff: StaffPrincipal, gateway: Gateway
+        self,
+        data: JSONBody[PracticeSettingsPatch],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         request = UpdateSettings(practice_id=staff.practice_id, actor=staff.ref, changes=data)
         result = await gateway.services.command(request)
@@ -403,7 +461,11 @@ class StaffController(Controller):
         summary="Enable or disable messaging for a client",
     )
     async def client_enablement(
-        self, client_id: str, data: EnablementIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        client_id: FromPath[str],
+        data: JSONBody[EnablementIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         await _require_client_access(gateway, staff, client_id)
         return await self._enable(
@@ -416,7 +478,11 @@ class StaffController(Controller):
         summary="Enable or disable messaging for a team member",
     )
     async def team_enablement(
-        self, staff_id: str, data: EnablementIn, staff: StaffPrincipal, gateway: Gateway
+        self,
+        staff_id: FromPath[str],
+        data: JSONBody[EnablementIn],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         member = ParticipantRef(kind=ParticipantKind.STAFF, id=staff_id)
         if await gateway.portal.person(staff.practice_id, member) is None:
@@ -425,7 +491,10 @@ class StaffController(Controller):
 
     @staticmethod
     async def _enable(
-        staff: StaffPrincipal, gateway: Gateway, subject: ParticipantRef, data: EnablementIn
+        staff: StaffPrincipal,
+        gateway: Gateway,
+        subject: ParticipantRef,
+        data: JSONBody[EnablementIn],
     ) -> CommandResult:
         request = SetMessagingEnabled(
             practice_id=staff.practice_id, actor=staff.ref, subject=subject, enabled=data.enabled
@@ -435,14 +504,14 @@ class StaffController(Controller):
     @get("/audit/deliveries", guards=[owner_guard], summary="Delivery log (owner)")
     async def delivery_log(
         self,
-        staff: StaffPrincipal,
-        gateway: Gateway,
-        recipient_id: str | None = None,
-        conversation_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        page: int = 1,
-        page_size: int = 50,
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
+        recipient_id: FromQuery[str | None] = None,
+        conversation_id: FromQuery[str | None] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        page: FromQuery[int] = 1,
+        page_size: FromQuery[int] = 50,
     ) -> AuditPage:
         query = GetDeliveryLog.model_validate(
             {
@@ -460,14 +529,14 @@ class StaffController(Controller):
     @get("/audit/access", guards=[owner_guard], summary="Access log (owner)")
     async def access_log(
         self,
-        staff: StaffPrincipal,
-        gateway: Gateway,
-        client_id: str | None = None,
-        staff_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        page: int = 1,
-        page_size: int = 50,
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
+        client_id: FromQuery[str | None] = None,
+        staff_id: FromQuery[str | None] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        page: FromQuery[int] = 1,
+        page_size: FromQuery[int] = 50,
     ) -> AuditPage:
         query = GetAccessLog.model_validate(
             {
