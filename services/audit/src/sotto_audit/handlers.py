@@ -1,17 +1,247 @@
+"""Use cases: record events in batches, answer log queries, verify and prune chains."""
+
 from __future__ import annotations
 
-from sotto_contracts.base import Message
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
-from sotto_audit.adapters.store import AuditStore
-from sotto_audit.domain import AuditEntry
+from sotto_audit.adapters.store import AuditStore, RecordFilter
+from sotto_audit.domain import (
+    GENESIS,
+    AuditRecord,
+    Category,
+    ChainVerifier,
+    Checkpoint,
+    Draft,
+    UnrecordableEventError,
+    project,
+    retention_cutoff,
+)
+from sotto_contracts.audit import (
+    AuditPage,
+    AuditRecordView,
+    ChainVerification,
+    GetAccessLog,
+    GetDeliveryLog,
+)
+from sotto_contracts.base import Message, Reply, utc_now
+from sotto_contracts.registry import message_type
+from sotto_kit.messaging import ok
+from sotto_kit.parking import PoisonMessageError
+
+Clock = Callable[[], datetime]
 
 
-async def record_event(event: Message, store: AuditStore) -> bool:
-    return await store.append(
-        AuditEntry(
-            event_id=str(event.message_id),
-            routing_key=event.ROUTING_KEY,
-            practice_id=event.practice_id,
-            occurred_at=event.occurred_at,
+class BatchingRecorder:
+    """Collects drafts from concurrent consumers and appends them per practice in one write.
+
+    `record` returns once the draft is durable (or raises if the write failed), so the
+    consumer acks only stored events. A drain task runs while anything is pending.
+    """
+
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        max_batch: int,
+        linger_seconds: float,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._linger = linger_seconds
+        self._clock = clock
+        self._pending: list[tuple[Draft, asyncio.Future[None]]] = []
+        self._full = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def record(self, draft: Draft) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((draft, done))
+        if len(self._pending) >= self._max_batch:
+            self._full.set()
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.create_task(self._drain(), name="audit-batch-drain")
+        await done
+
+    async def _drain(self) -> None:
+        while self._pending:
+            if len(self._pending) < self._max_batch and self._linger > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._linger)
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            if len(self._pending) < self._max_batch:
+                self._full.clear()
+            await self._write(batch)
+
+    async def _write(self, batch: list[tuple[Draft, asyncio.Future[None]]]) -> None:
+        by_practice: dict[str, list[tuple[Draft, asyncio.Future[None]]]] = defaultdict(list)
+        for item in batch:
+            by_practice[item[0].practice_id].append(item)
+        recorded_at = self._clock()
+        await asyncio.gather(*(self._append(items, recorded_at) for items in by_practice.values()))
+
+    async def _append(
+        self, items: list[tuple[Draft, asyncio.Future[None]]], recorded_at: datetime
+    ) -> None:
+        drafts = [draft for draft, _ in items]
+        try:
+            await self._store.append(drafts[0].practice_id, drafts, recorded_at)
+        except Exception as error:  # handed to each waiting consumer, which nacks and retries
+            for _, done in items:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        for _, done in items:
+            if not done.done():
+                done.set_result(None)
+
+
+def decode_event(routing_key: str, body: bytes) -> Message:
+    """The contract message for a delivery on the events exchange; poison if unknown."""
+    try:
+        contract = message_type(routing_key)
+    except KeyError as error:
+        raise PoisonMessageError(f"unknown routing key {routing_key!r}") from error
+    return contract.model_validate_json(body)
+
+
+async def record_event(event: Message, recorder: BatchingRecorder) -> None:
+    try:
+        draft = project(event)
+    except UnrecordableEventError as error:
+        raise PoisonMessageError(str(error)) from error
+    await recorder.record(draft)
+
+
+# ----------------------------------------------------------------------------- queries
+
+
+def _view(record: AuditRecord) -> AuditRecordView:
+    return AuditRecordView(
+        sequence=record.sequence,
+        event_id=record.event_id,
+        routing_key=record.routing_key,
+        occurred_at=record.occurred_at,
+        recorded_at=record.recorded_at,
+        actor_id=record.actor_id,
+        subject_id=record.subject_id,
+        conversation_id=record.conversation_id,
+        outcome=record.outcome,
+        attributes=record.attributes,
+        hash=record.hash,
+        previous_hash=record.previous_hash,
+    )
+
+
+async def _page(store: AuditStore, where: RecordFilter, page: int, page_size: int) -> Reply:
+    records, total = await store.page(where, page=page, page_size=page_size)
+    return ok(
+        AuditPage(
+            items=[_view(record) for record in records],
+            total=total,
+            page=page,
+            page_size=page_size,
         )
     )
+
+
+async def delivery_log(query: GetDeliveryLog, store: AuditStore) -> Reply:
+    """Emails sent, deferred, failed or ambiguous and links issued, per recipient/conversation."""
+    where = RecordFilter(
+        practice_id=query.practice_id,
+        categories=(Category.DELIVERY,),
+        subject_id=query.recipient_id,
+        conversation_id=query.conversation_id,
+        since=query.since,
+        until=query.until,
+    )
+    return await _page(store, where, query.page, query.page_size)
+
+
+async def access_log(query: GetAccessLog, store: AuditStore) -> Reply:
+    """Link opens and refusals, verification, sessions, views and exports: per client or staff."""
+    where = RecordFilter(
+        practice_id=query.practice_id,
+        categories=(Category.ACCESS,),
+        subject_id=query.client_id,
+        actor_id=query.staff_id,
+        since=query.since,
+        until=query.until,
+    )
+    return await _page(store, where, query.page, query.page_size)
+
+
+# ----------------------------------------------------------------------------- integrity
+
+
+async def verify_chain(
+    store: AuditStore, practice_id: str, checkpoint_key: bytes | None
+) -> ChainVerification:
+    """Walk the chain from genesis or the latest signed checkpoint; report the first break."""
+    checkpoint = await store.latest_checkpoint(practice_id)
+    start = GENESIS
+    if checkpoint is not None:
+        if checkpoint_key is None or not checkpoint.is_authentic(checkpoint_key):
+            return ChainVerification(
+                valid=False,
+                records_checked=0,
+                first_broken_sequence=checkpoint.sequence,
+                problem="retention checkpoint signature does not verify",
+            )
+        start = checkpoint.head
+    verifier = ChainVerifier(start)
+    async for record in store.chain(practice_id, after=start.sequence):
+        if not verifier.check(record):
+            break
+    return verifier.finish(await store.watermark(practice_id))
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    practice_id: str
+    removed: int
+    checkpoint: Checkpoint | None
+    refused: str | None = None
+
+
+async def prune(
+    store: AuditStore,
+    practice_id: str,
+    *,
+    now: datetime,
+    retention_years: int,
+    checkpoint_key: bytes,
+) -> PruneResult:
+    """Remove the chain's prefix older than retention, behind a signed checkpoint of its end."""
+    verification = await verify_chain(store, practice_id, checkpoint_key)
+    if not verification.valid:
+        return PruneResult(practice_id, 0, None, refused=verification.problem)
+    previous = await store.latest_checkpoint(practice_id)
+    after = previous.sequence if previous is not None else 0
+    first_kept = await store.first_recorded_since(
+        practice_id, retention_cutoff(now, retention_years), after=after
+    )
+    through = (
+        first_kept.sequence - 1
+        if first_kept is not None
+        else (await store.head(practice_id)).sequence
+    )
+    last_removed = await store.record_at(practice_id, through) if through > after else None
+    if last_removed is None:
+        return PruneResult(practice_id, 0, None)
+    checkpoint = Checkpoint(
+        practice_id=practice_id,
+        sequence=last_removed.sequence,
+        hash=last_removed.hash,
+        records_removed=through - after,
+        created_at=now,
+    ).signed_with(checkpoint_key)
+    await store.save_checkpoint(checkpoint)
+    removed = await store.remove_through(practice_id, through)
+    return PruneResult(practice_id, removed, checkpoint)

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitMessage
-from sotto_contracts.registry import message_type
-from sotto_kit.parking import PoisonMessageError
-from sotto_kit.runtime import create_runtime, worker_app
 
 from sotto_audit import handlers
 from sotto_audit.adapters.store import AuditStore
 from sotto_audit.config import AuditSettings
+from sotto_contracts.audit import GetAccessLog, GetDeliveryLog, VerifyChain
+from sotto_contracts.base import Reply
+from sotto_kit.messaging import ok
+from sotto_kit.runtime import create_runtime, worker_app
 
 SERVICE = "audit"
 
@@ -17,16 +18,32 @@ def create_app(settings: AuditSettings | None = None) -> AsgiFastStream:
     settings = settings or AuditSettings()
     runtime = create_runtime(SERVICE, settings)
     store = AuditStore(runtime.database)
+    recorder = handlers.BatchingRecorder(
+        store,
+        max_batch=settings.batch_max_events,
+        linger_seconds=settings.batch_linger_ms / 1000,
+    )
+    checkpoint_key = (
+        settings.checkpoint_key.get_secret_value().encode() if settings.checkpoint_key else None
+    )
     topology = runtime.topology
+    subscriber = runtime.broker.subscriber
 
-    @runtime.broker.subscriber(topology.work_queue(SERVICE, "events", "#"), topology.events)
+    @subscriber(topology.work_queue(SERVICE, "events", "#"), topology.events)
     async def on_event(message: RabbitMessage) -> None:
-        routing_key = message.raw_message.routing_key or ""
-        try:
-            contract = message_type(routing_key)
-        except KeyError as error:
-            raise PoisonMessageError(f"unknown routing key {routing_key!r}") from error
-        event = contract.model_validate_json(message.body)
-        await handlers.record_event(event, store)
+        event = handlers.decode_event(message.raw_message.routing_key or "", message.body)
+        await handlers.record_event(event, recorder)
+
+    @subscriber(topology.queue_for(SERVICE, GetDeliveryLog), topology.commands)
+    async def on_delivery_log(query: GetDeliveryLog) -> Reply:
+        return await handlers.delivery_log(query, store)
+
+    @subscriber(topology.queue_for(SERVICE, GetAccessLog), topology.commands)
+    async def on_access_log(query: GetAccessLog) -> Reply:
+        return await handlers.access_log(query, store)
+
+    @subscriber(topology.queue_for(SERVICE, VerifyChain), topology.commands)
+    async def on_verify_chain(query: VerifyChain) -> Reply:
+        return ok(await handlers.verify_chain(store, query.practice_id, checkpoint_key))
 
     return worker_app(runtime, title="Sotto audit", on_startup=[store.ensure_indexes])

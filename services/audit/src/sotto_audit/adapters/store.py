@@ -1,30 +1,259 @@
+"""The append-only record store: per-practice chains claimed by a unique (practice, sequence).
+
+Appending is an ordered claim: records are inserted with the sequences that follow the head
+this instance knows; a duplicate-key error means another instance claimed them first, so the
+head is re-read and the rest re-sealed. The `heads` collection is a watermark of the last
+acknowledged record, so a chain that lost its tail is detected too.
+"""
+
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from sotto_audit.domain import (
+    GENESIS,
+    AuditRecord,
+    Category,
+    ChainHead,
+    Checkpoint,
+    Draft,
+    seal,
+)
 from sotto_kit.mongo import Document
 
-from sotto_audit.domain import AuditEntry
+DUPLICATE_KEY = 11000
+MAX_APPEND_ATTEMPTS = 100
+READ_BATCH = 1000
+
+
+class ChainContentionError(RuntimeError):
+    """Other instances kept claiming the same sequences; the batch is retried later."""
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    practice_id: str
+    categories: tuple[Category, ...]
+    actor_id: str | None = None
+    subject_id: str | None = None
+    conversation_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def as_query(self) -> Document:
+        query: Document = {
+            "practice_id": self.practice_id,
+            "category": {"$in": [category.value for category in self.categories]},
+        }
+        for name in ("actor_id", "subject_id", "conversation_id"):
+            if (value := getattr(self, name)) is not None:
+                query[name] = value
+        moment: Document = {}
+        if self.since is not None:
+            moment["$gte"] = self.since
+        if self.until is not None:
+            moment["$lt"] = self.until
+        if moment:
+            query["occurred_at"] = moment
+        return query
+
+
+def _document(record: AuditRecord) -> Document:
+    return asdict(record) | {"category": record.category.value}
+
+
+def _record(document: Document) -> AuditRecord:
+    return AuditRecord(
+        event_id=document["event_id"],
+        routing_key=document["routing_key"],
+        practice_id=document["practice_id"],
+        category=Category(document["category"]),
+        occurred_at=document["occurred_at"],
+        actor_id=document.get("actor_id"),
+        subject_id=document.get("subject_id"),
+        conversation_id=document.get("conversation_id"),
+        outcome=document.get("outcome"),
+        attributes=dict(document.get("attributes") or {}),
+        sequence=document["sequence"],
+        recorded_at=document["recorded_at"],
+        previous_hash=document["previous_hash"],
+        hash=document["hash"],
+    )
+
+
+def _checkpoint(document: Document) -> Checkpoint:
+    return Checkpoint(
+        practice_id=document["practice_id"],
+        sequence=document["sequence"],
+        hash=document["hash"],
+        records_removed=document["records_removed"],
+        created_at=document["created_at"],
+        signature=document["signature"],
+    )
+
+
+def _only_duplicates(error: BulkWriteError) -> bool:
+    return all(item.get("code") == DUPLICATE_KEY for item in error.details.get("writeErrors", []))
 
 
 class AuditStore:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._records = database["records"]
+        self._heads = database["heads"]
+        self._checkpoints = database["checkpoints"]
+        self._known_heads: dict[str, ChainHead] = {}
 
     async def ensure_indexes(self) -> None:
         await self._records.create_index("event_id", unique=True)
-
-    async def append(self, entry: AuditEntry) -> bool:
-        """False when the event was already recorded (redelivery)."""
-        try:
-            await self._records.insert_one(
-                {
-                    "event_id": entry.event_id,
-                    "routing_key": entry.routing_key,
-                    "practice_id": entry.practice_id,
-                    "occurred_at": entry.occurred_at,
-                }
+        await self._records.create_index(
+            [("practice_id", ASCENDING), ("sequence", ASCENDING)], unique=True
+        )
+        for who in ("subject_id", "actor_id"):
+            await self._records.create_index(
+                [("practice_id", ASCENDING), ("category", ASCENDING), (who, ASCENDING)]
             )
-        except DuplicateKeyError:
-            return False
-        return True
+        await self._checkpoints.create_index(
+            [("practice_id", ASCENDING), ("sequence", ASCENDING)], unique=True
+        )
+
+    # ------------------------------------------------------------------------- appending
+
+    async def append(self, practice_id: str, drafts: Sequence[Draft], recorded_at: datetime) -> int:
+        """Append drafts not yet recorded to the practice's chain; returns how many were new."""
+        pending = list({draft.event_id: draft for draft in drafts}.values())
+        stored = 0
+        last: ChainHead | None = None
+        for _ in range(MAX_APPEND_ATTEMPTS):
+            head = self._known_heads.get(practice_id) or await self.head(practice_id)
+            records = seal(pending, head, recorded_at)
+            try:
+                await self._records.insert_many([_document(r) for r in records], ordered=True)
+            except BulkWriteError as error:
+                if not _only_duplicates(error):
+                    raise
+                inserted = int(error.details.get("nInserted", 0))
+                stored += inserted
+                if inserted:
+                    last = records[inserted - 1].head
+                self._known_heads.pop(practice_id, None)
+                pending = await self._not_recorded(pending[inserted:])
+                if not pending:
+                    break
+                continue
+            stored += len(records)
+            last = records[-1].head if records else last
+            if last is not None:
+                self._known_heads[practice_id] = last
+            break
+        else:
+            raise ChainContentionError(practice_id)
+        if last is not None:
+            await self._advance_watermark(practice_id, last)
+        return stored
+
+    async def _not_recorded(self, drafts: Sequence[Draft]) -> list[Draft]:
+        if not drafts:
+            return []
+        cursor = self._records.find(
+            {"event_id": {"$in": [draft.event_id for draft in drafts]}}, {"event_id": 1}
+        )
+        recorded = {document["event_id"] async for document in cursor}
+        return [draft for draft in drafts if draft.event_id not in recorded]
+
+    async def _advance_watermark(self, practice_id: str, head: ChainHead) -> None:
+        fields = {"sequence": head.sequence, "hash": head.hash}
+        result = await self._heads.update_one(
+            {"_id": practice_id, "sequence": {"$lt": head.sequence}}, {"$set": fields}
+        )
+        if result.matched_count == 0:
+            with contextlib.suppress(DuplicateKeyError):  # already at or beyond this record
+                await self._heads.insert_one({"_id": practice_id, **fields})
+
+    # ------------------------------------------------------------------------- reading
+
+    async def head(self, practice_id: str) -> ChainHead:
+        """The last record of the chain, else the checkpoint it continues from, else genesis."""
+        last = await self._records.find_one(
+            {"practice_id": practice_id}, sort=[("sequence", DESCENDING)]
+        )
+        checkpoint = await self.latest_checkpoint(practice_id)
+        candidates = [GENESIS]
+        if last is not None:
+            candidates.append(ChainHead(last["sequence"], last["hash"]))
+        if checkpoint is not None:
+            candidates.append(checkpoint.head)
+        return max(candidates, key=lambda head: head.sequence)
+
+    async def watermark(self, practice_id: str) -> ChainHead | None:
+        document = await self._heads.find_one({"_id": practice_id})
+        return None if document is None else ChainHead(document["sequence"], document["hash"])
+
+    async def practices(self) -> list[str]:
+        return sorted([str(document["_id"]) async for document in self._heads.find({}, {"_id": 1})])
+
+    async def chain(self, practice_id: str, *, after: int = 0) -> AsyncIterator[AuditRecord]:
+        cursor = (
+            self._records.find({"practice_id": practice_id, "sequence": {"$gt": after}})
+            .sort("sequence", ASCENDING)
+            .batch_size(READ_BATCH)
+        )
+        async for document in cursor:
+            yield _record(document)
+
+    async def record_at(self, practice_id: str, sequence: int) -> AuditRecord | None:
+        document = await self._records.find_one({"practice_id": practice_id, "sequence": sequence})
+        return None if document is None else _record(document)
+
+    async def first_recorded_since(
+        self, practice_id: str, moment: datetime, *, after: int
+    ) -> AuditRecord | None:
+        document = await self._records.find_one(
+            {
+                "practice_id": practice_id,
+                "sequence": {"$gt": after},
+                "recorded_at": {"$gte": moment},
+            },
+            sort=[("sequence", ASCENDING)],
+        )
+        return None if document is None else _record(document)
+
+    async def page(
+        self, where: RecordFilter, *, page: int, page_size: int
+    ) -> tuple[list[AuditRecord], int]:
+        query = where.as_query()
+        total = await self._records.count_documents(query)
+        cursor = (
+            self._records.find(query)
+            .sort("sequence", ASCENDING)
+            .skip((page - 1) * page_size)
+            .limit(page_size)
+        )
+        return [_record(document) async for document in cursor], total
+
+    # ------------------------------------------------------------------------- retention
+
+    async def latest_checkpoint(self, practice_id: str) -> Checkpoint | None:
+        document = await self._checkpoints.find_one(
+            {"practice_id": practice_id}, sort=[("sequence", DESCENDING)]
+        )
+        return None if document is None else _checkpoint(document)
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        document: dict[str, Any] = asdict(checkpoint)
+        with contextlib.suppress(DuplicateKeyError):  # the same prune already wrote it
+            await self._checkpoints.insert_one(document)
+
+    async def remove_through(self, practice_id: str, sequence: int) -> int:
+        """Delete records up to `sequence`; only after a checkpoint at that sequence is saved."""
+        result = await self._records.delete_many(
+            {"practice_id": practice_id, "sequence": {"$lte": sequence}}
+        )
+        return result.deleted_count

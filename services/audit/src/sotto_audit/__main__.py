@@ -1,0 +1,3 @@
+from sotto_audit.cli import main
+
+main()
