@@ -1,4 +1,4 @@
-"""Fixtures for the portal gateway: the app served over real HTTP, with real RabbitMQ and MongoDB."""
+"""Gateway fixtures: the app over real HTTP with real RabbitMQ and MongoDB."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+
 from sotto_contracts.common import Contact, ContactRelation, StaffRole
 from sotto_contracts.conversations import PracticeSettings
 from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
@@ -18,7 +19,6 @@ from sotto_contracts.topology import Topology
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.main import create_app
 from sotto_kit.mongo import Document
-
 from tests.integration.gateway.support import Broker, Watch
 from tests.support.infra import Infrastructure
 from tests.support.serving import serve
@@ -88,9 +88,7 @@ async def settings_answered(broker: Broker, base_url: str) -> PracticeSettings:
 
 
 @pytest.fixture
-async def world(
-    broker: Broker, base_url: str, database: AsyncDatabase[Document]
-) -> dict[str, Any]:
+async def world(broker: Broker, base_url: str, database: AsyncDatabase[Document]) -> dict[str, Any]:
     """Two practices, a client with a partner contact, and a team covering every role."""
     practices = [
         PracticeUpserted(practice_id=PRACTICE, slug="calm-waters", display_name="Calm Waters"),

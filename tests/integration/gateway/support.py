@@ -9,10 +9,10 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+
 from sotto_contracts.base import Message, Reply
 from sotto_contracts.conversations import PracticeSettings
 from sotto_contracts.topology import Topology
-
 from tests.support.waiting import eventually
 
 
@@ -69,9 +69,7 @@ class Broker:
 
         async def collect(message: AbstractIncomingMessage) -> None:
             async with message.process():
-                watch.messages.append(
-                    Captured(message.routing_key or "", json.loads(message.body))
-                )
+                watch.messages.append(Captured(message.routing_key or "", json.loads(message.body)))
 
         await queue.consume(collect)
         return watch

@@ -1,4 +1,4 @@
-"""Secure message links: minted from unread reminders, opened, verified, locked, expired, revoked."""
+"""Secure message links: minted from reminders, opened, verified, locked, expired, revoked."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from pymongo.asynchronous.database import AsyncDatabase
+
 from sotto_contracts.common import (
     ClientEmailWorkflow,
     NotificationKind,
@@ -20,7 +21,6 @@ from sotto_contracts.conversations import (
     UnreadReminderDue,
 )
 from sotto_kit.mongo import Document
-
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
 from tests.integration.gateway.support import (
     Broker,
