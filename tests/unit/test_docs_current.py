@@ -49,8 +49,8 @@ def test_generation_is_deterministic(regenerated: Path) -> None:
 def test_every_worker_has_an_asyncapi_document_and_the_gateway_an_openapi_one(
     regenerated: Path,
 ) -> None:
-    assert (regenerated / "asyncapi" / "audit.json").exists()
-    assert (regenerated / "asyncapi" / "conversations.json").exists()
+    for worker in ("audit", "conversations", "notifier"):
+        assert (regenerated / "asyncapi" / f"{worker}.json").exists(), worker
     assert (regenerated / "openapi" / "gateway.json").exists()
 
 
