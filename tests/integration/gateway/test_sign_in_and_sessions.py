@@ -1,0 +1,165 @@
+"""Instant sign-in without enumeration, single-use links, session timeouts, CSRF and sign-out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from pymongo.asynchronous.database import AsyncDatabase
+
+from sotto_contracts.common import NotificationKind
+from sotto_kit.mongo import Document
+from tests.integration.gateway.support import Watch, adopt_session
+
+SEND = "notifier.send_notification.v1"
+REQUESTED = "gateway.sign_in_requested.v1"
+
+
+async def request_link(
+    http: httpx.AsyncClient, notifications: Watch, email: str, count: int = 1
+) -> str:
+    answer = await http.post("/api/portal/calm-waters/sign-in", json={"email": email})
+    assert answer.status_code == 202
+    commands = await notifications.wait_for(
+        SEND, count=count, where=lambda body: body["kind"] == NotificationKind.SIGN_IN_LINK
+    )
+    token: str = commands[-1]["link_url"].rsplit("/sign-in/", 1)[1]
+    return token
+
+
+async def test_sign_in_answer_is_identical_for_known_and_unknown_addresses(
+    http: httpx.AsyncClient, world: dict[str, Any], notifications: Watch, events: Watch
+) -> None:
+    known = await http.post("/api/portal/calm-waters/sign-in", json={"email": " Alex@Example.org"})
+    unknown = await http.post(
+        "/api/portal/calm-waters/sign-in", json={"email": "nobody@example.org"}
+    )
+    foreign = await http.post("/api/portal/calm-waters/sign-in", json={"email": "other@example.org"})
+    assert known.status_code == unknown.status_code == foreign.status_code == 202
+    assert known.content == unknown.content == foreign.content
+    ignored = {"date", "x-request-id"}
+    assert {k: v for k, v in known.headers.items() if k not in ignored} == {
+        k: v for k, v in unknown.headers.items() if k not in ignored
+    }
+
+    requested = await events.wait_for(REQUESTED, count=3)
+    recipients = sorted(str(item["recipient"]) for item in requested)
+    assert recipients == ["None", "None", "{'kind': 'client', 'id': 'c1'}"]
+    assert all("example.org" not in str(item) for item in requested)
+    [command] = await notifications.wait_for(SEND)
+    assert command["kind"] == NotificationKind.SIGN_IN_LINK
+    assert command["to_address"] == "alex@example.org"
+
+
+async def test_sign_in_link_is_single_use_and_starts_a_practice_wide_session(
+    http: httpx.AsyncClient, world: dict[str, Any], notifications: Watch, events: Watch
+) -> None:
+    token = await request_link(http, notifications, "sam@example.org")
+    first = await http.post(f"/api/portal/sign-in/{token}")
+    assert first.status_code == 200, first.text
+    assert first.json()["conversation_id"] is None
+    [started] = await events.wait_for("gateway.session_started.v1")
+    assert started["via"] == "sign_in_link"
+    assert started["principal"] == {"kind": "contact", "id": "k1"}
+    again = await http.post(f"/api/portal/sign-in/{token}")
+    assert again.status_code == 404
+    adopt_session(http, first)
+    assert (await http.get("/api/client/session")).json()["conversation_id"] is None
+
+
+async def test_following_the_emailed_link_redirects_to_the_portal(
+    http: httpx.AsyncClient, world: dict[str, Any], notifications: Watch
+) -> None:
+    token = await request_link(http, notifications, "alex@example.org")
+    followed = await http.get(f"/api/portal/sign-in/{token}")
+    assert followed.status_code == 303
+    assert followed.headers["location"] == "/o/calm-waters/messages"
+    assert "sotto_session" in followed.cookies
+
+
+async def test_a_newer_sign_in_link_replaces_the_older_one(
+    http: httpx.AsyncClient, world: dict[str, Any], notifications: Watch
+) -> None:
+    older = await request_link(http, notifications, "alex@example.org")
+    newer = await request_link(http, notifications, "alex@example.org", count=2)
+    assert (await http.post(f"/api/portal/sign-in/{older}")).status_code == 404
+    assert (await http.post(f"/api/portal/sign-in/{newer}")).status_code == 200
+
+
+async def test_an_expired_sign_in_link_is_refused(
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    database: AsyncDatabase[Document],
+) -> None:
+    token = await request_link(http, notifications, "alex@example.org")
+    await database["sign_in_links"].update_many(
+        {}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+    assert (await http.post(f"/api/portal/sign-in/{token}")).status_code == 404
+
+
+async def test_unknown_practice_page_is_not_found(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/api/portal/no-such-practice/sign-in", json={"email": "a@b.org"})
+    assert answer.status_code == 404
+
+
+async def signed_in(http: httpx.AsyncClient, notifications: Watch) -> str:
+    token = await request_link(http, notifications, "alex@example.org")
+    return adopt_session(http, await http.post(f"/api/portal/sign-in/{token}"))
+
+
+async def test_idle_session_ends(
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    events: Watch,
+    database: AsyncDatabase[Document],
+) -> None:
+    await signed_in(http, notifications)
+    assert (await http.get("/api/client/session")).status_code == 200
+    await database["sessions"].update_many(
+        {}, {"$set": {"last_seen_at": datetime.now(UTC) - timedelta(minutes=16)}}
+    )
+    expired = await http.get("/api/client/session")
+    assert expired.status_code == 401
+    assert expired.json()["code"] == "session_required"
+    [ended] = await events.wait_for("gateway.session_ended.v1")
+    assert ended["reason"] == "idle_timeout"
+    assert (await http.get("/api/client/session")).status_code == 401
+
+
+async def test_session_ends_after_its_absolute_lifetime_even_when_active(
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    events: Watch,
+    database: AsyncDatabase[Document],
+) -> None:
+    await signed_in(http, notifications)
+    await database["sessions"].update_many(
+        {}, {"$set": {"started_at": datetime.now(UTC) - timedelta(minutes=61)}}
+    )
+    assert (await http.get("/api/client/session")).status_code == 401
+    [ended] = await events.wait_for("gateway.session_ended.v1")
+    assert ended["reason"] == "absolute_timeout"
+
+
+async def test_state_changing_calls_need_the_csrf_token(
+    http: httpx.AsyncClient, world: dict[str, Any], notifications: Watch, events: Watch
+) -> None:
+    csrf = await signed_in(http, notifications)
+    del http.headers["X-CSRF-Token"]
+    refused = await http.post("/api/client/sign-out")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "csrf_failed"
+    forged = await http.post("/api/client/sign-out", headers={"X-CSRF-Token": "forged"})
+    assert forged.status_code == 403
+    assert (await http.get("/api/client/session")).status_code == 200
+
+    signed_out = await http.post("/api/client/sign-out", headers={"X-CSRF-Token": csrf})
+    assert signed_out.status_code == 204
+    [ended] = await events.wait_for("gateway.session_ended.v1")
+    assert ended["reason"] == "sign_out"
+    assert (await http.get("/api/client/session")).status_code == 401
