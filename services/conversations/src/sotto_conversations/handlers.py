@@ -129,7 +129,12 @@ class Change:
 class Conversations:
     def __init__(self, store: ConversationStore, clock: Callable[[], datetime] = utc_now) -> None:
         self._store = store
-        self._clock = clock
+        self._raw_clock = clock
+
+    def _clock(self) -> datetime:
+        """Now, at the millisecond precision the database keeps, so replays compare equal."""
+        now = self._raw_clock()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
     # ------------------------------------------------------------------------- lookups
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitMessage
@@ -17,22 +17,30 @@ from sotto_conversations.domain import RefusalError
 from sotto_conversations.handlers import Conversations, reminder_event
 from sotto_kit.messaging import ok, refused
 from sotto_kit.outbox import OutboxRelay
+from sotto_kit.parking import PoisonMessageError
 from sotto_kit.runtime import Runtime, create_runtime, worker_app
 
 SERVICE = "conversations"
 
 Answer = Callable[[Any], Awaitable[BaseModel | list[Any] | None]]
+Consume = Callable[[Any], Awaitable[None]]
+T = TypeVar("T")
 
 
-def _answering(
-    runtime: Runtime, store: ConversationStore, message_type: type[Message], handle: Answer
+def _answer_requests(
+    runtime: Runtime, store: ConversationStore, answers: dict[type[Message], Answer]
 ) -> None:
+    """One queue for every request and query; the routing key picks the contract."""
+    by_key = {
+        message_type.ROUTING_KEY: (message_type, handle) for message_type, handle in answers.items()
+    }
     topology = runtime.topology
 
     @runtime.broker.subscriber(
-        topology.queue_for(SERVICE, message_type), topology.exchange_of(message_type)
+        topology.work_queue(SERVICE, "requests", f"{SERVICE}.*.v1"), topology.commands
     )
     async def answer(message: RabbitMessage) -> Reply:
+        message_type, handle = _route(by_key, message)
         request = message_type.model_validate_json(message.body)
         is_command = isinstance(request, Command)
         if is_command and (stored := await store.handled_reply(str(request.message_id))):
@@ -46,16 +54,29 @@ def _answering(
         return reply
 
 
-def _consuming(
-    runtime: Runtime, message_type: type[Message], handle: Callable[[Any], Awaitable[None]]
-) -> None:
+def _consume_inbound(runtime: Runtime, consumers: dict[type[Message], Consume]) -> None:
+    by_key = {
+        message_type.ROUTING_KEY: (message_type, handle)
+        for message_type, handle in consumers.items()
+    }
     topology = runtime.topology
 
     @runtime.broker.subscriber(
-        topology.queue_for(SERVICE, message_type), topology.exchange_of(message_type)
+        topology.work_queue(SERVICE, "inbound", "practice.#"), topology.inbound
     )
     async def consume(message: RabbitMessage) -> None:
+        message_type, handle = _route(by_key, message)
         await handle(message_type.model_validate_json(message.body))
+
+
+def _route(
+    by_key: dict[str, tuple[type[Message], T]], message: RabbitMessage
+) -> tuple[type[Message], T]:
+    routing_key = message.raw_message.routing_key or ""
+    try:
+        return by_key[routing_key]
+    except KeyError as error:
+        raise PoisonMessageError(f"unknown routing key {routing_key!r}") from error
 
 
 def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
@@ -102,10 +123,9 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         contract.ExportPractice: service.export_practice,
         contract.GetSettings: service.get_settings,
     }
-    for message_type, handle in answers.items():
-        _answering(runtime, store, message_type, handle)
+    _answer_requests(runtime, store, answers)
 
-    consumers: dict[type[Message], Callable[[Any], Awaitable[None]]] = {
+    consumers: dict[type[Message], Consume] = {
         inbound.PracticeUpserted: service.practice_upserted,
         inbound.ClientUpserted: service.client_upserted,
         inbound.StaffUpserted: service.staff_upserted,
@@ -113,8 +133,7 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         inbound.InquiryReceived: service.inquiry_received,
         **dict.fromkeys(inbound.CLIENT_EMAIL_WORKFLOW_EVENTS, service.client_email_workflow),
     }
-    for message_type, consume in consumers.items():
-        _consuming(runtime, message_type, consume)
+    _consume_inbound(runtime, consumers)
 
     async def prepare() -> None:
         await store.ensure_indexes()

@@ -1,0 +1,250 @@
+"""Inbox views, assignment, archive, mark unread, internal notes, tasks and copying messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sotto_contracts.common import StaffRole
+from sotto_contracts.conversations import (
+    AddNote,
+    AssignConversation,
+    ConversationAssigned,
+    ConversationSummary,
+    CopyMessages,
+    CreateTask,
+    GetInbox,
+    GetThread,
+    InboxPage,
+    InboxView,
+    MarkRead,
+    MarkUnread,
+    MessageView,
+    NoteAdded,
+    NoteView,
+    OpenConversation,
+    PostMessage,
+    SetArchived,
+    TaskCreated,
+    TaskView,
+    TextResult,
+    ThreadView,
+    UpdateTask,
+)
+
+from tests.integration.conversations.conftest import PRACTICE, Harness, Team
+
+
+async def open_with(harness: Harness, team: Team, conversation_id: str, subject: str) -> None:
+    await harness.ok(
+        OpenConversation(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id=conversation_id,
+            subject=subject,
+            client_id="c1",
+        ),
+        ThreadView,
+    )
+
+
+def post(team_member, conversation_id: str, message_id: str, body: str) -> PostMessage:  # type: ignore[no-untyped-def]
+    return PostMessage(
+        practice_id=PRACTICE,
+        actor=team_member,
+        conversation_id=conversation_id,
+        posted_message_id=message_id,
+        body=body,
+    )
+
+
+def inbox(actor, **fields) -> GetInbox:  # type: ignore[no-untyped-def]
+    return GetInbox(practice_id=PRACTICE, actor=actor, **fields)
+
+
+def ids(page: InboxPage) -> list[str]:
+    return [item.conversation_id for item in page.items]
+
+
+async def test_inbox_views_filters_search_and_paging(harness: Harness, team: Team) -> None:
+    await harness.add_client("c9", display_name="Jordan Blake", primary_clinician_id="dr-other")
+    await open_with(harness, team, "older", "Scheduling")
+    await open_with(harness, team, "newer", "Homework")
+    await harness.ok(post(team.client, "older", "m-1", "I feel anxious about Tuesday"), MessageView)
+    await harness.ok(
+        OpenConversation(
+            practice_id=PRACTICE,
+            actor=team.other_clinician,
+            conversation_id="other-owned",
+            subject="Intake",
+            client_id="c9",
+        ),
+        ThreadView,
+    )
+
+    mine = await harness.ok(inbox(team.primary), InboxPage)
+    assert ids(mine) == ["older", "newer"]
+    assert [item.unread for item in mine.items] == [True, False]
+    assert ids(await harness.ok(inbox(team.primary, unread_only=True), InboxPage)) == ["older"]
+    page_two = await harness.ok(inbox(team.primary, page=2, page_size=1), InboxPage)
+    assert (ids(page_two), page_two.total) == (["newer"], 2)
+    searched = await harness.ok(inbox(team.primary, search="ANXIOUS"), InboxPage)
+    assert ids(searched) == ["older"]
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert ids(await harness.ok(inbox(team.primary, since=future), InboxPage)) == []
+    assert len(ids(await harness.ok(inbox(team.primary, until=future), InboxPage))) == 2
+
+    problem = await harness.problem(inbox(team.primary, view=InboxView.OTHERS))
+    assert (problem.code, problem.status) == ("not_permitted", 403)
+    others = await harness.ok(inbox(team.manager, view=InboxView.OTHERS), InboxPage)
+    assert set(ids(others)) == {"older", "newer", "other-owned"}
+    by_name = await harness.ok(
+        inbox(team.manager, view=InboxView.OTHERS, search="jordan"), InboxPage
+    )
+    assert ids(by_name) == ["other-owned"]
+    by_assignee = await harness.ok(
+        inbox(team.manager, view=InboxView.OTHERS, assignee_id="dr-other"), InboxPage
+    )
+    assert ids(by_assignee) == ["other-owned"]
+
+
+async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team: Team) -> None:
+    await open_with(harness, team, "conv", "Billing question")
+    summary = await harness.ok(
+        AssignConversation(
+            practice_id=PRACTICE, actor=team.primary, conversation_id="conv", assignee_id="biller"
+        ),
+        ConversationSummary,
+    )
+    assert summary.assignee_id == "biller"
+    assert ids(await harness.ok(inbox(team.primary), InboxPage)) == []
+    assert ids(await harness.ok(inbox(team.biller), InboxPage)) == ["conv"]
+    event = await harness.events.wait_for(ConversationAssigned, conversation_id="conv")
+    assert event[0]["previous_assignee_id"] == "dr-primary"
+    problem = await harness.problem(
+        AssignConversation(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id="conv",
+            assignee_id="dr-stranger",
+        )
+    )
+    assert (problem.code, problem.status) == ("assignee_without_access", 403)
+    problem = await harness.problem(
+        AssignConversation(
+            practice_id=PRACTICE, actor=team.primary, conversation_id="conv", assignee_id="ghost"
+        )
+    )
+    assert (problem.code, problem.status) == ("unknown_assignee", 422)
+
+
+async def test_archive_and_mark_unread(harness: Harness, team: Team) -> None:
+    await open_with(harness, team, "conv", "Check-in")
+    await harness.ok(post(team.primary, "conv", "m-out", "How are you?"), MessageView)
+    problem = await harness.problem(
+        MarkUnread(practice_id=PRACTICE, actor=team.primary, conversation_id="conv")
+    )
+    assert (problem.code, problem.status) == ("no_incoming_message", 409)
+
+    await harness.ok(post(team.client, "conv", "m-in", "Better"), MessageView)
+    await harness.ok(
+        MarkRead(practice_id=PRACTICE, actor=team.primary, conversation_id="conv"),
+        ConversationSummary,
+    )
+    assert ids(await harness.ok(inbox(team.primary, unread_only=True), InboxPage)) == []
+    marked = await harness.ok(
+        MarkUnread(practice_id=PRACTICE, actor=team.primary, conversation_id="conv"),
+        ConversationSummary,
+    )
+    assert marked.unread
+    assert ids(await harness.ok(inbox(team.primary, unread_only=True), InboxPage)) == ["conv"]
+
+    await harness.ok(
+        SetArchived(
+            practice_id=PRACTICE, actor=team.primary, conversation_id="conv", archived=True
+        ),
+        ConversationSummary,
+    )
+    assert ids(await harness.ok(inbox(team.primary), InboxPage)) == []
+    assert ids(await harness.ok(inbox(team.primary, archived=True), InboxPage)) == ["conv"]
+    problem = await harness.problem(
+        SetArchived(practice_id=PRACTICE, actor=team.client, conversation_id="conv", archived=False)
+    )
+    assert (problem.code, problem.status) == ("staff_only", 403)
+    await harness.ok(
+        SetArchived(
+            practice_id=PRACTICE, actor=team.primary, conversation_id="conv", archived=False
+        ),
+        ConversationSummary,
+    )
+    assert ids(await harness.ok(inbox(team.primary), InboxPage)) == ["conv"]
+
+
+async def test_notes_stay_internal_tasks_and_copy_as_text(harness: Harness, team: Team) -> None:
+    await open_with(harness, team, "conv", "Check-in")
+    await harness.ok(post(team.primary, "conv", "m-1", "First :smile:"), MessageView)
+    await harness.ok(post(team.client, "conv", "m-2", "Second"), MessageView)
+    await harness.ok(post(team.primary, "conv", "m-3", "Third"), MessageView)
+    note = await harness.ok(
+        AddNote(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id="conv",
+            note_id="n-1",
+            body="Consider a safety plan",
+        ),
+        NoteView,
+    )
+    assert note.author_id == "dr-primary"
+    problem = await harness.problem(
+        AddNote(
+            practice_id=PRACTICE, actor=team.client, conversation_id="conv", note_id="n-2", body="x"
+        )
+    )
+    assert (problem.code, problem.status) == ("staff_only", 403)
+
+    task = await harness.ok(
+        CreateTask(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id="conv",
+            task_id="t-1",
+            title="Send worksheet",
+            assignee_id="scheduler",
+            due=datetime(2026, 12, 1, tzinfo=UTC).date(),
+        ),
+        TaskView,
+    )
+    assert (task.assignee_id, task.done) == ("scheduler", False)
+    done = await harness.ok(
+        UpdateTask(practice_id=PRACTICE, actor=team.primary, task_id="t-1", done=True), TaskView
+    )
+    assert done.done and done.conversation_id == "conv"
+
+    staff_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id="conv"), ThreadView
+    )
+    assert [n.body for n in staff_view.notes] == ["Consider a safety plan"]
+    assert [t.task_id for t in staff_view.tasks] == ["t-1"]
+    client_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.client, conversation_id="conv"), ThreadView
+    )
+    assert client_view.notes == [] and client_view.tasks == []
+    assert "safety plan" not in client_view.model_dump_json()
+    await harness.events.wait_for(NoteAdded, note_id="n-1")
+    await harness.events.wait_for(TaskCreated, task_id="t-1")
+    assert "safety plan" not in str(harness.events.received)
+
+    copied = await harness.ok(
+        CopyMessages(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id="conv",
+            posted_message_ids=["m-1", "m-3"],
+        ),
+        TextResult,
+    )
+    lines = copied.text.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("Staff dr-primary: First 😄")
+    assert lines[1].endswith("Staff dr-primary: Third")
+    _ = StaffRole
