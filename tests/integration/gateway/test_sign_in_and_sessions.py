@@ -35,7 +35,9 @@ async def test_sign_in_answer_is_identical_for_known_and_unknown_addresses(
     unknown = await http.post(
         "/api/portal/calm-waters/sign-in", json={"email": "nobody@example.org"}
     )
-    foreign = await http.post("/api/portal/calm-waters/sign-in", json={"email": "other@example.org"})
+    foreign = await http.post(
+        "/api/portal/calm-waters/sign-in", json={"email": "other@example.org"}
+    )
     assert known.status_code == unknown.status_code == foreign.status_code == 202
     assert known.content == unknown.content == foreign.content
     ignored = {"date", "x-request-id"}

@@ -143,20 +143,25 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         limiter=MovingWindowRateLimiter(MemoryStorage()),
     )
 
-    async def ensure_indexes() -> None:
+    async def ensure_indexes() -> bool:
+        try:
+            for store in (identity, links, sessions):
+                await store.ensure_indexes()
+            await relay.ensure_indexes()
+        except PyMongoError:
+            logger.warning("database unavailable for indexes; retrying")
+            return False
+        return True
+
+    async def keep_trying_indexes() -> None:
         while True:
-            try:
-                for store in (identity, links, sessions):
-                    await store.ensure_indexes()
-                await relay.ensure_indexes()
+            await asyncio.sleep(INDEX_RETRY_SECONDS)
+            if await ensure_indexes():
                 return
-            except PyMongoError:
-                logger.warning("database unavailable for indexes; retrying")
-                await asyncio.sleep(INDEX_RETRY_SECONDS)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await ensure_indexes()
+        indexes = None if await ensure_indexes() else asyncio.create_task(keep_trying_indexes())
         await runtime.broker.connect()
         await declare_parking(runtime)
         await runtime.broker.start()
@@ -164,6 +169,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         try:
             yield
         finally:
+            if indexes is not None:
+                indexes.cancel()
             await relay.stop()
             with contextlib.suppress(Exception):
                 await services.close()
