@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -12,17 +13,22 @@ import pytest
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+
 from sotto_contracts.base import Message, Problem
-from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
+from sotto_contracts.common import (
+    Contact,
+    ContactRelation,
+    ParticipantKind,
+    ParticipantRef,
+    StaffRole,
+)
 from sotto_contracts.conversations import PracticeSettingsPatch, UpdateSettings
 from sotto_contracts.inbound import ClientUpserted, StaffUpserted
-from sotto_contracts.common import Contact, ContactRelation
 from sotto_contracts.topology import Topology
 from sotto_conversations.config import ConversationsSettings
 from sotto_conversations.main import create_app
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
-
 from tests.support.amqp import Amqp
 from tests.support.infra import Infrastructure
 from tests.support.serving import serve
@@ -237,23 +243,31 @@ async def delete_queues(url: str, topology: Topology) -> None:
         await connection.close()
 
 
-async def running_harness(
+@asynccontextmanager
+async def running_service(
+    settings: ConversationsSettings, rabbitmq_url: str
+) -> AsyncIterator[None]:
+    """One conversations instance, consuming before this yields."""
+    async with serve(create_app(settings)):
+        await wait_until_consuming(rabbitmq_url, settings.topology)
+        yield
+
+
+async def harness_parts(
     make_settings: Callable[..., Any],
     infra: Infrastructure,
     amqp: Amqp,
     mongo: AsyncMongoClient[Document],
-    **overrides: Any,
 ) -> AsyncIterator[Harness]:
+    """Settings, clients and event log for a test that starts and stops instances itself."""
     settings: ConversationsSettings = make_settings(
-        ConversationsSettings, "conversations", reminder_poll_seconds=0.1, **overrides
+        ConversationsSettings, "conversations", reminder_poll_seconds=0.1
     )
     events = EventLog(infra.rabbitmq_url, amqp.topology)
     await events.start()
     rpc = RpcClient(infra.rabbitmq_url, amqp.topology, timeout=15)
     try:
-        async with serve(create_app(settings)):
-            await wait_until_consuming(infra.rabbitmq_url, amqp.topology)
-            yield Harness(settings, rpc, events, amqp, mongo[settings.database])
+        yield Harness(settings, rpc, events, amqp, mongo[settings.database])
     finally:
         await rpc.close()
         await events.close()
@@ -261,14 +275,20 @@ async def running_harness(
 
 
 @pytest.fixture
-async def harness(
+async def parts(
     make_settings: Callable[..., Any],
     infra: Infrastructure,
     amqp: Amqp,
     mongo: AsyncMongoClient[Document],
 ) -> AsyncIterator[Harness]:
-    async for running in running_harness(make_settings, infra, amqp, mongo):
-        yield running
+    async for made in harness_parts(make_settings, infra, amqp, mongo):
+        yield made
+
+
+@pytest.fixture
+async def harness(parts: Harness, infra: Infrastructure) -> AsyncIterator[Harness]:
+    async with running_service(parts.settings, infra.rabbitmq_url):
+        yield parts
 
 
 @dataclass(frozen=True)

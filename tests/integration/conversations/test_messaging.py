@@ -20,7 +20,6 @@ from sotto_contracts.conversations import (
     TextResult,
     ThreadView,
 )
-
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team
 
 
@@ -73,7 +72,8 @@ async def test_client_conversation_with_contact_read_receipts_and_emoji(
     assert readers["m-client-1"] == {"c1", "dr-primary"}
     assert "c1-partner" not in readers["m-client-1"]
     assert thread.conversation.unread is True
-    assert thread.notes == [] and thread.tasks == []
+    assert thread.notes == []
+    assert thread.tasks == []
 
     posted = await harness.events.wait_for(MessagePosted, posted_message_id="m-client-1")
     assert {r["id"] for r in posted[0]["recipients"]} == {"dr-primary", "c1-partner"}
@@ -176,12 +176,14 @@ async def test_removed_message_shows_removed_to_both_sides_and_stays_in_transcri
         ),
         MessageView,
     )
-    assert removed.removed and removed.body == ""
+    assert removed.removed
+    assert removed.body == ""
     for viewer in (team.client, team.primary):
         thread = await harness.ok(
             GetThread(practice_id=PRACTICE, actor=viewer, conversation_id="conv-1"), ThreadView
         )
-        assert thread.messages[0].removed and thread.messages[0].body == ""
+        assert thread.messages[0].removed
+        assert thread.messages[0].body == ""
     event = await harness.events.wait_for(MessageRemoved, posted_message_id="m-wrong")
     assert event[0]["conversation_id"] == "conv-1"
 

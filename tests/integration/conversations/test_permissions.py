@@ -10,7 +10,6 @@ from sotto_contracts.conversations import (
     SetMessagingEnabled,
     ThreadView,
 )
-
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team, staff
 
 

@@ -30,7 +30,6 @@ from sotto_contracts.conversations import (
     ThreadView,
     UpdateTask,
 )
-
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team
 
 
@@ -218,7 +217,8 @@ async def test_notes_stay_internal_tasks_and_copy_as_text(harness: Harness, team
     done = await harness.ok(
         UpdateTask(practice_id=PRACTICE, actor=team.primary, task_id="t-1", done=True), TaskView
     )
-    assert done.done and done.conversation_id == "conv"
+    assert done.done
+    assert done.conversation_id == "conv"
 
     staff_view = await harness.ok(
         GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id="conv"), ThreadView
@@ -228,7 +228,8 @@ async def test_notes_stay_internal_tasks_and_copy_as_text(harness: Harness, team
     client_view = await harness.ok(
         GetThread(practice_id=PRACTICE, actor=team.client, conversation_id="conv"), ThreadView
     )
-    assert client_view.notes == [] and client_view.tasks == []
+    assert client_view.notes == []
+    assert client_view.tasks == []
     assert "safety plan" not in client_view.model_dump_json()
     await harness.events.wait_for(NoteAdded, note_id="n-1")
     await harness.events.wait_for(TaskCreated, task_id="t-1")
