@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -55,9 +54,9 @@ EVERY_ENDPOINT = STAFF_ENDPOINTS + MANAGER_ENDPOINTS + OWNER_ENDPOINTS + OPEN_EN
 
 
 @pytest.fixture
-async def fake_services(broker: Broker, base_url: str) -> AsyncIterator[Broker]:
+async def fake_services(broker: Broker, base_url: str) -> Broker:
     await start_fake_services(broker, PracticeSettings())
-    yield broker
+    return broker
 
 
 def token_for(settings: GatewaySettings, staff_id: str, practice_id: str = PRACTICE) -> str:
