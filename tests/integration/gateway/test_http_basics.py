@@ -1,0 +1,156 @@
+"""HTTP hygiene: problem+json, security headers, request ids, OpenAPI, 503 when MongoDB is away,
+and a schemathesis run over the published schema that must find no server error."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sotto_contracts.conversations import PracticeSettings
+from sotto_gateway.adapters.tokens import mint_staff_token
+from sotto_gateway.config import GatewaySettings
+from sotto_gateway.main import create_app
+from tests.integration.gateway.conftest import PRACTICE
+from tests.integration.gateway.fake_conversations import start_fake_services
+from tests.integration.gateway.support import Broker
+from tests.support.serving import serve
+
+SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+SECURITY_HEADERS = {
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+}
+
+
+async def test_answers_carry_security_headers_and_request_ids(http: httpx.AsyncClient) -> None:
+    for answer in (
+        await http.get("/health"),
+        await http.get("/no/such/page"),
+        await http.post("/api/client/links/x/verify", json={"date_of_birth": "not a date"}),
+    ):
+        for name, value in SECURITY_HEADERS.items():
+            assert answer.headers[name] == value
+        assert answer.headers["content-security-policy"].startswith("default-src 'self'")
+        assert answer.headers["x-request-id"]
+    echoed = await http.get("/health", headers={"X-Request-ID": "trace-123"})
+    assert echoed.headers["x-request-id"] == "trace-123"
+
+
+async def test_errors_are_problem_json_without_internals(http: httpx.AsyncClient) -> None:
+    invalid = await http.post(
+        "/api/client/links/x/verify", json={"date_of_birth": "not a date", "extra": 1}
+    )
+    assert invalid.status_code == 400
+    assert invalid.headers["content-type"].startswith("application/problem+json")
+    body = invalid.json()
+    assert body["status"] == 400
+    assert body["code"] == "invalid_request"
+    assert "Traceback" not in invalid.text
+    assert "not a date" not in invalid.text
+    malformed = await http.post(
+        "/api/client/links/x/verify",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert malformed.status_code == 400
+    assert malformed.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_openapi_schema_documents_the_api(http: httpx.AsyncClient) -> None:
+    schema = (await http.get("/schema/openapi.json")).json()
+    paths = schema["paths"]
+    for path in (
+        "/api/staff/inbox",
+        "/api/staff/conversations/{conversation_id}",
+        "/api/client/conversations",
+        "/api/client/links/{token}/verify",
+        "/api/portal/{practice_slug}/sign-in",
+        "/health",
+    ):
+        assert path in paths
+    assert "BearerToken" in schema["components"]["securitySchemes"]
+    assert (await http.get("/schema")).status_code == 200
+
+
+async def test_database_outage_answers_503_with_retry_after(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    settings: GatewaySettings = make_settings(
+        GatewaySettings,
+        "gateway",
+        state_dir=tmp_path,
+        mongodb_url="mongodb://127.0.0.1:9/",
+        mongo_timeout_ms=200,
+    )
+    app = create_app(settings)
+    async with (
+        serve(app, health_path="/schema/openapi.json") as url,
+        httpx.AsyncClient(base_url=url, timeout=15) as http,
+    ):
+        for answer in (
+            await http.post("/api/portal/calm-waters/sign-in", json={"email": "a@example.org"}),
+            await http.post("/api/client/links/some-token/open"),
+            await http.get("/api/client/session", cookies={"sotto_session": "x"}),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "5"
+            assert answer.headers["content-type"].startswith("application/problem+json")
+        health = await http.get("/health")
+        assert health.status_code == 503
+        assert health.json()["database"] == "down"
+
+
+async def run_schemathesis(
+    base_url: str, settings: GatewaySettings, broker: Broker, examples: int
+) -> None:
+    await start_fake_services(broker, PracticeSettings())
+    token = mint_staff_token(
+        settings, practice_id=PRACTICE, staff_id="owner1", lifetime=timedelta(minutes=30)
+    )
+    executable = SCHEMATHESIS
+    process = await asyncio.create_subprocess_exec(
+        executable,
+        "run",
+        f"{base_url}/schema/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        str(examples),
+        "--phases",
+        "examples,fuzzing",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--seed",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()[-4000:]
+
+
+async def test_schemathesis_finds_no_server_error(
+    base_url: str,
+    gateway_settings: GatewaySettings,
+    broker: Broker,
+    world: dict[str, Any],
+) -> None:
+    await run_schemathesis(base_url, gateway_settings, broker, examples=3)
+
+
+@pytest.mark.soak
+async def test_schemathesis_soak_finds_no_server_error(
+    base_url: str,
+    gateway_settings: GatewaySettings,
+    broker: Broker,
+    world: dict[str, Any],
+) -> None:
+    await run_schemathesis(base_url, gateway_settings, broker, examples=200)
