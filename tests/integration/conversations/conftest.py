@@ -341,3 +341,8 @@ async def seed_team(harness: Harness) -> Team:
 @pytest.fixture
 async def team(harness: Harness) -> Team:
     return await seed_team(harness)
+
+
+@pytest.fixture
+def infra_url(infra: Infrastructure) -> str:
+    return infra.rabbitmq_url

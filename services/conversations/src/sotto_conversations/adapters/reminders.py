@@ -35,9 +35,12 @@ class ReminderScheduler:
     async def run_once(self) -> int:
         """Emit every reminder due now; returns how many this instance claimed."""
         claimed = 0
-        while reminder := await self._store.claim_due_reminder(self._clock(), self._event_for):
-            claimed += 1
-            await self._store.flush_reminder(reminder["_id"])
+        while (
+            claim_id := await self._store.claim_due_reminder(self._clock(), self._event_for)
+        ) is not None:
+            if claim_id:
+                claimed += 1
+                await self._store.flush_claim(claim_id)
         return claimed
 
     async def _run(self) -> None:

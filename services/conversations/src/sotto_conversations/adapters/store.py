@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -227,6 +228,7 @@ class ConversationStore:
         self.people: AsyncCollection[Document] = database["people"]
         self.settings: AsyncCollection[Document] = database["settings"]
         self.reminders: AsyncCollection[Document] = database["reminders"]
+        self.reminder_claims: AsyncCollection[Document] = database["reminder_claims"]
         self.client_sends: AsyncCollection[Document] = database["client_sends"]
         self.handled: AsyncCollection[Document] = database["handled_requests"]
         self._topology = topology
@@ -235,7 +237,7 @@ class ConversationStore:
 
     @property
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
-        return [self.threads, self.people, self.settings, self.reminders]
+        return [self.threads, self.people, self.settings, self.reminders, self.reminder_claims]
 
     async def ensure_indexes(self) -> None:
         await self.threads.create_index(
@@ -495,7 +497,10 @@ class ConversationStore:
         if not reminders:
             return
         try:
-            await self.reminders.insert_many(list(reminders), ordered=False)
+            await self.reminders.insert_many(
+                [{**reminder, "generation": uuid.uuid4().hex} for reminder in reminders],
+                ordered=False,
+            )
         except BulkWriteError as error:
             if any(
                 item.get("code") != DUPLICATE_KEY for item in error.details.get("writeErrors", [])
@@ -507,7 +512,11 @@ class ConversationStore:
         for document, event in reminders:
             try:
                 await self.reminders.insert_one(
-                    {**document, **new_document_outbox(self._topology, [event])}
+                    {
+                        **document,
+                        "generation": uuid.uuid4().hex,
+                        **new_document_outbox(self._topology, [event]),
+                    }
                 )
             except DuplicateKeyError:
                 continue
@@ -521,21 +530,32 @@ class ConversationStore:
             {"_id": reminder_id(practice_id, conversation_id, recipient_key)}
         )
 
-    async def claim_due_reminder(self, now: datetime, event_for: Any) -> Document | None:
-        """Atomically turn one due reminder into sent with its event in the outbox."""
+    async def claim_due_reminder(self, now: datetime, event_for: Any) -> str | None:
+        """Claim one due reminder and store its event; returns the claim id, None if none due.
+
+        The claim is a unique insert (atomic on every backend, unlike find-and-modify on
+        FerretDB) carrying the event in its own outbox, so exactly one instance emits it.
+        """
         candidate = await self.reminders.find_one({"state": "pending", "due_at": {"$lte": now}})
         if candidate is None:
             return None
+        claim_id = f"{candidate['_id']}:{candidate['generation']}"
         event: Message = event_for(candidate)
-        return await self.reminders.find_one_and_update(
-            {"_id": candidate["_id"], "state": "pending"},
-            {"$set": {"state": "sent", "sent_at": now, **outbox_update(self._topology, [event])}},
-            return_document=ReturnDocument.AFTER,
+        try:
+            await self.reminder_claims.insert_one(
+                {"_id": claim_id, "claimed_at": now, **new_document_outbox(self._topology, [event])}
+            )
+        except DuplicateKeyError:
+            claim_id = ""
+        await self.reminders.update_one(
+            {"_id": candidate["_id"], "generation": candidate["generation"]},
+            {"$set": {"state": "sent", "sent_at": now}},
         )
+        return claim_id
 
-    async def flush_reminder(self, identifier: str) -> None:
+    async def flush_claim(self, claim_id: str) -> None:
         self._written()
-        await flush(self.reminders, identifier, self._publisher)
+        await flush(self.reminder_claims, claim_id, self._publisher)
 
     # ------------------------------------------------------------------------- idempotent replies
 
