@@ -42,6 +42,7 @@ from sotto_gateway.api.staff import staff_router
 from sotto_gateway.api.state import Gateway
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.handlers import Portal
+from sotto_gateway.pages import pages_router
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import RpcClient
 from sotto_kit.outbox import OutboxRelay
@@ -189,6 +190,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             ClientController,
             SecureLinkController,
             SignInController,
+            pages_router,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

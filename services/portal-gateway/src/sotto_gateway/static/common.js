@@ -1,0 +1,78 @@
+// Shared helpers: JSON API calls, safe DOM building, status announcements.
+
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name === "className") element.className = value;
+    else element.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : String(child));
+  }
+  return element;
+}
+
+export function cookie(name) {
+  const found = document.cookie.split("; ").find((part) => part.startsWith(`${name}=`));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
+}
+
+export async function api(method, path, { body, headers = {} } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    return { ok: false, status: 0, data: { detail: "The service cannot be reached. Check your connection and try again." } };
+  }
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { detail: text };
+    }
+  }
+  return { ok: response.ok, status: response.status, data };
+}
+
+export function problemText(answer, fallback = "Something went wrong. Please try again.") {
+  return (answer.data && answer.data.detail) || fallback;
+}
+
+export function announce(region, text, kind = "info") {
+  region.className = `status ${kind}`;
+  region.textContent = "";
+  // A fresh text node after clearing makes screen readers announce repeated messages too.
+  window.setTimeout(() => {
+    region.textContent = text;
+  }, 30);
+}
+
+export function formatTime(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function newId() {
+  return crypto.randomUUID ? crypto.randomUUID().replaceAll("-", "") : String(Date.now()) + Math.random().toString(16).slice(2);
+}
+
+export function characterCounter(textarea, output, limit) {
+  const update = () => {
+    const used = textarea.value.trim().length;
+    output.textContent = `${used} of ${limit} characters`;
+    output.classList.toggle("over", used > limit);
+  };
+  textarea.addEventListener("input", update);
+  update();
+  return update;
+}

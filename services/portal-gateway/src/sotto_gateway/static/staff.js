@@ -1,0 +1,312 @@
+// The reference staff inbox: token sign-in, filtered inbox, thread with notes and tasks.
+import { announce, api, characterCounter, formatTime, h, newId, problemText } from "./common.js";
+
+const TOKEN_KEY = "sotto.staffToken";
+const status = document.getElementById("status");
+const tokenForm = document.getElementById("token-form");
+const workspace = document.getElementById("workspace");
+const filters = document.getElementById("filters");
+const inbox = document.getElementById("inbox");
+const inboxCount = document.getElementById("inbox-count");
+const threadPanel = document.getElementById("thread");
+const signOutButton = document.getElementById("staff-sign-out");
+let me = null;
+
+function staffApi(method, path, body) {
+  const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  return api(method, `/api/staff${path}`, { body, headers: { Authorization: `Bearer ${token}` } });
+}
+
+function conversationPath(id, suffix = "") {
+  return `/conversations/${encodeURIComponent(id)}${suffix}`;
+}
+
+async function failed(answer) {
+  if (answer.status === 401) {
+    signOut("Your token is no longer accepted. Sign in again.");
+    return true;
+  }
+  if (!answer.ok) {
+    announce(status, problemText(answer), "error");
+    return true;
+  }
+  return false;
+}
+
+// ------------------------------------------------------------------ sign-in
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  me = null;
+  workspace.hidden = true;
+  signOutButton.hidden = true;
+  document.getElementById("who").textContent = "";
+  tokenForm.hidden = false;
+  document.getElementById("staff-token").focus();
+  announce(status, message, message === "You have signed out." ? "success" : "error");
+}
+
+async function start() {
+  if (!sessionStorage.getItem(TOKEN_KEY)) {
+    tokenForm.hidden = false;
+    return;
+  }
+  const answer = await staffApi("GET", "/me");
+  if (!answer.ok) {
+    signOut(answer.status === 401 ? "That token was not accepted." : problemText(answer));
+    return;
+  }
+  me = answer.data;
+  document.getElementById("who").textContent = `Signed in as ${me.display_name}`;
+  tokenForm.hidden = true;
+  workspace.hidden = false;
+  signOutButton.hidden = false;
+  const mayViewOthers = me.can_view_others_conversations || me.roles.includes("owner") || me.roles.includes("practice_manager");
+  for (const option of document.querySelectorAll("#filter-view option")) {
+    if (option.value !== "mine") option.disabled = !mayViewOthers;
+  }
+  await loadInbox();
+  document.getElementById("inbox-heading").focus();
+}
+
+tokenForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = document.getElementById("staff-token").value.trim();
+  if (!token) {
+    announce(status, "Paste your staff token first.", "error");
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  document.getElementById("staff-token").value = "";
+  await start();
+});
+
+signOutButton.addEventListener("click", () => signOut("You have signed out."));
+
+// ------------------------------------------------------------------ inbox
+
+function inboxQuery() {
+  const query = new URLSearchParams();
+  query.set("view", document.getElementById("filter-view").value);
+  const search = document.getElementById("filter-search").value.trim();
+  if (search) query.set("search", search);
+  const since = document.getElementById("filter-since").value;
+  if (since) query.set("since", new Date(`${since}T00:00:00`).toISOString());
+  const until = document.getElementById("filter-until").value;
+  if (until) query.set("until", new Date(`${until}T23:59:59.999`).toISOString());
+  if (document.getElementById("filter-unread").checked) query.set("unread_only", "true");
+  if (document.getElementById("filter-archived").checked) query.set("archived", "true");
+  return query;
+}
+
+async function loadInbox() {
+  const answer = await staffApi("GET", `/inbox?${inboxQuery()}`);
+  if (await failed(answer)) return;
+  const page = answer.data;
+  inboxCount.textContent = page.total === 1 ? "1 conversation" : `${page.total} conversations`;
+  inbox.replaceChildren(
+    ...page.items.map((item) =>
+      h("li", {},
+        h("button", { type: "button", className: "item", "data-conversation": item.conversation_id, onclick: () => openThread(item.conversation_id) },
+          h("span", { className: "subject" }, item.unread ? h("span", { className: "unread-dot" }, "Unread: ") : null, item.subject),
+          h("span", {}, item.client_name || ""),
+          h("span", { className: "when" }, formatTime(item.last_activity_at))))));
+}
+
+filters.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  await loadInbox();
+  announce(status, inboxCount.textContent, "info");
+});
+
+// ------------------------------------------------------------------ thread
+
+function senderName(message, conversation) {
+  if (message.automatic || !message.sender) return "Automatic reply";
+  if (message.sender.kind === "staff") return message.sender.id === me.staff_id ? "You" : `Team member ${message.sender.id}`;
+  if (message.sender.kind === "client") return conversation.client_name || "Client";
+  return "Client's contact";
+}
+
+function messageItem(message, conversation, reload) {
+  const meta = h("p", { className: "meta" },
+    h("span", {}, senderName(message, conversation)),
+    h("time", { datetime: message.sent_at }, formatTime(message.sent_at)));
+  if (message.removed) {
+    return h("li", { className: "message removed" }, meta, h("p", { className: "body" }, "Message removed."));
+  }
+  const remove = h("button", { type: "button", className: "danger" }, "Remove");
+  remove.setAttribute("aria-label", `Remove message sent ${formatTime(message.sent_at)}`);
+  let armed = false;
+  remove.addEventListener("click", async () => {
+    if (!armed) {
+      armed = true;
+      remove.textContent = "Confirm removal";
+      announce(status, "Press again to remove this message for everyone.", "info");
+      return;
+    }
+    const answer = await staffApi("DELETE", conversationPath(conversation.conversation_id, `/messages/${encodeURIComponent(message.message_id)}`));
+    if (await failed(answer)) return;
+    await reload();
+    announce(status, "The message was removed.", "success");
+  });
+  return h("li", { className: "message" }, meta, h("p", { className: "body" }, message.body), h("div", { className: "form-row" }, remove));
+}
+
+function textForm({ id, heading, label, button, limit, submit }) {
+  const textarea = h("textarea", { id, required: true, "aria-describedby": limit ? `${id}-counter` : null });
+  const counter = limit ? h("p", { id: `${id}-counter`, className: "counter" }) : null;
+  const form = h("form", { "aria-labelledby": `${id}-heading` },
+    h("h3", { id: `${id}-heading` }, heading),
+    h("label", { for: id }, label), textarea, counter,
+    h("div", { className: "form-row" }, h("button", { type: "submit" }, button)));
+  const update = limit ? characterCounter(textarea, counter, limit) : () => {};
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = textarea.value.trim();
+    if (!text) {
+      announce(status, "Write something first.", "error");
+      textarea.focus();
+      return;
+    }
+    if (await submit(text)) {
+      textarea.value = "";
+      update();
+    }
+  });
+  return form;
+}
+
+function taskItem(task, reload) {
+  const box = h("input", { type: "checkbox", id: `task-${task.task_id}`, checked: task.done });
+  box.addEventListener("change", async () => {
+    const answer = await staffApi("PATCH", `/tasks/${encodeURIComponent(task.task_id)}`, { done: box.checked });
+    if (await failed(answer)) return;
+    await reload();
+    announce(status, box.checked ? "Task done." : "Task reopened.", "success");
+  });
+  return h("li", {}, box,
+    h("label", { for: `task-${task.task_id}`, className: "check" },
+      task.title,
+      task.due ? ` (due ${task.due})` : "",
+      task.assignee_id ? `, for ${task.assignee_id}` : ""));
+}
+
+function taskForm(conversationId, reload) {
+  const title = h("input", { id: "task-title", type: "text", required: true, maxlength: "200" });
+  const due = h("input", { id: "task-due", type: "date" });
+  const form = h("form", { "aria-labelledby": "task-heading" },
+    h("h3", { id: "task-heading" }, "New task"),
+    h("label", { for: "task-title" }, "Task"), title,
+    h("label", { for: "task-due" }, "Due (optional)"), due,
+    h("div", { className: "form-row" }, h("button", { type: "submit" }, "Add task")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!title.value.trim()) {
+      announce(status, "Name the task first.", "error");
+      title.focus();
+      return;
+    }
+    const body = { title: title.value.trim(), task_id: newId() };
+    if (due.value) body.due = due.value;
+    const answer = await staffApi("POST", conversationPath(conversationId, "/tasks"), body);
+    if (await failed(answer)) return;
+    await reload();
+    announce(status, "Task added.", "success");
+  });
+  return form;
+}
+
+function assignForm(conversation, reload) {
+  const input = h("input", { id: "assignee", type: "text", required: true, value: conversation.assignee_id || "" });
+  const form = h("form", { className: "form-row", "aria-label": "Assign conversation" },
+    h("div", {}, h("label", { for: "assignee" }, "Assigned to (team member id)"), input),
+    h("button", { type: "submit", className: "secondary" }, "Assign"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const answer = await staffApi("POST", conversationPath(conversation.conversation_id, "/assign"), { assignee_id: input.value.trim() });
+    if (await failed(answer)) return;
+    await reload();
+    await loadInbox();
+    announce(status, "Conversation assigned.", "success");
+  });
+  return form;
+}
+
+function actionButton(label, run) {
+  return h("button", { type: "button", className: "secondary", onclick: run }, label);
+}
+
+async function openThread(conversationId) {
+  const reload = async (focus = false) => {
+    const answer = await staffApi("GET", conversationPath(conversationId));
+    if (await failed(answer)) return;
+    renderThread(answer.data, reload, focus);
+  };
+  await reload(true);
+  await loadInbox();
+}
+
+function renderThread(thread, reload, focus) {
+  const conversation = thread.conversation;
+  const id = conversation.conversation_id;
+  let messageId = newId();
+  const archive = actionButton(conversation.archived ? "Unarchive" : "Archive", async () => {
+    const answer = await staffApi("POST", conversationPath(id, conversation.archived ? "/unarchive" : "/archive"));
+    if (await failed(answer)) return;
+    await reload();
+    await loadInbox();
+    announce(status, conversation.archived ? "Conversation moved back to the inbox." : "Conversation archived.", "success");
+  });
+  const unread = actionButton("Mark unread", async () => {
+    const answer = await staffApi("POST", conversationPath(id, "/unread"));
+    if (await failed(answer)) return;
+    await loadInbox();
+    announce(status, "Marked unread.", "success");
+  });
+  const heading = h("h2", { id: "thread-heading", tabindex: "-1" }, conversation.subject);
+  threadPanel.replaceChildren(
+    heading,
+    h("p", { className: "hint" },
+      conversation.client_name ? `Client: ${conversation.client_name}. ` : "",
+      conversation.archived ? "Archived." : ""),
+    h("div", { className: "form-row" }, unread, archive),
+    assignForm(conversation, reload),
+    thread.request_details ? h("p", { className: "banner" }, `Request details: ${thread.request_details}`) : null,
+    h("h3", {}, "Messages"),
+    h("ol", { className: "messages", "aria-label": "Messages" }, thread.messages.map((message) => messageItem(message, conversation, reload))),
+    textForm({
+      id: "staff-reply", heading: "Reply", label: "Message to the conversation", button: "Send reply",
+      limit: thread.max_message_length,
+      submit: async (body) => {
+        const answer = await staffApi("POST", conversationPath(id, "/messages"), { body, message_id: messageId });
+        if (await failed(answer)) return false;
+        messageId = newId();
+        await reload();
+        announce(status, "Reply sent.", "success");
+        return true;
+      },
+    }),
+    h("section", { className: "notes", "aria-labelledby": "notes-heading" },
+      h("h3", { id: "notes-heading" }, "Internal notes (never shown to clients)"),
+      thread.notes.length
+        ? thread.notes.map((note) => h("div", { className: "note" }, h("p", { className: "hint" }, `${note.author_id === me.staff_id ? "You" : note.author_id}, ${formatTime(note.created_at)}`), note.body))
+        : h("p", { className: "hint" }, "No notes yet."),
+      textForm({
+        id: "note-body", heading: "Add a note", label: "Note", button: "Add note",
+        submit: async (body) => {
+          const answer = await staffApi("POST", conversationPath(id, "/notes"), { body, note_id: newId() });
+          if (await failed(answer)) return false;
+          await reload();
+          announce(status, "Note added.", "success");
+          return true;
+        },
+      })),
+    h("section", { className: "tasks", "aria-labelledby": "tasks-heading" },
+      h("h3", { id: "tasks-heading" }, "Tasks"),
+      thread.tasks.length ? h("ul", { className: "list" }, thread.tasks.map((task) => taskItem(task, reload))) : h("p", { className: "hint" }, "No tasks."),
+      taskForm(id, reload)));
+  if (focus) heading.focus();
+}
+
+start();
