@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sotto_contracts.common import ParticipantRef
 from sotto_contracts.conversations import (
     ConversationKind,
     ConversationOpened,
@@ -23,19 +26,29 @@ from sotto_contracts.conversations import (
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team
 
 
-def opening(actor, conversation_id="conv-1", **fields):  # type: ignore[no-untyped-def]
-    return OpenConversation(
-        practice_id=fields.pop("practice_id", PRACTICE),
-        actor=actor,
-        conversation_id=conversation_id,
-        subject=fields.pop("subject", "Check-in"),
-        **fields,
+def opening(
+    actor: ParticipantRef, conversation_id: str = "conv-1", **fields: Any
+) -> OpenConversation:
+    return OpenConversation.model_validate(
+        {
+            "practice_id": PRACTICE,
+            "actor": actor,
+            "conversation_id": conversation_id,
+            "subject": "Check-in",
+            **fields,
+        }
     )
 
 
-def posting(actor, body, message_id, conversation_id="conv-1", **fields):  # type: ignore[no-untyped-def]
+def posting(
+    actor: ParticipantRef,
+    body: str,
+    message_id: str,
+    conversation_id: str = "conv-1",
+    practice_id: str = PRACTICE,
+) -> PostMessage:
     return PostMessage(
-        practice_id=fields.pop("practice_id", PRACTICE),
+        practice_id=practice_id,
         actor=actor,
         conversation_id=conversation_id,
         posted_message_id=message_id,

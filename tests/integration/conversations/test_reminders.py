@@ -51,7 +51,7 @@ def reminders_for(
     return [
         body
         for body in harness.events.of(UnreadReminderDue, conversation_id=conversation_id)
-        if body["recipient"]["id"] == recipient_id  # type: ignore[index]
+        if body["recipient"]["id"] == recipient_id
     ]
 
 

@@ -94,7 +94,8 @@ async def test_away_message_banner_and_automatic_reply(harness: Harness, team: T
     assert client_view.banner == "No emergencies here"
     assert client_view.edit_note == "Messages are part of your record"
     assert [m.body for m in client_view.messages] == ["Hello", "Out until Monday"]
-    assert client_view.messages[1].automatic and client_view.messages[1].sender is None
+    assert client_view.messages[1].automatic
+    assert client_view.messages[1].sender is None
 
     staff_view = await harness.ok(
         GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id="conv"), ThreadView

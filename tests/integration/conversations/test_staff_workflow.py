@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sotto_contracts.common import StaffRole
+from sotto_contracts.common import ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
     AddNote,
     AssignConversation,
@@ -46,7 +47,9 @@ async def open_with(harness: Harness, team: Team, conversation_id: str, subject:
     )
 
 
-def post(team_member, conversation_id: str, message_id: str, body: str) -> PostMessage:  # type: ignore[no-untyped-def]
+def post(
+    team_member: ParticipantRef, conversation_id: str, message_id: str, body: str
+) -> PostMessage:
     return PostMessage(
         practice_id=PRACTICE,
         actor=team_member,
@@ -56,7 +59,7 @@ def post(team_member, conversation_id: str, message_id: str, body: str) -> PostM
     )
 
 
-def inbox(actor, **fields) -> GetInbox:  # type: ignore[no-untyped-def]
+def inbox(actor: ParticipantRef, **fields: Any) -> GetInbox:
     return GetInbox(practice_id=PRACTICE, actor=actor, **fields)
 
 

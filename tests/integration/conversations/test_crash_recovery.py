@@ -1,0 +1,124 @@
+"""A process killed between the write and the publish still publishes after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from sotto_contracts.conversations import MessagePosted, OpenConversation, PostMessage, ThreadView
+from sotto_kit.messaging import RequestTimeoutError
+from tests.integration.conversations.conftest import (
+    PRACTICE,
+    Harness,
+    running_service,
+    seed_team,
+    wait_until_consuming,
+)
+from tests.support.serving import free_port
+from tests.support.waiting import eventually
+
+FASTSTREAM = Path(sys.executable).with_name("faststream")
+
+
+@contextmanager
+def service_process(
+    harness: Harness, *, crash_after_write: bool
+) -> Iterator[subprocess.Popen[bytes]]:
+    settings = harness.settings
+    environment = {
+        **os.environ,
+        "RABBITMQ_URL": settings.rabbitmq_url,
+        "MONGODB_URL": settings.mongodb_url,
+        "SOTTO_NAMESPACE": settings.namespace,
+        "SOTTO_DELIVERY_LIMIT": str(settings.delivery_limit),
+        "CONVERSATIONS_DATABASE": settings.database,
+        "CONVERSATIONS_OUTBOX_INTERVAL_SECONDS": "0.2",
+        "CONVERSATIONS_FAULT_CRASH_AFTER_WRITE": "1" if crash_after_write else "0",
+    }
+    process = subprocess.Popen(
+        [
+            str(FASTSTREAM),
+            "run",
+            "sotto_conversations.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+        ],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+async def test_killed_after_the_write_publishes_after_restart(
+    parts: Harness, infra_url: str
+) -> None:
+    harness = parts
+    async with running_service(harness.settings, infra_url):
+        team = await seed_team(harness)
+        await harness.ok(
+            OpenConversation(
+                practice_id=PRACTICE,
+                actor=team.primary,
+                conversation_id="conv",
+                subject="Plan",
+                client_id="c1",
+            ),
+            ThreadView,
+        )
+    request = PostMessage(
+        practice_id=PRACTICE,
+        actor=team.primary,
+        conversation_id="conv",
+        posted_message_id="m-crash",
+        body="Written, then the process died",
+    )
+
+    with service_process(harness, crash_after_write=True) as doomed:
+        await wait_until_consuming(infra_url, harness.settings.topology)
+        with pytest.raises(RequestTimeoutError):
+            await harness.rpc.call(request, timeout=5)
+        await eventually(
+            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
+        )
+        assert doomed.returncode == 137
+    stored = await harness.database["threads"].find_one({"conversation_id": "conv"})
+    assert stored is not None
+    assert "m-crash" in stored["messages"]
+    assert stored["outbox_pending"] is True
+    assert harness.events.of(MessagePosted, posted_message_id="m-crash") == []
+
+    with service_process(harness, crash_after_write=False):
+        await wait_until_consuming(infra_url, harness.settings.topology)
+        published = await harness.events.wait_for(MessagePosted, posted_message_id="m-crash")
+        assert published[0]["conversation_id"] == "conv"
+
+        async def settled() -> bool:
+            document = await harness.database["threads"].find_one({"conversation_id": "conv"})
+            return document is not None and document["outbox_pending"] is False
+
+        await eventually(settled, what="outbox emptied")
+    assert (
+        len(
+            {e["message_id"] for e in harness.events.of(MessagePosted, posted_message_id="m-crash")}
+        )
+        == 1
+    )
+    final = await harness.database["threads"].find_one({"conversation_id": "conv"})
+    assert final is not None
+    assert list(final["messages"]) == ["m-crash"]

@@ -1,0 +1,202 @@
+"""Practice-system events: projection, appointment requests, inquiries, client-email workflows."""
+
+from __future__ import annotations
+
+from sotto_contracts.common import ClientEmailWorkflow
+from sotto_contracts.conversations import (
+    ClientEmailDue,
+    ConversationKind,
+    ConversationOpened,
+    ConversationSummary,
+    GetInbox,
+    GetThread,
+    InboxPage,
+    ListClientConversations,
+    MessagePosted,
+    ThreadView,
+    UnreadReminderDue,
+)
+from sotto_contracts.inbound import (
+    CLIENT_EMAIL_WORKFLOW_EVENTS,
+    AppointmentRequested,
+    InquiryReceived,
+    StatementReady,
+)
+from tests.integration.conversations.conftest import PRACTICE, Harness, Team
+from tests.support.waiting import eventually
+
+
+def practice_message_ids(harness: Harness) -> set[str]:
+    """Event ids of messages the practice posted (relays may repeat an event: same id)."""
+    return {e["message_id"] for e in harness.events.of(MessagePosted) if e["actor"] is None}
+
+
+async def test_projection_keeps_no_emails_or_dates_of_birth(harness: Harness, team: Team) -> None:
+    stored = [document async for document in harness.database["people"].find()]
+    assert {document["id"] for document in stored} >= {"c1", "dr-primary", "owner"}
+    text = str(stored)
+    assert "@example.org" not in text
+    assert "date_of_birth" not in text
+    client = next(document for document in stored if document["id"] == "c1")
+    assert client["primary_clinician_id"] == "dr-primary"
+    assert client["contacts"][0]["relation"] == "partner"
+
+
+async def test_appointment_request_opens_a_staff_visible_request(
+    harness: Harness, team: Team
+) -> None:
+    request = AppointmentRequested(
+        practice_id=PRACTICE,
+        request_id="req-1",
+        client_id="c1",
+        details="Prefers Tuesday mornings",
+    )
+    await harness.amqp.publish(request)
+    await harness.amqp.publish(request)
+    opened = await harness.events.wait_for(ConversationOpened, kind="appointment_request")
+    conversation_id = opened[0]["conversation_id"]
+    staff_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id=conversation_id),
+        ThreadView,
+    )
+    assert staff_view.conversation.kind == ConversationKind.APPOINTMENT_REQUEST
+    assert staff_view.request_details == "Prefers Tuesday mornings"
+    assert staff_view.conversation.unread
+    client_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.client, conversation_id=conversation_id),
+        ThreadView,
+    )
+    assert client_view.request_details is None
+    assert "Tuesday" not in str(harness.events.received)
+    inbox = await harness.ok(GetInbox(practice_id=PRACTICE, actor=team.primary), InboxPage)
+    assert [item.conversation_id for item in inbox.items] == [conversation_id]
+    assert len(harness.events.of(ConversationOpened, kind="appointment_request")) == 1
+
+
+async def test_inquiry_becomes_a_standard_conversation(harness: Harness, team: Team) -> None:
+    await harness.amqp.publish(
+        InquiryReceived(
+            practice_id=PRACTICE,
+            inquiry_id="inq-1",
+            client_id="prospect-1",
+            display_name="Riley Prospect",
+            email="riley@example.org",
+            clinician_id="dr-primary",
+            body="Do you take new clients?",
+        )
+    )
+    opened = await harness.events.wait_for(ConversationOpened, kind="inquiry")
+    thread = await harness.ok(
+        GetThread(
+            practice_id=PRACTICE, actor=team.primary, conversation_id=opened[0]["conversation_id"]
+        ),
+        ThreadView,
+    )
+    assert thread.conversation.client_name == "Riley Prospect"
+    assert [m.body for m in thread.messages] == ["Do you take new clients?"]
+    assert "riley@example.org" not in str(await harness.database["threads"].find_one())
+
+
+async def test_workflow_through_the_portal_one_message_and_reminder_per_person(
+    harness: Harness, team: Team
+) -> None:
+    for workflow_type in CLIENT_EMAIL_WORKFLOW_EVENTS:
+        event = workflow_type(
+            practice_id=PRACTICE,
+            client_id="c1",
+            recipients=[team.client, team.partner],
+            reference_id=f"ref-{workflow_type.WORKFLOW.value}",
+            content=f"Details for {workflow_type.WORKFLOW.value}",
+        )
+        await harness.amqp.publish(event)
+        await harness.amqp.publish(event)
+
+    async def posted() -> int:
+        return len(practice_message_ids(harness))
+
+    await eventually(posted, until=lambda n: n >= 16, what="16 portal messages")
+    reminders = await harness.events.wait_for(UnreadReminderDue, count=2)
+    assert sorted(r["recipient"]["id"] for r in reminders) == ["c1", "c1-partner"]
+
+    conversations = await harness.ok_list(
+        ListClientConversations(practice_id=PRACTICE, actor=team.partner), ConversationSummary
+    )
+    assert len(conversations) == 1
+    thread = await harness.ok(
+        GetThread(
+            practice_id=PRACTICE,
+            actor=team.client,
+            conversation_id=conversations[0].conversation_id,
+        ),
+        ThreadView,
+    )
+    assert len(thread.messages) == 16
+    assert thread.messages[0].body == "Details for appointment_reminder"
+    assert thread.messages[0].sender is None
+    assert "Details for" not in str(harness.events.received)
+    assert len(practice_message_ids(harness)) == 16
+
+
+async def test_workflow_with_routing_off_records_history_and_asks_for_emails(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, route_client_emails_through_portal=False)
+    await harness.amqp.publish(
+        StatementReady(
+            practice_id=PRACTICE,
+            client_id="c1",
+            recipients=[team.client, team.partner],
+            reference_id="stmt-9",
+            content="Balance 120.00",
+        )
+    )
+    due = await harness.events.wait_for(ClientEmailDue, count=2)
+    assert sorted(e["recipient"]["id"] for e in due) == ["c1", "c1-partner"]
+    assert {e["workflow"] for e in due} == {ClientEmailWorkflow.STATEMENT_READY.value}
+    assert "120" not in str(due)
+    staff_view = await harness.ok(
+        GetThread(
+            practice_id=PRACTICE, actor=team.primary, conversation_id=due[0]["conversation_id"]
+        ),
+        ThreadView,
+    )
+    assert staff_view.messages == []
+    assert "stmt-9" in staff_view.notes[0].body
+    assert "Balance 120.00" in staff_view.notes[0].body
+    client_view = await harness.ok(
+        GetThread(
+            practice_id=PRACTICE, actor=team.client, conversation_id=due[0]["conversation_id"]
+        ),
+        ThreadView,
+    )
+    assert client_view.notes == []
+
+
+async def test_unknown_practice_client_or_recipient_is_parked(harness: Harness, team: Team) -> None:
+    await harness.amqp.publish(
+        AppointmentRequested(practice_id="ghost-practice", request_id="r", client_id="c1")
+    )
+    await harness.amqp.publish(
+        StatementReady(practice_id=PRACTICE, client_id="ghost-client", reference_id="s")
+    )
+    await harness.amqp.publish(
+        StatementReady(
+            practice_id=PRACTICE,
+            client_id="c1",
+            reference_id="s",
+            recipients=[team.primary],
+        )
+    )
+    await harness.amqp.publish_raw(
+        b'{"practice_id": "practice-1"}',
+        exchange=harness.amqp.topology.inbound.name,
+        routing_key=InquiryReceived.ROUTING_KEY,
+    )
+    parked = await eventually(
+        lambda: harness.amqp.parked("conversations"), until=lambda items: len(items) >= 4
+    )
+    reasons = " | ".join(item.reason for item in parked)
+    assert "unknown practice ghost-practice" in reasons
+    assert "unknown client ghost-client" in reasons
+    assert "does not belong to the client" in reasons
+    assert "invalid message" in reasons
