@@ -1,0 +1,183 @@
+"""The chain: tampering is detected, two instances keep one chain, retention prunes safely."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from pymongo.asynchronous.collection import AsyncCollection
+
+from sotto_audit import cli
+from sotto_audit.adapters.store import AuditStore
+from sotto_audit.config import AuditSettings
+from sotto_audit.domain import Category, ChainHead, Draft, milliseconds, seal
+from sotto_audit.handlers import verify_chain
+from sotto_audit.main import create_app
+from sotto_contracts.audit import ChainVerification, VerifyChain
+from sotto_contracts.common import ParticipantKind, ParticipantRef
+from sotto_contracts.gateway import LinkOpened
+from sotto_kit.messaging import RpcClient
+from sotto_kit.mongo import Document
+from tests.integration.audit.conftest import CHECKPOINT_KEY
+from tests.support.amqp import Amqp
+from tests.support.serving import serve
+from tests.support.waiting import eventually
+
+KEY = CHECKPOINT_KEY.encode()
+
+
+def _opened(practice_id: str, number: int) -> LinkOpened:
+    return LinkOpened(
+        practice_id=practice_id,
+        link_id=f"link-{number}",
+        recipient=ParticipantRef(kind=ParticipantKind.CLIENT, id=f"client-{number % 7}"),
+        conversation_id=f"conv-{number % 5}",
+    )
+
+
+async def _publish(amqp: Amqp, practice_id: str, count: int) -> None:
+    await asyncio.gather(*(amqp.publish(_opened(practice_id, n)) for n in range(count)))
+
+
+async def _stored(records: AsyncCollection[Document], practice_id: str, count: int) -> None:
+    await eventually(
+        lambda: records.count_documents({"practice_id": practice_id}),
+        until=lambda n: n == count,
+        what=f"{count} records of {practice_id}",
+    )
+
+
+async def _swap_sequences(
+    records: AsyncCollection[Document], practice_id: str, a: int, b: int
+) -> None:
+    await records.update_one(
+        {"practice_id": practice_id, "sequence": a}, {"$set": {"sequence": -1}}
+    )
+    await records.update_one({"practice_id": practice_id, "sequence": b}, {"$set": {"sequence": a}})
+    await records.update_one(
+        {"practice_id": practice_id, "sequence": -1}, {"$set": {"sequence": b}}
+    )
+
+
+async def _insert_forged(records: AsyncCollection[Document], practice_id: str, at: int) -> None:
+    """A forger who knows the algorithm: shift later records and seal a valid-looking one."""
+    last = await records.count_documents({"practice_id": practice_id})
+    for sequence in range(last, at - 1, -1):
+        await records.update_one(
+            {"practice_id": practice_id, "sequence": sequence}, {"$inc": {"sequence": 1}}
+        )
+    before = await records.find_one({"practice_id": practice_id, "sequence": at - 1})
+    assert before is not None
+    draft = Draft(
+        event_id="forged",
+        routing_key=LinkOpened.ROUTING_KEY,
+        practice_id=practice_id,
+        category=Category.ACCESS,
+        occurred_at=datetime.now(UTC),
+        actor_id=None,
+        subject_id="client-1",
+        conversation_id="conv-1",
+        outcome="opened",
+    )
+    (forged,) = seal([draft], ChainHead(at - 1, before["hash"]), datetime.now(UTC))
+    await records.insert_one(asdict(forged) | {"category": forged.category.value})
+
+
+async def test_each_tampering_is_detected_at_its_record(
+    settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document], rpc: RpcClient
+) -> None:
+    practices = ["intact", "modified", "deleted", "inserted", "reordered", "truncated"]
+    async with serve(create_app(settings)):
+        for practice_id in practices:
+            await _publish(amqp, practice_id, 6)
+        for practice_id in practices:
+            await _stored(records, practice_id, 6)
+        heads = records.database["heads"]
+        await eventually(
+            lambda: heads.count_documents({"sequence": 6}),
+            until=lambda n: n == len(practices),
+            what="chain heads at 6",
+        )
+
+        await records.update_one(
+            {"practice_id": "modified", "sequence": 3}, {"$set": {"subject_id": "someone-else"}}
+        )
+        await records.delete_one({"practice_id": "deleted", "sequence": 3})
+        await _insert_forged(records, "inserted", 3)
+        await _swap_sequences(records, "reordered", 3, 4)
+        await records.delete_one({"practice_id": "truncated", "sequence": 6})
+
+        over_rpc = {
+            practice_id: await rpc.result(VerifyChain(practice_id=practice_id), ChainVerification)
+            for practice_id in practices
+        }
+
+    assert over_rpc["intact"] == ChainVerification(valid=True, records_checked=6)
+    broken_at = {p: v.first_broken_sequence for p, v in over_rpc.items() if not v.valid}
+    assert broken_at == {"modified": 3, "deleted": 3, "inserted": 4, "reordered": 3, "truncated": 6}
+    assert all(over_rpc[p].problem for p in broken_at)
+    assert await cli.run(["verify", "--practice", "intact"], settings) == 0
+    for practice_id in broken_at:
+        assert await cli.run(["verify", "--practice", practice_id], settings) == 1
+
+
+async def test_two_instances_keep_one_valid_chain(
+    settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
+) -> None:
+    per_practice = 300
+    async with serve(create_app(settings)) as first, serve(create_app(settings)) as second:
+        await asyncio.gather(*(_publish(amqp, p, per_practice) for p in ("north", "south")))
+        for practice_id in ("north", "south"):
+            await _stored(records, practice_id, per_practice)
+        consumed = []
+        async with httpx.AsyncClient() as http:
+            for base_url in (first, second):
+                report = (await http.get(f"{base_url}/health")).json()
+                consumed.append(report["messages"]["consumed"].get(LinkOpened.ROUTING_KEY, 0))
+
+    assert all(count > 0 for count in consumed), consumed
+    store = AuditStore(records.database)
+    for practice_id in ("north", "south"):
+        verification = await verify_chain(store, practice_id, KEY)
+        assert verification == ChainVerification(valid=True, records_checked=per_practice)
+
+
+async def test_prune_removes_old_records_behind_a_signed_checkpoint(
+    settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
+) -> None:
+    store = AuditStore(records.database)
+    async with serve(create_app(settings)):
+        await _publish(amqp, "old", 5)
+        await _stored(records, "old", 5)
+        boundary = milliseconds(datetime.now(UTC)) + timedelta(milliseconds=1)
+        await eventually(
+            lambda: asyncio.sleep(0.01, datetime.now(UTC)), until=lambda t: t > boundary
+        )
+        await _publish(amqp, "old", 3)
+        await _stored(records, "old", 8)
+
+        seven_years_later = (boundary + timedelta(days=round(365.25 * 7))).isoformat()
+        status = await cli.run(["prune", "--practice", "old", "--now", seven_years_later], settings)
+        remaining = await records.find({"practice_id": "old"}).sort("sequence", 1).to_list()
+        after_prune = await verify_chain(store, "old", KEY)
+
+        await _publish(amqp, "old", 2)
+        await _stored(records, "old", 5)
+        after_more = await verify_chain(store, "old", KEY)
+
+    assert status == 0
+    assert [r["sequence"] for r in remaining] == [6, 7, 8]
+    checkpoint = await store.latest_checkpoint("old")
+    assert checkpoint is not None
+    assert (checkpoint.sequence, checkpoint.records_removed) == (5, 5)
+    assert checkpoint.hash == remaining[0]["previous_hash"]
+    assert after_prune == ChainVerification(valid=True, records_checked=3)
+    assert after_more == ChainVerification(valid=True, records_checked=5)
+
+    checkpoints = records.database["checkpoints"]
+    await checkpoints.update_one({"practice_id": "old"}, {"$set": {"sequence": 4}})
+    forged = await verify_chain(store, "old", KEY)
+    assert not forged.valid
+    assert forged.problem == "retention checkpoint signature does not verify"
