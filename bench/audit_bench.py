@@ -1,0 +1,154 @@
+"""Audit ingest: events/s through RabbitMQ into the hash-chained store, against a raw insert loop.
+
+Run alone with `.venv/bin/python bench/audit_bench.py`, or `await audit_bench()` from the harness.
+Both sides write the same documents (projected and sealed audit records) into the same database
+server, into collections with the same indexes, in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+import aio_pika
+import httpx
+import uvicorn
+
+from sotto_audit.adapters.store import AuditStore
+from sotto_audit.config import AuditSettings
+from sotto_audit.domain import GENESIS, project, seal
+from sotto_audit.main import create_app
+from sotto_contracts.base import utc_now
+from sotto_contracts.common import ParticipantKind, ParticipantRef
+from sotto_contracts.gateway import LinkOpened
+from sotto_kit.mongo import connect
+
+EVENTS = int(os.environ.get("BENCH_AUDIT_EVENTS", "3000"))
+PRACTICES = 4
+GOAL_RATIO = 0.6
+
+
+def _events(count: int) -> list[LinkOpened]:
+    return [
+        LinkOpened(
+            practice_id=f"practice-{n % PRACTICES}",
+            link_id=f"link-{n}",
+            recipient=ParticipantRef(kind=ParticipantKind.CLIENT, id=f"client-{n % 97}"),
+            conversation_id=f"conv-{n % 211}",
+        )
+        for n in range(count)
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _raw_insert_rate(settings: AuditSettings, events: list[LinkOpened]) -> float:
+    """Documents/s of a plain insert_one loop of the same sealed records."""
+    client = connect(settings.mongodb_url)
+    database = client[f"{settings.database}_raw"]
+    try:
+        await AuditStore(database).ensure_indexes()
+        by_practice: dict[str, list[Any]] = {}
+        for event in events:
+            by_practice.setdefault(event.practice_id, []).append(project(event))
+        documents = [
+            asdict(record) | {"category": record.category.value}
+            for drafts in by_practice.values()
+            for record in seal(drafts, GENESIS, utc_now())
+        ]
+        records = database["records"]
+        started = time.perf_counter()
+        for document in documents:
+            await records.insert_one(document)
+        return len(documents) / (time.perf_counter() - started)
+    finally:
+        await client.drop_database(database.name)
+        await client.close()
+
+
+async def _audit_rate(settings: AuditSettings, events: list[LinkOpened]) -> float:
+    """Events/s from the first publish until the audit service has stored them all."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    client = connect(settings.mongodb_url)
+    records = client[settings.database]["records"]
+    connection = await aio_pika.connect_robust(settings.rabbitmq_url)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            while True:
+                try:
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(settings.topology.events.name, ensure=False)
+        bodies = [(event.ROUTING_KEY, event.model_dump_json().encode()) for event in events]
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=key,
+                )
+                for key, body in bodies
+            )
+        )
+        while True:
+            if await records.count_documents({}) >= len(events):
+                break
+            await asyncio.sleep(0.02)
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        await connection.close()
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout=30)
+        await client.drop_database(settings.database)
+        await client.close()
+
+
+async def audit_bench(events: int = EVENTS) -> dict[str, Any]:
+    """Measure both rates in this run; returns the figures and their ratio."""
+    namespace = f"bench{uuid.uuid4().hex[:10]}"
+    settings = AuditSettings(
+        rabbitmq_url=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        mongodb_url=os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/"),
+        namespace=namespace,
+        database=f"{namespace}_audit",
+        log_level="WARNING",
+    )
+    sample = _events(events)
+    raw = await _raw_insert_rate(settings, sample)
+    audit = await _audit_rate(settings, sample)
+    return {
+        "scenario": "audit ingest",
+        "events": events,
+        "audit_events_per_second": round(audit, 1),
+        "raw_insert_loop_per_second": round(raw, 1),
+        "ratio": round(audit / raw, 3),
+        "goal_ratio": GOAL_RATIO,
+    }
+
+
+def main() -> None:
+    result = asyncio.run(audit_bench())
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
