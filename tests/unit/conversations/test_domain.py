@@ -1,0 +1,140 @@
+"""Pure messaging rules: who may start with whom, automatic replies, rate limits, texts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
+from sotto_contracts.conversations import ConversationKind, OfficeHours, PracticeSettings
+from sotto_conversations import domain
+from sotto_conversations.domain import (
+    ClientRecord,
+    RefusalError,
+    StaffMember,
+    StoredMessage,
+    StoredNote,
+    Thread,
+)
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # a Monday
+CLIENT = ClientRecord(
+    client_id="c1", display_name="Alex", primary_clinician_id="dr-a", clinician_id_list=("dr-b",)
+)
+
+
+def member(staff_id: str, *roles: StaffRole, **fields: object) -> StaffMember:
+    return StaffMember(staff_id=staff_id, display_name=staff_id, roles=frozenset(roles), **fields)  # type: ignore[arg-type]
+
+
+def thread_with(*messages: StoredMessage) -> Thread:
+    return Thread(
+        practice_id="p",
+        conversation_id="conv",
+        kind=ConversationKind.CLIENT,
+        subject="Plan",
+        client_id="c1",
+        client_name="Alex",
+        participant_keys=["client:c1", "staff:dr-a"],
+        assignee_id="dr-a",
+        archived=False,
+        created_at=NOW,
+        last_activity_at=NOW,
+        messages={m.posted_message_id: m for m in messages},
+    )
+
+
+def message(
+    message_id: str, seq: int, sender: str | None, body: str, **fields: object
+) -> StoredMessage:
+    return StoredMessage(
+        posted_message_id=message_id,
+        sender=domain.ref_of(sender) if sender else None,
+        body=body,
+        sent_at=NOW + timedelta(minutes=seq),
+        seq=seq,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_client_starts_with_primary_or_managers_billers_schedulers_only() -> None:
+    for allowed in (
+        member("dr-a", StaffRole.CLINICIAN),
+        member("m", StaffRole.PRACTICE_MANAGER),
+        member("b", StaffRole.BILLER),
+        member("s", StaffRole.SCHEDULER),
+    ):
+        domain.check_client_opens_with(CLIENT, allowed)
+    for refused in (member("dr-b", StaffRole.CLINICIAN), member("sup", StaffRole.SUPERVISOR)):
+        with pytest.raises(RefusalError) as caught:
+            domain.check_client_opens_with(CLIENT, refused)
+        assert caught.value.status == 403
+
+
+def test_staff_reach_by_role_and_access() -> None:
+    domain.check_staff_opens_with_client(member("dr-b", StaffRole.CLINICIAN), CLIENT)
+    domain.check_staff_opens_with_client(member("b", StaffRole.BILLER), CLIENT)
+    with pytest.raises(RefusalError, match="no_client_access"):
+        domain.check_staff_opens_with_client(member("dr-x", StaffRole.CLINICIAN), CLIENT)
+    with pytest.raises(RefusalError, match="supervisor_without_access"):
+        domain.check_staff_opens_with_client(member("sup", StaffRole.SUPERVISOR), CLIENT)
+    domain.check_staff_opens_with_client(
+        member("sup", StaffRole.SUPERVISOR, client_ids=frozenset({"c1"})), CLIENT
+    )
+    with pytest.raises(RefusalError, match="staff_messaging_disabled"):
+        domain.check_staff_opens_with_client(
+            member("b", StaffRole.BILLER, messaging_enabled=False), CLIENT
+        )
+
+
+def test_away_message_wins_then_after_hours_reply() -> None:
+    closed = [OfficeHours(weekday=0, opens=time(9), closes=time(12))]
+    settings = PracticeSettings(office_hours=closed, after_hours_reply_enabled=True)
+    reply = domain.automatic_reply(settings, NOW)
+    assert reply is not None
+    assert "988" in reply
+    open_now = PracticeSettings(
+        office_hours=[OfficeHours(weekday=0, opens=time(9), closes=time(17))],
+        after_hours_reply_enabled=True,
+    )
+    assert domain.automatic_reply(open_now, NOW) is None
+    away = settings.model_copy(update={"away_message_enabled": True, "away_message": "Away"})
+    assert domain.automatic_reply(away, NOW) == "Away"
+
+
+def test_rate_limit_counts_only_the_current_period() -> None:
+    settings = PracticeSettings(client_rate_limit_count=2, client_rate_limit_period_seconds=60)
+    domain.check_rate([NOW - timedelta(minutes=5), NOW - timedelta(seconds=10)], settings, NOW)
+    with pytest.raises(RefusalError) as caught:
+        domain.check_rate([NOW - timedelta(seconds=20), NOW - timedelta(seconds=10)], settings, NOW)
+    assert caught.value.status == 429
+
+
+def test_emoji_and_length() -> None:
+    assert domain.render_body(":smile:") == "😄"
+    with pytest.raises(RefusalError, match="message_too_long"):
+        domain.check_length("x" * 11, PracticeSettings(max_message_length=10))
+
+
+def test_removed_messages_hidden_in_views_kept_in_transcript_with_internal_notes() -> None:
+    thread = thread_with(
+        message("m1", 1, "staff:dr-a", "Hello"),
+        message("m2", 2, "staff:dr-a", "Wrong client", removed=True),
+    )
+    thread.notes["n1"] = StoredNote(note_id="n1", author_id="dr-a", body="Internal", created_at=NOW)
+    client = ParticipantRef(kind=ParticipantKind.CLIENT, id="c1")
+    view = domain.thread_view(thread, client, PracticeSettings())
+    assert [m.body for m in view.messages] == ["Hello", ""]
+    assert view.notes == []
+    text = domain.transcript_text(thread, {"staff:dr-a": "Dr A"})
+    assert "Dr A [REMOVED]: Wrong client" in text
+    assert "[INTERNAL NOTE] Dr A: Internal" in text
+    copied = domain.copy_text(thread, ["m2", "m1"], {"staff:dr-a": "Dr A"})
+    assert copied.splitlines()[1].endswith("Dr A: [message removed]")
+
+
+def test_incoming_message_needed_to_mark_unread() -> None:
+    thread = thread_with(message("m1", 1, "staff:dr-a", "Hello"))
+    assert not thread.has_incoming_for("staff:dr-a")
+    assert thread.has_incoming_for("client:c1")
