@@ -13,7 +13,7 @@ from sotto_contracts.topology import Topology
 from sotto_kit.mongo import Document, connect
 from sotto_kit.settings import ServiceSettings
 from tests.support.amqp import Amqp, delete_namespace
-from tests.support.infra import Infrastructure, infrastructure
+from tests.support.infra import Infrastructure, heal_local_broker, infrastructure
 from tests.support.mail import MailCatcher
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -28,6 +28,7 @@ def infra() -> Iterator[Infrastructure]:
 @pytest.fixture
 def namespace(infra: Infrastructure) -> Iterator[str]:
     """Unique prefix for every exchange, queue and database this test touches."""
+    heal_local_broker(infra)
     name = f"t{uuid.uuid4().hex[:12]}"
     yield name
     delete_namespace(infra.rabbitmq_management_url, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +31,7 @@ def _from_environment() -> Infrastructure | None:
     if not all(os.environ.get(name) for name in names):
         return None
     return Infrastructure(
+        local="127.0.0.1" in os.environ["RABBITMQ_URL"],
         rabbitmq_url=os.environ["RABBITMQ_URL"],
         mongodb_url=os.environ["MONGODB_URL"],
         smtp_host=os.environ["SMTP_HOST"],
@@ -93,3 +95,25 @@ def infrastructure() -> Iterator[Infrastructure]:
     else:
         with _from_containers() as containers:
             yield containers
+
+
+def broker_answers(url: str, timeout: float = 5.0) -> bool:
+    """The broker starts an AMQP handshake, not merely accepts TCP."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 5672), timeout=timeout
+        ) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(b"AMQP\x00\x00\x09\x01")
+            return conn.recv(1) == b"\x01"
+    except OSError:
+        return False
+
+
+def heal_local_broker(found: Infrastructure) -> None:
+    """RabbitMQ 3.10 under gVisor can stop answering AMQP; the local script restarts it."""
+    if found.local and INFRA_SCRIPT.exists() and not broker_answers(found.rabbitmq_url):
+        subprocess.run([str(INFRA_SCRIPT), "up"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
