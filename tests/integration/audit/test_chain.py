@@ -14,15 +14,13 @@ from sotto_audit.adapters.store import AuditStore
 from sotto_audit.config import AuditSettings
 from sotto_audit.domain import Category, ChainHead, Draft, milliseconds, seal
 from sotto_audit.handlers import verify_chain
-from sotto_audit.main import create_app
 from sotto_contracts.audit import ChainVerification, VerifyChain
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import LinkOpened
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
-from tests.integration.audit.conftest import CHECKPOINT_KEY
+from tests.integration.audit.conftest import CHECKPOINT_KEY, serve_audit
 from tests.support.amqp import Amqp
-from tests.support.serving import serve
 from tests.support.waiting import eventually
 
 KEY = CHECKPOINT_KEY.encode()
@@ -89,7 +87,7 @@ async def test_each_tampering_is_detected_at_its_record(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document], rpc: RpcClient
 ) -> None:
     practices = ["intact", "modified", "deleted", "inserted", "reordered", "truncated"]
-    async with serve(create_app(settings)):
+    async with serve_audit(settings):
         for practice_id in practices:
             await _publish(amqp, practice_id, 6)
         for practice_id in practices:
@@ -127,7 +125,7 @@ async def test_two_instances_keep_one_valid_chain(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
 ) -> None:
     per_practice = 300
-    async with serve(create_app(settings)) as first, serve(create_app(settings)) as second:
+    async with serve_audit(settings, instances=2) as (first, second):
         await asyncio.gather(*(_publish(amqp, p, per_practice) for p in ("north", "south")))
         for practice_id in ("north", "south"):
             await _stored(records, practice_id, per_practice)
@@ -148,7 +146,7 @@ async def test_prune_removes_old_records_behind_a_signed_checkpoint(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
 ) -> None:
     store = AuditStore(records.database)
-    async with serve(create_app(settings)):
+    async with serve_audit(settings):
         await _publish(amqp, "old", 5)
         await _stored(records, "old", 5)
         boundary = milliseconds(datetime.now(UTC)) + timedelta(milliseconds=1)

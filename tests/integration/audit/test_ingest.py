@@ -7,13 +7,12 @@ import re
 from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_audit.config import AuditSettings
-from sotto_audit.main import create_app
 from sotto_contracts.audit import ChainVerification, VerifyChain
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
+from tests.integration.audit.conftest import serve_audit
 from tests.integration.audit.samples import LEAKED_ADDRESS, every_event
 from tests.support.amqp import Amqp
-from tests.support.serving import serve
 from tests.support.waiting import eventually
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
@@ -23,7 +22,7 @@ async def test_every_kind_is_recorded_once_without_content(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document], rpc: RpcClient
 ) -> None:
     events = every_event("practice-a")
-    async with serve(create_app(settings)):
+    async with serve_audit(settings):
         for event in events:
             await amqp.publish(event)
         for event in events:  # redelivered: same message ids again

@@ -7,15 +7,14 @@ from datetime import UTC, datetime, timedelta
 from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_audit.config import AuditSettings
-from sotto_audit.main import create_app
 from sotto_contracts.audit import AuditPage, GetAccessLog, GetDeliveryLog
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import LinkIssued, LinkOpened, StaffViewedConversation
 from sotto_contracts.notifier import EmailDelivered, EmailFailed
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
+from tests.integration.audit.conftest import serve_audit
 from tests.support.amqp import Amqp
-from tests.support.serving import serve
 from tests.support.waiting import eventually
 
 PRACTICE = "practice-q"
@@ -75,11 +74,13 @@ async def test_delivery_and_access_logs_filter_and_page(
             practice_id="other-practice", staff_id="s1", conversation_id="x", client_id="c1"
         ),
     ]
-    async with serve(create_app(settings)):
+    async with serve_audit(settings):
         for event in [*deliveries, *others]:
             await amqp.publish(event)
         await eventually(
-            lambda: records.count_documents({}), until=lambda n: n == 12, what="stored"
+            lambda: records.find({}, {"routing_key": 1, "practice_id": 1, "_id": 0}).to_list(),
+            until=lambda found: len(found) == 12,
+            what="stored",
         )
 
         async def delivery(**filters: object) -> AuditPage:
