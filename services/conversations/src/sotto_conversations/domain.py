@@ -178,6 +178,7 @@ class Thread:
     unread_by: list[str] = field(default_factory=list)
     request_details: str | None = None
     version: int = 0
+    stored_fields: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def last_seq(self) -> int:

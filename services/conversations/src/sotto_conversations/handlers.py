@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -130,6 +132,7 @@ class Conversations:
     def __init__(self, store: ConversationStore, clock: Callable[[], datetime] = utc_now) -> None:
         self._store = store
         self._raw_clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _clock(self) -> datetime:
         """Now, at the millisecond precision the database keeps, so replays compare equal."""
@@ -184,7 +187,25 @@ class Conversations:
         actor: Actor,
         apply: Callable[[Thread], Awaitable[tuple[T, Change]]],
     ) -> T:
-        """Load, change and save a thread, retrying when a concurrent write got there first."""
+        """Load, change and save a thread, retrying when a concurrent write got there first.
+
+        Writes to one thread are serialised within this process as well, because FerretDB
+        does not make the version check atomic.
+        """
+        key = f"{practice_id}:{conversation_id}"
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._update_unlocked(practice_id, conversation_id, actor, apply)
+
+    async def _update_unlocked(
+        self,
+        practice_id: str,
+        conversation_id: str,
+        actor: Actor,
+        apply: Callable[[Thread], Awaitable[tuple[T, Change]]],
+    ) -> T:
         for _ in range(SAVE_ATTEMPTS):
             thread = await self._visible_thread(practice_id, conversation_id, actor)
             result, change = await apply(thread)

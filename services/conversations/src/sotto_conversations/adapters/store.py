@@ -89,7 +89,7 @@ def thread_fields(thread: Thread) -> Document:
         "subject": thread.subject,
         "client_id": thread.client_id,
         "client_name": thread.client_name,
-        "participant_keys": thread.participant_keys,
+        "participant_keys": list(thread.participant_keys),
         "assignee_id": thread.assignee_id,
         "inbox_owner_ids": thread.inbox_owner_ids,
         "archived": thread.archived,
@@ -119,12 +119,33 @@ def thread_fields(thread: Thread) -> Document:
         },
         "task_ids": list(thread.tasks),
         "reads": {escape(k): seq for k, seq in thread.reads.items()},
-        "unread_by": thread.unread_by,
+        "unread_by": list(thread.unread_by),
         "request_details": thread.request_details,
     }
 
 
+KEYED_FIELDS = ("messages", "notes", "tasks", "reads")
+
+
+def flat_fields(thread: Thread) -> Document:
+    """Thread fields with per-key paths for the keyed maps, so a save sets only what changed."""
+    fields = thread_fields(thread)
+    flat: Document = {}
+    for name, value in fields.items():
+        if name in KEYED_FIELDS:
+            flat.update({f"{name}.{key}": item for key, item in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
 def thread_from(document: Document) -> Thread:
+    thread = _thread_from(document)
+    thread.stored_fields = flat_fields(thread)
+    return thread
+
+
+def _thread_from(document: Document) -> Thread:
     return Thread(
         practice_id=document["practice_id"],
         conversation_id=document["conversation_id"],
@@ -289,13 +310,23 @@ class ConversationStore:
         return True
 
     async def save_thread(self, thread: Thread, events: Sequence[Message]) -> None:
-        """Write the whole thread and its events if nobody changed it since it was loaded."""
+        """Write what changed and the events, if nobody changed the thread since it was loaded.
+
+        Only changed paths are set: FerretDB does not make the version check atomic, so
+        concurrent writers must not overwrite each other's messages, notes or read marks.
+        """
         identifier = thread_id(thread.practice_id, thread.conversation_id)
+        current = flat_fields(thread)
+        changed = {
+            path: value
+            for path, value in current.items()
+            if thread.stored_fields.get(path) != value
+        }
         result = await self.threads.update_one(
             {"_id": identifier, "version": thread.version},
             {
                 "$set": {
-                    **thread_fields(thread),
+                    **changed,
                     **outbox_update(self._topology, events),
                     "version": thread.version + 1,
                 }
@@ -304,6 +335,7 @@ class ConversationStore:
         if result.matched_count == 0:
             raise VersionConflictError(identifier)
         thread.version += 1
+        thread.stored_fields = current
         self._written()
         if events:
             await flush(self.threads, identifier, self._publisher)
