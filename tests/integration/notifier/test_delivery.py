@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from pymongo import AsyncMongoClient
 
@@ -174,3 +175,27 @@ async def test_command_with_content_fields_is_parked_unsent(
     assert "body" in parked[0].reason
     assert "I feel worse" not in parked[0].reason
     assert await mail.to_address(recipient) == []
+
+
+async def test_sending_rate_never_exceeds_the_configured_limit(
+    notifier_settings: SettingsFactory, amqp: Amqp, mail: MailCatcher
+) -> None:
+    rate, burst, window, count = 10.0, 3, 1.0, 30
+    notifications = [command(address("rate")) for _ in range(count)]
+    recipients = {notification.to_address for notification in notifications}
+    async with serve(create_app(notifier_settings(rate_per_second=rate, burst=burst))):
+        await asyncio.gather(*(amqp.publish(notification) for notification in notifications))
+
+        async def arrivals() -> list[datetime]:
+            return sorted(
+                datetime.fromisoformat(summary["Created"].replace("Z", "+00:00"))
+                for summary in await mail.summaries()
+                if summary["To"] and summary["To"][0]["Address"] in recipients
+            )
+
+        times = await eventually(arrivals, until=lambda found: len(found) == count, timeout=30)
+    for start in times:
+        in_window = sum(
+            1 for moment in times if start <= moment < start + timedelta(seconds=window)
+        )
+        assert in_window <= rate * window + burst

@@ -1,0 +1,94 @@
+"""A notifier killed in the middle of a batch loses nothing and sends nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+import aio_pika
+from pymongo import AsyncMongoClient
+
+from sotto_contracts.notifier import SendNotification
+from sotto_kit.mongo import Document
+from sotto_notifier.config import NotifierSettings
+from tests.integration.notifier.processes import NotifierProcess
+from tests.integration.notifier.support import command
+from tests.support.mail import MailCatcher
+from tests.support.waiting import eventually
+
+BATCH = 1000
+
+
+async def publish_many(url: str, exchange_name: str, commands: list[SendNotification]) -> None:
+    connection = await aio_pika.connect_robust(url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(exchange_name, ensure=False)
+        for start in range(0, len(commands), 100):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            item.model_dump_json().encode(),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=item.ROUTING_KEY,
+                    )
+                    for item in commands[start : start + 100]
+                )
+            )
+    finally:
+        await connection.close()
+
+
+async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
+    notifier_settings: Callable[..., NotifierSettings],
+    mongo: AsyncMongoClient[Document],
+    mail: MailCatcher,
+) -> None:
+    settings = notifier_settings(prefetch=64, pool_size=4)
+    marker = settings.namespace
+    commands = [command(f"crash{index}-{marker}@example.org") for index in range(BATCH)]
+    deliveries = mongo[settings.database]["deliveries"]
+
+    first = NotifierProcess(settings)
+    await first.start()
+    try:
+        await publish_many(settings.rabbitmq_url, settings.topology.commands.name, commands)
+        await eventually(
+            lambda: deliveries.count_documents({"state": "delivered"}),
+            until=lambda delivered: delivered >= BATCH // 5,
+            timeout=120,
+            what="a fifth of the batch delivered",
+        )
+    finally:
+        first.kill()
+    assert await deliveries.count_documents({"state": "delivered"}) < BATCH, "kill came too late"
+
+    async with NotifierProcess(settings):
+        await eventually(
+            lambda: deliveries.count_documents(
+                {"state": {"$in": ["delivered", "failed", "ambiguous"]}}
+            ),
+            until=lambda settled: settled == BATCH,
+            timeout=300,
+            what="every notification settled",
+        )
+
+    states = Counter([document["state"] async for document in deliveries.find({}, {"state": 1})])
+    emails = Counter(
+        recipient["Address"]
+        for summary in await mail.summaries()
+        for recipient in summary["To"]
+        if marker in recipient["Address"]
+    )
+    assert sum(states.values()) == BATCH
+    assert states["ambiguous"] <= settings.pool_size
+    assert max(emails.values()) == 1, "an email went out twice"
+    delivered_ids = {
+        document["_id"] async for document in deliveries.find({"state": "delivered"}, {"_id": 1})
+    }
+    for item in commands:
+        if item.notification_id in delivered_ids:
+            assert emails[item.to_address] == 1
