@@ -142,6 +142,7 @@ function messageItem(message, conversation, reload) {
     if (!armed) {
       armed = true;
       remove.textContent = "Confirm removal";
+      remove.setAttribute("aria-label", `Confirm removal of the message sent ${formatTime(message.sent_at)}`);
       announce(status, "Press again to remove this message for everyone.", "info");
       return;
     }
@@ -265,7 +266,7 @@ function renderThread(thread, reload, focus) {
     announce(status, "Marked unread.", "success");
   });
   const heading = h("h2", { id: "thread-heading", tabindex: "-1" }, conversation.subject);
-  threadPanel.replaceChildren(
+  threadPanel.replaceChildren(...h("div", {},
     heading,
     h("p", { className: "hint" },
       conversation.client_name ? `Client: ${conversation.client_name}. ` : "",
@@ -305,7 +306,7 @@ function renderThread(thread, reload, focus) {
     h("section", { className: "tasks", "aria-labelledby": "tasks-heading" },
       h("h3", { id: "tasks-heading" }, "Tasks"),
       thread.tasks.length ? h("ul", { className: "list" }, thread.tasks.map((task) => taskItem(task, reload))) : h("p", { className: "hint" }, "No tasks."),
-      taskForm(id, reload)));
+      taskForm(id, reload))).childNodes);
   if (focus) heading.focus();
 }
 

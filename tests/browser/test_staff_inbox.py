@@ -1,0 +1,110 @@
+"""The reference staff inbox in a real browser: filters, notes, tasks, remove, unread, archive."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import CLINICIAN, DESKTOP, Practice, link_from_mail
+from tests.browser.test_client_portal import SIGN_IN_LINK
+from tests.support.mail import MailCatcher
+
+pytestmark = pytest.mark.browser
+
+NewPage = Callable[..., Awaitable[Page]]
+Screenshot = Callable[[Page, str], Awaitable[Path]]
+
+
+async def sign_in(page: Page, practice: Practice, staff_id: str) -> None:
+    await page.goto(f"{practice.base_url}/staff")
+    await page.get_by_label("Staff token").fill(practice.token(staff_id))
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+async def test_staff_work_a_thread_and_the_client_sees_the_removal(
+    practice: Practice,
+    mail: MailCatcher,
+    new_page: NewPage,
+    screenshot: Screenshot,
+) -> None:
+    await practice.send_secure_message("conv-a", "Forms to fill", "Please bring the forms.")
+    await practice.send_secure_message("conv-b", "Invoice", "Sent to the wrong person.")
+    page = await new_page(DESKTOP)
+    await page.goto(f"{practice.base_url}/staff")
+    await page.get_by_label("Staff token").fill("not-a-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("status")).to_have_text("That token was not accepted.")
+    await sign_in(page, practice, CLINICIAN)
+    inbox = page.locator("#inbox")
+    await expect(inbox.get_by_role("button")).to_have_count(2)
+
+    await page.get_by_label("Search").fill("Forms")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(inbox.get_by_role("button")).to_have_count(1)
+    await page.get_by_label("Search").fill("")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(inbox.get_by_role("button")).to_have_count(2)
+
+    await inbox.get_by_role("button", name="Invoice").click()
+    await expect(page.get_by_role("heading", name="Invoice")).to_be_focused()
+    await page.get_by_role("button", name="Remove message sent").click()
+    await page.get_by_role("button", name="Confirm removal").click()
+    await expect(page.get_by_role("status")).to_have_text("The message was removed.")
+    await expect(page.get_by_role("list", name="Messages")).to_contain_text("Message removed.")
+    await page.get_by_label("Message to the conversation").fill("Please ignore the last message.")
+    await page.get_by_role("button", name="Send reply").click()
+    await expect(page.get_by_role("status")).to_have_text("Reply sent.")
+
+    await page.get_by_label("Note", exact=True).fill("Client called about billing")
+    await page.get_by_role("button", name="Add note").click()
+    await expect(page.locator(".notes")).to_contain_text("Client called about billing")
+    await page.get_by_label("Task", exact=True).fill("Resend the invoice")
+    await page.get_by_label("Due (optional)").fill("2030-01-31")
+    await page.get_by_role("button", name="Add task").click()
+    task = page.get_by_role("checkbox", name="Resend the invoice")
+    await expect(task).not_to_be_checked()
+    await task.check()
+    await expect(page.get_by_role("status")).to_have_text("Task done.")
+    await expect(page.get_by_role("checkbox", name="Resend the invoice")).to_be_checked()
+
+    await page.get_by_role("button", name="Mark unread").click()
+    await expect(inbox.get_by_role("button", name="Unread: Invoice")).to_be_visible()
+    await page.get_by_label("Unread only").check()
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(inbox.get_by_role("button")).to_have_count(1)
+    await page.get_by_label("Unread only").uncheck()
+    await page.get_by_role("button", name="Apply filters").click()
+    await screenshot(page, "desktop-thread")
+
+    await page.get_by_role("button", name="Archive", exact=True).click()
+    await expect(page.get_by_role("status")).to_have_text("Conversation archived.")
+    await expect(inbox.get_by_role("button")).to_have_count(1)
+    await page.get_by_label("Archived").check()
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(inbox.get_by_role("button", name="Invoice")).to_be_visible()
+
+    await page.get_by_label("Assigned to (team member id)").fill("staff-owner")
+    await page.get_by_role("button", name="Assign", exact=True).click()
+    await expect(page.get_by_role("status")).to_have_text("Conversation assigned.")
+
+    phone = await new_page()
+    await sign_in(phone, practice, CLINICIAN)
+    await screenshot(phone, "phone-inbox")
+
+    client = await new_page()
+    await client.goto(f"{practice.base_url}/o/{practice.slug}/messages")
+    await client.get_by_label("Email address").fill(practice.client_email)
+    await client.get_by_role("button", name="Email me a sign-in link").click()
+    await expect(client.get_by_role("status")).to_contain_text("sign-in link is on its way")
+    await client.goto(await link_from_mail(mail, practice.client_email, SIGN_IN_LINK))
+    await client.get_by_role("button", name="Invoice").click()
+    messages = client.get_by_role("list", name="Messages")
+    await expect(messages).to_contain_text("This message was removed.")
+    await expect(messages).to_contain_text("Please ignore the last message.")
+    await expect(messages).not_to_contain_text("Sent to the wrong person.")
+    await expect(client.get_by_text("Client called about billing")).to_have_count(0)
+    await screenshot(client, "phone-client-sees-removal")
