@@ -1,0 +1,231 @@
+"""Notifier throughput against the raw SMTP limit, measured in one run on one machine.
+
+    .venv/bin/python bench/notifier_bench.py [--count 10000] [--pool-size 4]
+
+Uses the RabbitMQ, MongoDB-compatible server and SMTP catcher named by RABBITMQ_URL,
+MONGODB_URL, SMTP_HOST/SMTP_PORT (defaults: the local ones). Prints emails per second for
+a raw aiosmtplib loop with `pool-size` connections (the limit), for the notifier with one
+and with two instances (separate `faststream run` processes), and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiosmtplib
+import httpx
+
+from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
+from sotto_contracts.notifier import SendNotification
+from sotto_contracts.topology import Topology
+from sotto_kit.mongo import connect
+from sotto_notifier.composing import compose_email
+from sotto_notifier.domain import draft_email
+from sotto_notifier.rendering import TemplateCatalogue
+
+REPO = Path(__file__).resolve().parents[1]
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+MONGODB_URL = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
+SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
+SMTP_PORT = int(os.environ.get("SMTP_PORT", "1025"))
+
+
+def _command(marker: str, index: int) -> SendNotification:
+    return SendNotification(
+        practice_id="bench-practice",
+        notification_id=f"{marker}-{index}",
+        kind=NotificationKind.SECURE_MESSAGE_WAITING,
+        recipient=ParticipantRef(kind=ParticipantKind.CLIENT, id=f"c{index}"),
+        to_address=f"bench{index}-{marker}@example.org",
+        practice_display_name="Bench Counseling",
+        link_url=f"https://portal.example.org/l/{marker}{index}",
+    )
+
+
+async def raw_smtp_rate(count: int, connections: int) -> float:
+    """The same emails through `connections` reused aiosmtplib clients, no broker, no store."""
+    catalogue = TemplateCatalogue()
+    marker = f"raw{uuid.uuid4().hex[:8]}"
+    emails = []
+    for index in range(count):
+        command = _command(marker, index)
+        draft = draft_email(command, "Secure portal")
+        body = catalogue.render(draft.template, draft.fields)
+        emails.append(
+            (
+                compose_email(
+                    draft, body, from_address="no-reply@sotto.local", notification_id=f"{index}"
+                ),
+                str(command.to_address),
+            )
+        )
+
+    async def worker(share: list[Any]) -> None:
+        client = aiosmtplib.SMTP(
+            hostname=SMTP_HOST, port=SMTP_PORT, start_tls=False, local_hostname="bench"
+        )
+        await client.connect()
+        for message, recipient in share:
+            await client.send_message(
+                message, sender="no-reply@sotto.local", recipients=[recipient]
+            )
+        await client.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(emails[i::connections]) for i in range(connections)))
+    return count / (time.perf_counter() - started)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _start_instance(
+    namespace: str, pool_size: int, prefetch: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    environment = {
+        **os.environ,
+        "RABBITMQ_URL": RABBITMQ_URL,
+        "MONGODB_URL": MONGODB_URL,
+        "SOTTO_NAMESPACE": namespace,
+        "LOG_LEVEL": "WARNING",
+        "NOTIFIER_DATABASE": f"{namespace}_notifier",
+        "NOTIFIER_SMTP_HOST": SMTP_HOST,
+        "NOTIFIER_SMTP_PORT": str(SMTP_PORT),
+        "NOTIFIER_SMTP_TLS": "none",
+        "NOTIFIER_POOL_SIZE": str(pool_size),
+        "NOTIFIER_PREFETCH": str(prefetch),
+        "NOTIFIER_RATE_PER_SECOND": "1000000",
+        "NOTIFIER_BURST": "10000",
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "faststream"),
+            "run",
+            "sotto_notifier.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=environment,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, port
+
+
+async def _wait_healthy(port: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"notifier on port {port} never became healthy")
+
+
+async def _publish(namespace: str, commands: list[SendNotification]) -> None:
+    connection = await aio_pika.connect_robust(RABBITMQ_URL)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(Topology(namespace=namespace).commands.name)
+        for start in range(0, len(commands), 500):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            item.model_dump_json().encode(),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=item.ROUTING_KEY,
+                    )
+                    for item in commands[start : start + 500]
+                )
+            )
+    finally:
+        await connection.close()
+
+
+async def notifier_rate(count: int, instances: int, pool_size: int, prefetch: int) -> float:
+    """Emails per second from the first command published to the last one delivered."""
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    processes = [_start_instance(namespace, pool_size, prefetch) for _ in range(instances)]
+    mongo = connect(MONGODB_URL, timeout_ms=30_000)
+    deliveries = mongo[f"{namespace}_notifier"]["deliveries"]
+    try:
+        await asyncio.gather(*(_wait_healthy(port) for _, port in processes))
+        commands = [_command(namespace, index) for index in range(count)]
+        started = time.perf_counter()
+        await _publish(namespace, commands)
+        delivered = 0
+        while delivered < count:
+            await asyncio.sleep(0.5)
+            delivered = await deliveries.count_documents({"state": "delivered"})
+        return count / (time.perf_counter() - started)
+    finally:
+        for process, _ in processes:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        await mongo.drop_database(f"{namespace}_notifier")
+        await mongo.close()
+
+
+async def run_async(count: int = 10_000, pool_size: int = 4, prefetch: int = 64) -> dict[str, Any]:
+    raw = await raw_smtp_rate(count, pool_size)
+    one = await notifier_rate(count, 1, pool_size, prefetch)
+    two = await notifier_rate(count, 2, pool_size, prefetch)
+    return {
+        "count": count,
+        "smtp_connections_per_instance": pool_size,
+        "raw_smtp_emails_per_second": round(raw, 1),
+        "notifier_1_instance_emails_per_second": round(one, 1),
+        "notifier_2_instances_emails_per_second": round(two, 1),
+        "ratio_1_instance_to_raw": round(one / raw, 3),
+        "ratio_2_instances_to_1": round(two / one, 3),
+        "goal_70_percent_of_raw_met": one / raw >= 0.7,
+        "goal_2_instances_beat_1_met": two > one,
+    }
+
+
+def run(count: int = 10_000, pool_size: int = 4, prefetch: int = 64) -> dict[str, Any]:
+    """Entry point for `make bench`: the figures as a dict."""
+    return asyncio.run(run_async(count, pool_size, prefetch))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--pool-size", type=int, default=4)
+    parser.add_argument("--prefetch", type=int, default=64)
+    args = parser.parse_args()
+    print(json.dumps(run(args.count, args.pool_size, args.prefetch), indent=2))
+
+
+if __name__ == "__main__":
+    main()
