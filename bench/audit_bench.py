@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 import aio_pika
+import aio_pika.exceptions
 import httpx
 import uvicorn
 
@@ -96,6 +97,16 @@ async def _audit_rate(settings: AuditSettings, events: list[LinkOpened]) -> floa
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
+        events_queue = settings.topology.work_queue("audit", "events", "#").name
+        while True:  # health answers before the subscriber consumes
+            probe = await connection.channel()
+            try:
+                declared = await probe.declare_queue(events_queue, passive=True)
+                if declared.declaration_result.consumer_count:
+                    break
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                pass
+            await asyncio.sleep(0.1)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(settings.topology.events.name, ensure=False)
         bodies = [(event.ROUTING_KEY, event.model_dump_json().encode()) for event in events]
@@ -112,7 +123,7 @@ async def _audit_rate(settings: AuditSettings, events: list[LinkOpened]) -> floa
         while True:
             if await records.count_documents({}) >= len(events):
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
         return len(events) / (time.perf_counter() - started)
     finally:
         await connection.close()
