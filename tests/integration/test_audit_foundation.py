@@ -7,14 +7,13 @@ from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient
+
 from sotto_audit.config import AuditSettings
-from sotto_audit.main import create_app
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import SessionEnded
 from sotto_kit.mongo import Document
-
+from tests.integration.audit.conftest import serve_audit
 from tests.support.amqp import Amqp
-from tests.support.serving import serve
 from tests.support.waiting import eventually
 
 
@@ -29,7 +28,7 @@ async def test_event_is_recorded_and_poison_is_parked(
         reason="sign_out",
     )
     async with (
-        serve(create_app(settings)) as base_url,
+        serve_audit(settings) as (base_url,),
         httpx.AsyncClient(base_url=base_url) as http,
     ):
         await amqp.publish_raw(

@@ -19,7 +19,7 @@ from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import LinkOpened
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
-from tests.integration.audit.conftest import CHECKPOINT_KEY, serve_audit
+from tests.integration.audit.conftest import CHECKPOINT_KEY, publish_many, serve_audit
 from tests.support.amqp import Amqp
 from tests.support.waiting import eventually
 
@@ -36,7 +36,8 @@ def _opened(practice_id: str, number: int) -> LinkOpened:
 
 
 async def _publish(amqp: Amqp, practice_id: str, count: int) -> None:
-    await asyncio.gather(*(amqp.publish(_opened(practice_id, n)) for n in range(count)))
+    events = [_opened(practice_id, n) for n in range(count)]
+    await publish_many(amqp.url, amqp.topology, events)
 
 
 async def _stored(records: AsyncCollection[Document], practice_id: str, count: int) -> None:
