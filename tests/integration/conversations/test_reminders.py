@@ -3,6 +3,8 @@ and never doubled by a second instance."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sotto_contracts.common import ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
     ConversationSummary,
@@ -47,12 +49,14 @@ async def open_conversation(harness: Harness, team: Team, conversation_id: str) 
 
 def reminders_for(
     harness: Harness, conversation_id: str, recipient_id: str
-) -> list[dict[str, object]]:
-    return [
-        body
+) -> list[dict[str, Any]]:
+    """Distinct reminder events (a relay may repeat one: same message id) for one recipient."""
+    distinct = {
+        body["message_id"]: body
         for body in harness.events.of(UnreadReminderDue, conversation_id=conversation_id)
         if body["recipient"]["id"] == recipient_id
-    ]
+    }
+    return list(distinct.values())
 
 
 async def test_one_reminder_per_recipient_until_read_and_none_when_read_first(
