@@ -44,6 +44,7 @@ async def _stored(records: AsyncCollection[Document], practice_id: str, count: i
     await eventually(
         lambda: records.count_documents({"practice_id": practice_id}),
         until=lambda n: n == count,
+        timeout=60,
         what=f"{count} records of {practice_id}",
     )
 
@@ -125,7 +126,7 @@ async def test_each_tampering_is_detected_at_its_record(
 async def test_two_instances_keep_one_valid_chain(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
 ) -> None:
-    per_practice = 300
+    per_practice = 150
     async with serve_audit(settings, instances=2) as (first, second):
         await asyncio.gather(*(_publish(amqp, p, per_practice) for p in ("north", "south")))
         for practice_id in ("north", "south"):
