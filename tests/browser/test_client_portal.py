@@ -132,3 +132,35 @@ async def test_quick_exit_leaves_for_a_neutral_page_and_ends_the_session(
     await page.goto(f"{practice.base_url}/o/{practice.slug}/messages")
     await expect(page.get_by_role("heading", name="Sign in to your messages")).to_be_visible()
     assert OUTPUT.exists()
+
+
+async def test_a_link_locks_after_five_wrong_answers_and_offers_sign_in(
+    practice: Practice,
+    mail: MailCatcher,
+    new_page: NewPage,
+    screenshot: Screenshot,
+) -> None:
+    await practice.send_secure_message("conv-4", "Results", "Your results are in.")
+    link = await link_from_mail(mail, practice.client_email, SECURE_LINK)
+    page = await new_page()
+    await page.goto(link)
+    for attempts_left in (4, 3, 2, 1):
+        await page.get_by_label("Date of birth").fill("1991-01-01")
+        await page.get_by_role("button", name="Continue").click()
+        plural = "attempt" if attempts_left == 1 else "attempts"
+        await expect(page.get_by_role("status")).to_have_text(
+            f"The details did not match. You have {attempts_left} {plural} left."
+        )
+    await page.get_by_label("Date of birth").fill("1991-01-01")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="This link is locked")).to_be_focused()
+    sign_in = page.get_by_role("link", name="Sign in from the portal page")
+    await expect(sign_in).to_have_attribute(
+        "href", f"{practice.base_url}/o/{practice.slug}/messages"
+    )
+    await screenshot(page, "phone-locked")
+
+    await page.reload()
+    await expect(page.get_by_role("heading", name="This link is locked")).to_be_visible()
+    await sign_in.click()
+    await expect(page.get_by_role("heading", name="Sign in to your messages")).to_be_visible()

@@ -272,6 +272,7 @@ function signInForm(slug) {
     }
     input.removeAttribute("aria-invalid");
     button.disabled = true;
+    status.textContent = "";
     const answer = await api("POST", `/api/portal/${encodeURIComponent(slug)}/sign-in`, { body: { email: input.value.trim() } });
     button.disabled = false;
     announce(status, answer.ok ? answer.data.detail : problemText(answer), answer.ok ? "success" : "error");
