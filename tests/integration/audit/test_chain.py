@@ -127,8 +127,10 @@ async def test_two_instances_keep_one_valid_chain(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
 ) -> None:
     per_practice = 150
+    store = AuditStore(records.database)
     async with serve_audit(settings, instances=2) as (first, second):
         await asyncio.gather(*(_publish(amqp, p, per_practice) for p in ("north", "south")))
+        while_appending = await verify_chain(store, "north", KEY)
         for practice_id in ("north", "south"):
             await _stored(records, practice_id, per_practice)
         consumed = []
@@ -138,7 +140,7 @@ async def test_two_instances_keep_one_valid_chain(
                 consumed.append(report["messages"]["consumed"].get(LinkOpened.ROUTING_KEY, 0))
 
     assert all(count > 0 for count in consumed), consumed
-    store = AuditStore(records.database)
+    assert while_appending.valid, while_appending
     for practice_id in ("north", "south"):
         verification = await verify_chain(store, practice_id, KEY)
         assert verification == ChainVerification(valid=True, records_checked=per_practice)

@@ -195,11 +195,12 @@ async def verify_chain(
                 problem="retention checkpoint signature does not verify",
             )
         start = checkpoint.head
+    watermark = await store.watermark(practice_id)  # read first: appends go on meanwhile
     verifier = ChainVerifier(start)
     async for record in store.chain(practice_id, after=start.sequence):
         if not verifier.check(record):
             break
-    return verifier.finish(await store.watermark(practice_id))
+    return verifier.finish(watermark)
 
 
 @dataclass(frozen=True)
