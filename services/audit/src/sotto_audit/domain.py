@@ -210,7 +210,9 @@ def fallback_projection(event: Message) -> Projection:
     )
 
 
-def _resolve(event: Message, path: str) -> object:
+def _resolve(event: Message, path: str | None) -> object:
+    if not path:
+        return None
     value: object = event
     for part in path.split("."):
         value = getattr(value, part, None)
@@ -276,16 +278,16 @@ def project(event: Message) -> Draft:
         raise UnrecordableEventError(f"{event.ROUTING_KEY} is not an event")
     projection = PROJECTIONS.get(event.ROUTING_KEY) or fallback_projection(event)
     subject = projection.subject
-    subject_value = subject(event) if callable(subject) else _resolve(event, subject or "")
+    subject_value = subject(event) if callable(subject) else _resolve(event, subject)
     return Draft(
         event_id=str(event.message_id),
         routing_key=event.ROUTING_KEY,
         practice_id=event.practice_id,
         category=projection.category,
         occurred_at=milliseconds(event.occurred_at),
-        actor_id=_identifier(_resolve(event, projection.actor or "")),
+        actor_id=_identifier(_resolve(event, projection.actor)),
         subject_id=_identifier(subject_value),
-        conversation_id=_identifier(_resolve(event, projection.conversation or "")),
+        conversation_id=_identifier(_resolve(event, projection.conversation)),
         outcome=projection.outcome,
         attributes={
             name: safe_scalar(_resolve(event, path)) for name, path in projection.attributes
