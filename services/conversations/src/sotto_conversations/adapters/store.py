@@ -483,9 +483,12 @@ class ConversationStore:
         return await self.settings.count_documents({"_id": practice_id}, limit=1) > 0
 
     async def ensure_practice(self, practice_id: str, time_zone: str | None = None) -> None:
-        update: Document = {"$setOnInsert": {"values": {}}}
-        if time_zone:
-            update["$set"] = {"values.time_zone": time_zone}
+        # $setOnInsert of "values" and $set of "values.time_zone" together conflict
+        update: Document = (
+            {"$set": {"values.time_zone": time_zone}}
+            if time_zone
+            else {"$setOnInsert": {"values": {}}}
+        )
         await self.settings.update_one({"_id": practice_id}, update, upsert=True)
 
     async def practice_settings(self, practice_id: str) -> PracticeSettings | None:
