@@ -1,0 +1,82 @@
+"""What the SMTP catcher accepted for a benchmark practice: receipt times and envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from bench.loadgen import HttpPool
+from bench.practice import BenchPractice
+
+ENVELOPE_CHECK_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_id: str
+    client_index: int
+    accepted_at: float  # seconds since the epoch, as the catcher stamped it (ms precision)
+
+
+class Catcher:
+    def __init__(self, api_url: str) -> None:
+        self._pool = HttpPool(api_url)
+
+    async def _call(self, method: str, path: str, payload: object = None) -> bytes:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"} if body else {}
+        response = await self._pool.request(method, path, body, headers)
+        if response.status >= 400:
+            raise RuntimeError(f"catcher answered {response.status} to {method} {path}")
+        return response.body
+
+    async def _json(self, path: str) -> object:
+        return json.loads(await self._call("GET", path))
+
+    async def receipts(self, practice: BenchPractice) -> list[Receipt]:
+        """Every email to one of the practice's clients that the catcher holds."""
+        listing = await self._json("/api/v1/messages?limit=100000")
+        assert isinstance(listing, dict)
+        found = []
+        for summary in listing["messages"]:
+            for address in summary.get("To") or []:
+                index = practice.client_index(address["Address"])
+                if index is not None:
+                    created = datetime.fromisoformat(summary["Created"].replace("Z", "+00:00"))
+                    found.append(Receipt(summary["ID"], index, created.timestamp()))
+        return found
+
+    async def wait_for(
+        self, practice: BenchPractice, count: int, timeout: float, poll: float = 0.5
+    ) -> list[Receipt]:
+        """Poll (gently: the catcher shares the cores) until `count` emails arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.receipts(practice)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(poll)
+
+    async def envelope_recipients(self, message_ids: list[str]) -> list[list[str]]:
+        """RCPT TO of each message, as the catcher recorded the SMTP envelope."""
+        limit = asyncio.Semaphore(ENVELOPE_CHECK_CONCURRENCY)
+
+        async def one(message_id: str) -> list[str]:
+            async with limit:
+                detail = await self._json(f"/api/v1/message/{message_id}")
+            assert isinstance(detail, dict)
+            return list(detail["Envelope"]["RcptTo"])
+
+        return await asyncio.gather(*(one(message_id) for message_id in message_ids))
+
+    async def delete(self, message_ids: list[str]) -> None:
+        """Remove only these messages: others may share the catcher."""
+        for start in range(0, len(message_ids), 5000):
+            chunk = message_ids[start : start + 5000]
+            await self._call("DELETE", "/api/v1/messages", {"IDs": chunk})
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,146 @@
+"""Scenario 1 (and 5): staff POST through the gateway until the client's email is accepted.
+
+At a fixed offered rate, message i opens a new conversation with client i and the latency
+of i runs from the start of its POST to the catcher's receipt of client i's email. The rate
+is raised step by step until p99 exceeds the limit or the system falls behind the offered
+rate; the figure is the last step that kept both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from bench.catcher import Catcher, Receipt
+from bench.loadgen import HttpPool, percentile
+from bench.practice import BenchPractice, owner_pool
+from tests.support.system import RunningSystem
+
+KEEPS_UP = 0.9  # delivered rate at least this share of the offered rate
+DELIVERY_GRACE_SECONDS = 60.0
+CLOCK_SLACK_SECONDS = 0.002  # the catcher stamps receipts to the millisecond
+
+
+@dataclass(frozen=True)
+class Step:
+    offered_per_second: float
+    messages: int
+    accepted_posts: int
+    delivered: int
+    delivered_per_second: float
+    p50_ms: float
+    p99_ms: float
+
+    def keeps_up(self, p99_limit_ms: float) -> bool:
+        return (
+            self.delivered == self.messages
+            and self.delivered_per_second >= KEEPS_UP * self.offered_per_second
+            and self.p99_ms <= p99_limit_ms
+        )
+
+
+@dataclass
+class Ramp:
+    steps: list[Step] = field(default_factory=list)
+
+    def best(self, p99_limit_ms: float) -> Step | None:
+        kept = [step for step in self.steps if step.keeps_up(p99_limit_ms)]
+        return kept[-1] if kept else None
+
+    def as_dict(self) -> list[dict[str, float]]:
+        return [asdict(step) for step in self.steps]
+
+
+async def _post_conversation(pool: HttpPool, practice: BenchPractice, index: int) -> bool:
+    payload = {
+        "conversation_id": f"bench-{uuid.uuid4().hex[:16]}",
+        "subject": "Follow-up",
+        "client_id": practice.client_id(index),
+        "first_message": "Please see the notes from today's session in the portal.",
+    }
+    response = await pool.request("POST", "/api/staff/conversations", json.dumps(payload).encode())
+    return response.status == 201
+
+
+async def _offer(
+    pool: HttpPool, practice: BenchPractice, rate: float, count: int
+) -> tuple[dict[int, float], int]:
+    """POST `count` messages at `rate`/s; returns each client's POST start (epoch s)."""
+    started_at: dict[int, float] = {}
+    accepted = 0
+    origin = time.perf_counter()
+
+    async def one(index: int) -> None:
+        nonlocal accepted
+        started_at[index] = time.time()
+        if await _post_conversation(pool, practice, index):
+            accepted += 1
+
+    tasks = []
+    for index in range(count):
+        delay = origin + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index)))
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return started_at, accepted
+
+
+def _step(
+    rate: float, count: int, accepted: int, started_at: dict[int, float], receipts: list[Receipt]
+) -> Step:
+    first_receipt: dict[int, float] = {}
+    for receipt in receipts:
+        posted = started_at.get(receipt.client_index)
+        if posted is not None and receipt.accepted_at >= posted - CLOCK_SLACK_SECONDS:
+            first_receipt[receipt.client_index] = min(
+                receipt.accepted_at, first_receipt.get(receipt.client_index, receipt.accepted_at)
+            )
+    latencies = [first_receipt[i] - started_at[i] for i in first_receipt]
+    span = max(first_receipt.values(), default=0.0) - min(started_at.values(), default=0.0)
+    return Step(
+        offered_per_second=rate,
+        messages=count,
+        accepted_posts=accepted,
+        delivered=len(first_receipt),
+        delivered_per_second=len(first_receipt) / span if span > 0 else 0.0,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+    )
+
+
+async def run_step(
+    system: RunningSystem, practice: BenchPractice, catcher: Catcher, rate: float, seconds: float
+) -> Step:
+    count = min(practice.clients, max(1, int(rate * seconds)))
+    pool = owner_pool(system, practice)
+    try:
+        started_at, accepted = await _offer(pool, practice, rate, count)
+    finally:
+        pool.close()
+    receipts = await catcher.wait_for(practice, accepted, DELIVERY_GRACE_SECONDS)
+    step = _step(rate, count, accepted, started_at, receipts)
+    await catcher.delete([receipt.message_id for receipt in receipts])
+    return step
+
+
+async def ramp(
+    system: RunningSystem,
+    practice: BenchPractice,
+    catcher: Catcher,
+    rates: list[float],
+    seconds: float,
+    p99_limit_ms: float,
+) -> Ramp:
+    """Raise the offered rate until p99 passes the limit or delivery falls behind."""
+    result = Ramp()
+    for rate in rates:
+        step = await run_step(system, practice, catcher, rate, seconds)
+        result.steps.append(step)
+        print(f"  e2e {rate:.0f}/s offered: {json.dumps(asdict(step))}", flush=True)
+        if not step.keeps_up(p99_limit_ms):
+            break
+    return result
