@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable
 
 import aio_pika
+import pytest
 from pymongo import AsyncMongoClient
 
 from sotto_contracts.notifier import SendNotification
@@ -17,7 +19,7 @@ from tests.integration.notifier.support import command
 from tests.support.mail import MailCatcher
 from tests.support.waiting import eventually
 
-BATCH = 1000
+BATCH = int(os.environ.get("SOTTO_TEST_CRASH_BATCH", "1000"))
 
 
 async def publish_many(url: str, exchange_name: str, commands: list[SendNotification]) -> None:
@@ -42,6 +44,7 @@ async def publish_many(url: str, exchange_name: str, commands: list[SendNotifica
         await connection.close()
 
 
+@pytest.mark.timeout(900)
 async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
     notifier_settings: Callable[..., NotifierSettings],
     mongo: AsyncMongoClient[Document],
@@ -75,7 +78,7 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
                 {"state": {"$in": ["delivered", "failed", "ambiguous"]}}
             ),
             until=lambda settled: settled == BATCH,
-            timeout=300,
+            timeout=600,
             interval=2.0,
             what="every notification settled",
         )
