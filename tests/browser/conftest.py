@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from sotto_contracts.common import StaffRole
 from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
@@ -70,19 +70,30 @@ async def browser(chromium: Path) -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def new_page(browser: Browser) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
-    """Pages in separate browser contexts (separate cookie jars), closed after the test."""
+    """Pages in separate browser contexts (separate cookie jars), closed after the test.
+
+    Fails the test on a script error or a Content-Security-Policy violation in any page.
+    """
     contexts: list[BrowserContext] = []
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            problems.append(message.text)
 
     async def open_page(viewport: dict[str, int] = PHONE) -> Page:
         context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         contexts.append(context)
         page = await context.new_page()
         page.set_default_timeout(20_000)
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: problems.append(str(error)))
         return page
 
     yield open_page
     for context in contexts:
         await context.close()
+    assert problems == []
 
 
 @pytest.fixture
@@ -127,6 +138,15 @@ class Practice:
             headers={"Authorization": f"Bearer {self.token(staff_id)}"},
             timeout=15,
         )
+
+    async def configure(self, **settings: object) -> None:
+        """Change practice settings as the owner (retried until the owner is projected)."""
+        async with self.staff(OWNER) as owner:
+
+            async def saved() -> int:
+                return (await owner.patch("/api/staff/settings", json=settings)).status_code
+
+            await eventually(saved, until=lambda status: status == 200, what="settings saved")
 
     async def send_secure_message(self, conversation_id: str, subject: str, body: str) -> None:
         async with self.staff(CLINICIAN) as clinician:
@@ -182,20 +202,11 @@ async def practice(system: RunningSystem, amqp: Amqp, namespace: str) -> Practic
     ]
     for event in events:
         await amqp.publish(event)
-    async with seeded.staff(OWNER) as owner:
-
-        async def settings_saved() -> int:
-            answer = await owner.patch(
-                "/api/staff/settings",
-                json={
-                    "client_notification_delay_seconds": 0,
-                    "banner": "We reply within two working days.",
-                    "edit_note": "Please do not include urgent requests here.",
-                },
-            )
-            return answer.status_code
-
-        await eventually(settings_saved, until=lambda s: s == 200, what="owner can edit settings")
+    await seeded.configure(
+        client_notification_delay_seconds=0,
+        banner="We reply within two working days.",
+        edit_note="Please do not include urgent requests here.",
+    )
     return seeded
 
 

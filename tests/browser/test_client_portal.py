@@ -113,6 +113,9 @@ async def test_quick_exit_leaves_for_a_neutral_page_and_ends_the_session(
     new_page: NewPage,
     screenshot: Screenshot,
 ) -> None:
+    await practice.configure(
+        away_message_enabled=True, away_message="I am away until Monday 3 March."
+    )
     await practice.send_secure_message("conv-3", "Check-in", "How are you doing this week?")
     link = await link_from_mail(mail, practice.client_email, SECURE_LINK)
     page = await new_page()
@@ -120,6 +123,8 @@ async def test_quick_exit_leaves_for_a_neutral_page_and_ends_the_session(
     await page.get_by_label("Date of birth").fill(CLIENT_BIRTHDAY.isoformat())
     await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("heading", name="Check-in")).to_be_visible()
+    await expect(page.get_by_role("note").filter(has_text="away until Monday")).to_be_visible()
+    await screenshot(page, "phone-away-banner")
     assert (await page.request.get(f"{practice.base_url}/api/client/session")).status == 200
 
     await page.get_by_role("button", name="Quick exit").click()

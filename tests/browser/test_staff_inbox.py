@@ -105,6 +105,7 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
 
     phone = await new_page()
     await sign_in(phone, practice, CLINICIAN)
+    await expect(phone.locator("#inbox").get_by_role("button")).to_have_count(1)
     await screenshot(phone, "phone-inbox")
 
     await client.get_by_role("button", name="Back to conversations").click()

@@ -208,7 +208,7 @@ function verificationForm(token, link) {
     }
     if (answer.status === 410) {
       showUnusable(answer);
-      announce(status, problemText(answer), "error");
+      announce(status, UNUSABLE_HEADINGS[answer.data && answer.data.link_status] || "This link cannot be used.", "error");
       return;
     }
     if (answer.status === 422 && answer.data && answer.data.code === "verification_failed") {
