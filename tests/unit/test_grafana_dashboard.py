@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,12 @@ import httpx
 import pytest
 
 from scripts import gen_docs
+from sotto_audit.config import AuditSettings
+from sotto_audit.main import create_app as create_audit_app
+from sotto_contracts.gateway import SessionEnded
+from tests.support.amqp import Amqp
+from tests.support.serving import serve
+from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "docs" / "grafana" / "sotto.json"
@@ -131,3 +138,39 @@ def test_every_query_selects_services_by_the_label_every_sotto_metric_carries(
     assert "app_name" in variables["app_name"]["definition"]
     for expr in _expressions(dashboard):
         assert 'app_name=~"$app_name"' in expr or 'app_name="' in expr, expr
+
+
+def _sample(exposition: str, name: str, labels: str) -> float | None:
+    for line in exposition.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_a_running_worker_reports_parked_messages_the_way_the_dashboard_queries_them(
+    make_settings: Callable[..., Any], amqp: Amqp
+) -> None:
+    """Integration: a real audit worker on the real broker parks a poison message."""
+    settings: AuditSettings = make_settings(AuditSettings, "audit")
+    routing_key = SessionEnded.ROUTING_KEY
+    async with (
+        serve(create_audit_app(settings)) as base_url,
+        httpx.AsyncClient(base_url=base_url) as http,
+    ):
+        await amqp.publish_raw(
+            b"{not json", exchange=amqp.topology.events.name, routing_key=routing_key
+        )
+
+        async def scrape() -> str:
+            return (await http.get("/metrics")).text
+
+        parked_labels = f'app_name="audit",routing_key="{routing_key}"'
+        exposition = await eventually(
+            scrape,
+            until=lambda text: (
+                _sample(text, "sotto_messages_parked_total", parked_labels) == 1
+                and _sample(text, "sotto_parking_queue_depth", 'app_name="audit"') == 1
+            ),
+            what="parked counter and parking queue depth",
+        )
+        assert 'sotto_received_processed_messages_total{app_name="audit"' in exposition

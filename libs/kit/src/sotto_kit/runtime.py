@@ -50,9 +50,10 @@ class Runtime:
     async def refresh_parking_depth(self) -> None:
         try:
             parking = await self.broker.declare_queue(self.topology.parking_queue(self.service))
+            # the broker caches the queue object: declare again for a current message count
+            result = await parking.declare(timeout=HEALTH_TIMEOUT_SECONDS)
         except Exception:  # broker away: keep the last known depth
             return
-        result = parking.declaration_result
         self.metrics.set_parking_depth(result.message_count or 0)
 
     async def health(self) -> dict[str, Any]:
