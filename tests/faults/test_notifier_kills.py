@@ -1,0 +1,166 @@
+"""kill -9 the notifier during a run: nothing lost, a duplicate only where admitted ambiguous."""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from sotto_kit.mongo import Document
+from sotto_notifier.config import NotifierSettings
+from tests.faults.checker import check_notifications
+from tests.faults.load import as_publishable, notification, publish_confirmed
+from tests.faults.scoreboard import Scoreboard
+from tests.integration.notifier.processes import NotifierProcess
+from tests.integration.notifier.support import EventTap
+from tests.support.infra import Infrastructure
+from tests.support.mail import MailCatcher
+from tests.support.waiting import eventually
+
+AMBIGUOUS = "notifier.email_ambiguous.v1"
+
+
+async def run_with_kills(
+    *,
+    total: int,
+    kills: int,
+    infra: Infrastructure,
+    make_settings: Callable[..., Any],
+    mongo: AsyncMongoClient[Document],
+    mail: MailCatcher,
+    scoreboard: Scoreboard,
+) -> None:
+    settings: NotifierSettings = make_settings(
+        NotifierSettings,
+        "notifier",
+        smtp_host=infra.smtp_host,
+        smtp_port=infra.smtp_port,
+        smtp_tls="none",
+        rate_per_second=1000.0,
+        burst=100,
+        prefetch=64,
+        pool_size=4,
+        retry_delays_seconds=[1, 1],
+        sweep_interval_seconds=1.0,
+        address_hash_key="faults-key",
+    )
+    marker = settings.namespace
+    commanded = {
+        f"kill-{index}-{marker}": f"kill{index}-{marker}@example.org" for index in range(total)
+    }
+    deliveries = mongo[settings.database]["deliveries"]
+    tap = EventTap(infra.rabbitmq_url, settings.topology)
+    await tap.start()
+    try:
+        process = NotifierProcess(settings)
+        await process.start()
+        commands = [notification(key, address) for key, address in commanded.items()]
+        await publish_confirmed(
+            settings.rabbitmq_url, settings.topology.commands.name, as_publishable(commands)
+        )
+        for kill in range(1, kills + 1):
+            threshold = total * kill // (kills + 1)
+            await eventually(
+                lambda: deliveries.count_documents({"state": "delivered"}),
+                until=partial(operator.le, threshold),
+                timeout=600,
+                interval=0.5,
+                what=f"{threshold} delivered before kill {kill}",
+            )
+            process.kill()
+            process = NotifierProcess(settings)
+            await process.start()
+        try:
+            await eventually(
+                lambda: deliveries.count_documents(
+                    {"state": {"$in": ["delivered", "failed", "ambiguous"]}}
+                ),
+                until=lambda settled: settled == total,
+                timeout=max(120, total / 10),
+                interval=2.0,
+                what="every notification settled",
+            )
+        finally:
+            process.stop()
+        states = {
+            str(document["_id"]): str(document["state"])
+            async for document in deliveries.find({}, {"state": 1})
+        }
+        emails = Counter(
+            recipient["Address"].lower()
+            for summary in await mail.summaries()
+            for recipient in summary["To"]
+            if marker in recipient["Address"]
+        )
+        await tap.drain()
+        announced = {
+            str(event["notification_id"])
+            for event in tap.events
+            if event["routing_key"] == AMBIGUOUS
+        }
+    finally:
+        await tap.close()
+
+    history = check_notifications(commanded, emails, states, announced)
+    unannounced = [key for key in history.ambiguous if key not in announced]
+    met = (
+        not history.lost
+        and not history.unexplained_duplicates
+        and len(history.duplicated) <= kills
+        and not unannounced
+        and not history.unsettled
+    )
+    scoreboard.record(
+        f"notifier kill -9 x{kills} during {total}",
+        f"lost 0, duplicates <= {kills} and each ambiguous",
+        {**history.counts, "ambiguous not announced": len(unannounced)},
+        met=met,
+    )
+    assert history.lost == ()
+    assert history.unsettled == ()
+    assert history.unexplained_duplicates == ()
+    assert len(history.duplicated) <= kills
+    assert unannounced == [], "an ambiguous record whose event never reached audit"
+
+
+async def test_one_kill_during_a_short_run(
+    infra: Infrastructure,
+    make_settings: Callable[..., Any],
+    mongo: AsyncMongoClient[Document],
+    mail: MailCatcher,
+    scoreboard: Scoreboard,
+) -> None:
+    await run_with_kills(
+        total=500,
+        kills=1,
+        infra=infra,
+        make_settings=make_settings,
+        mongo=mongo,
+        mail=mail,
+        scoreboard=scoreboard,
+    )
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(3600)
+async def test_five_kills_during_ten_thousand(
+    infra: Infrastructure,
+    make_settings: Callable[..., Any],
+    mongo: AsyncMongoClient[Document],
+    mail: MailCatcher,
+    scoreboard: Scoreboard,
+) -> None:
+    await run_with_kills(
+        total=10_000,
+        kills=5,
+        infra=infra,
+        make_settings=make_settings,
+        mongo=mongo,
+        mail=mail,
+        scoreboard=scoreboard,
+    )
