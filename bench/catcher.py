@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -77,6 +78,18 @@ class Catcher:
         for start in range(0, len(message_ids), 5000):
             chunk = message_ids[start : start + 5000]
             await self._call("DELETE", "/api/v1/messages", {"IDs": chunk})
+
+    async def delete_to(self, matches: Callable[[str], bool]) -> int:
+        """Remove messages addressed to matching recipients (other benchmarks' leftovers)."""
+        listing = await self._json("/api/v1/messages?limit=100000")
+        assert isinstance(listing, dict)
+        doomed = [
+            summary["ID"]
+            for summary in listing["messages"]
+            if any(matches(address["Address"].lower()) for address in summary.get("To") or [])
+        ]
+        await self.delete(doomed)
+        return len(doomed)
 
     def close(self) -> None:
         self._pool.close()

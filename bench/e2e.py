@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -127,6 +128,31 @@ async def run_step(
     return step
 
 
+def median_step(runs: list[Step]) -> Step:
+    """Each field's median over repetitions of the same step."""
+    return Step(
+        offered_per_second=runs[0].offered_per_second,
+        messages=runs[0].messages,
+        accepted_posts=round(statistics.median(run.accepted_posts for run in runs)),
+        delivered=round(statistics.median(run.delivered for run in runs)),
+        delivered_per_second=statistics.median(run.delivered_per_second for run in runs),
+        p50_ms=statistics.median(run.p50_ms for run in runs),
+        p99_ms=statistics.median(run.p99_ms for run in runs),
+    )
+
+
+async def repeated_step(
+    system: RunningSystem,
+    practice: BenchPractice,
+    catcher: Catcher,
+    rate: float,
+    seconds: float,
+    repetitions: int,
+) -> Step:
+    runs = [await run_step(system, practice, catcher, rate, seconds) for _ in range(repetitions)]
+    return median_step(runs)
+
+
 async def ramp(
     system: RunningSystem,
     practice: BenchPractice,
@@ -134,11 +160,12 @@ async def ramp(
     rates: list[float],
     seconds: float,
     p99_limit_ms: float,
+    repetitions: int,
 ) -> Ramp:
     """Raise the offered rate until p99 passes the limit or delivery falls behind."""
     result = Ramp()
     for rate in rates:
-        step = await run_step(system, practice, catcher, rate, seconds)
+        step = await repeated_step(system, practice, catcher, rate, seconds, repetitions)
         result.steps.append(step)
         print(f"  e2e {rate:.0f}/s offered: {json.dumps(asdict(step))}", flush=True)
         if not step.keeps_up(p99_limit_ms):

@@ -80,10 +80,15 @@ def render_table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-def write_results(figures: list[Figure], path: Path = RESULTS / "latest.json") -> Path:
+def write_results(
+    figures: list[Figure],
+    path: Path = RESULTS / "latest.json",
+    notes: dict[str, Any] | None = None,
+) -> Path:
+    """`notes` (the run's options) are merged over the machine facts."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "machine": machine(),
+        "machine": {**machine(), **(notes or {})},
         "figures": [{**asdict(f), "ratio": f.ratio} for f in figures],
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

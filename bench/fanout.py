@@ -1,0 +1,74 @@
+"""Scenario 3: one announcement to every client of a practice, until the last email is accepted.
+
+Timed from the start of the staff POST to the catcher's receipt of the N-th client email;
+afterwards the SMTP envelope of every one of them is checked for exactly one recipient,
+that client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+from bench.catcher import Catcher
+from bench.practice import BenchPractice, owner_pool
+from tests.support.system import RunningSystem
+
+SECONDS_PER_THOUSAND_ALLOWED = 30.0
+
+
+@dataclass(frozen=True)
+class FanoutResult:
+    clients: int
+    delivered: int
+    seconds: float
+    emails_per_second: float
+    single_recipient: int
+    wrong_envelopes: int
+
+
+async def _announce(system: RunningSystem, practice: BenchPractice) -> float:
+    pool = owner_pool(system, practice)
+    payload = {
+        "announcement_id": f"bench-{uuid.uuid4().hex[:12]}",
+        "subject": "Office closed on Friday",
+        "body": "The office is closed on Friday; the portal stays open.",
+    }
+    try:
+        posted_at = time.time()
+        response = await pool.request(
+            "POST", "/api/staff/announcements", json.dumps(payload).encode()
+        )
+        if response.status != 201:
+            raise RuntimeError(f"announcement refused: {response.status} {response.body[:300]!r}")
+        return posted_at
+    finally:
+        pool.close()
+
+
+def _is_only(recipients: list[str], practice: BenchPractice, index: int) -> bool:
+    return [address.lower() for address in recipients] == [practice.client_email(index)]
+
+
+async def fan_out(system: RunningSystem, practice: BenchPractice, catcher: Catcher) -> FanoutResult:
+    timeout = max(120.0, SECONDS_PER_THOUSAND_ALLOWED * practice.clients / 1000)
+    posted_at = await _announce(system, practice)
+    receipts = await catcher.wait_for(practice, practice.clients, timeout, poll=1.0)
+    last = max((receipt.accepted_at for receipt in receipts), default=posted_at)
+    envelopes = await catcher.envelope_recipients([receipt.message_id for receipt in receipts])
+    single = sum(
+        _is_only(envelope, practice, receipt.client_index)
+        for receipt, envelope in zip(receipts, envelopes, strict=True)
+    )
+    await catcher.delete([receipt.message_id for receipt in receipts])
+    seconds = last - posted_at
+    return FanoutResult(
+        clients=practice.clients,
+        delivered=len({receipt.client_index for receipt in receipts}),
+        seconds=seconds,
+        emails_per_second=len(receipts) / seconds if seconds > 0 else 0.0,
+        single_recipient=single,
+        wrong_envelopes=len(receipts) - single,
+    )
