@@ -13,7 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from sotto_contracts.common import StaffRole
 from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
@@ -36,6 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--no-first-run",
 ]
+EXPECT_TIMEOUT_MS = 20_000  # generous for a loaded shared machine; a healthy run is far faster
 OUTPUT = REPO / "test-output" / "browser"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -58,6 +66,7 @@ def chromium() -> Path:
 
 @pytest.fixture(scope="session")
 async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=str(chromium), args=CHROMIUM_ARGS
@@ -85,7 +94,7 @@ async def new_page(browser: Browser) -> AsyncIterator[Callable[..., Awaitable[Pa
         context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         contexts.append(context)
         page = await context.new_page()
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(EXPECT_TIMEOUT_MS)
         page.on("console", on_console)
         page.on("pageerror", lambda error: problems.append(str(error)))
         return page
