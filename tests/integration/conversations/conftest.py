@@ -227,7 +227,7 @@ async def wait_until_consuming(url: str, topology: Topology) -> None:
                     if not channel.is_closed:
                         await channel.close()
 
-            await eventually(consumers, what=f"a consumer on {name}")
+            await eventually(consumers, timeout=60, what=f"a consumer on {name}")
     finally:
         await connection.close()
 
