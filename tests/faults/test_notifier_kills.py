@@ -56,9 +56,16 @@ async def run_with_kills(
     deliveries = mongo[settings.database]["deliveries"]
     tap = EventTap(infra.rabbitmq_url, settings.topology)
     await tap.start()
-    try:
+    processes: list[NotifierProcess] = []
+
+    async def fresh_notifier() -> NotifierProcess:
         process = NotifierProcess(settings)
+        processes.append(process)
         await process.start()
+        return process
+
+    try:
+        process = await fresh_notifier()
         commands = [notification(key, address) for key, address in commanded.items()]
         await publish_confirmed(
             settings.rabbitmq_url, settings.topology.commands.name, as_publishable(commands)
@@ -73,20 +80,16 @@ async def run_with_kills(
                 what=f"{threshold} delivered before kill {kill}",
             )
             process.kill()
-            process = NotifierProcess(settings)
-            await process.start()
-        try:
-            await eventually(
-                lambda: deliveries.count_documents(
-                    {"state": {"$in": ["delivered", "failed", "ambiguous"]}}
-                ),
-                until=lambda settled: settled == total,
-                timeout=max(120, total / 10),
-                interval=2.0,
-                what="every notification settled",
-            )
-        finally:
-            process.stop()
+            process = await fresh_notifier()
+        await eventually(
+            lambda: deliveries.count_documents(
+                {"state": {"$in": ["delivered", "failed", "ambiguous"]}}
+            ),
+            until=lambda settled: settled == total,
+            timeout=max(240, total / 5),
+            interval=2.0,
+            what="every notification settled",
+        )
         states = {
             str(document["_id"]): str(document["state"])
             async for document in deliveries.find({}, {"state": 1})
@@ -104,6 +107,8 @@ async def run_with_kills(
             if event["routing_key"] == AMBIGUOUS
         }
     finally:
+        for started in processes:
+            started.stop()
         await tap.close()
 
     history = check_notifications(commanded, emails, states, announced)
@@ -128,7 +133,7 @@ async def run_with_kills(
     assert unannounced == [], "an ambiguous record whose event never reached audit"
 
 
-async def test_one_kill_during_a_short_run(
+async def test_one_kill_during_two_hundred(
     infra: Infrastructure,
     make_settings: Callable[..., Any],
     mongo: AsyncMongoClient[Document],
