@@ -181,9 +181,27 @@ async def access_log(query: GetAccessLog, store: AuditStore) -> Reply:
 
 
 async def verify_chain(
+    store: AuditStore,
+    practice_id: str,
+    checkpoint_key: bytes | None,
+    *,
+    settle_seconds: float = 1.0,
+) -> ChainVerification:
+    """Walk the chain from genesis or the latest signed checkpoint; report the first break.
+
+    A break is confirmed by a second walk after `settle_seconds`: another instance may be
+    writing sequences it has just claimed.
+    """
+    result = await _walk(store, practice_id, checkpoint_key)
+    if not result.valid and settle_seconds > 0:
+        await asyncio.sleep(settle_seconds)
+        result = await _walk(store, practice_id, checkpoint_key)
+    return result
+
+
+async def _walk(
     store: AuditStore, practice_id: str, checkpoint_key: bytes | None
 ) -> ChainVerification:
-    """Walk the chain from genesis or the latest signed checkpoint; report the first break."""
     checkpoint = await store.latest_checkpoint(practice_id)
     start = GENESIS
     if checkpoint is not None:

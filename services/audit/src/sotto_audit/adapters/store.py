@@ -123,6 +123,7 @@ class AuditStore:
         await self._checkpoints.create_index(
             [("practice_id", ASCENDING), ("sequence", ASCENDING)], unique=True
         )
+        await self._heads.create_index("sequence")  # now, not lazily by two instances at once
 
     # ------------------------------------------------------------------------- appending
 
@@ -139,12 +140,12 @@ class AuditStore:
             except BulkWriteError as error:
                 if not _only_duplicates(error):
                     raise
-                inserted = int(error.details.get("nInserted", 0))
-                stored += inserted
-                if inserted:
-                    last = records[inserted - 1].head
+                # FerretDB under concurrent writers may report an `nInserted` it rolled back,
+                # so what was stored is read back rather than taken from the error.
                 self._known_heads.pop(practice_id, None)
-                pending = await self._not_recorded(pending[inserted:])
+                remaining = await self._not_recorded(pending)
+                stored += len(pending) - len(remaining)
+                pending = remaining
                 if not pending:
                     break
                 continue
