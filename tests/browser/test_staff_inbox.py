@@ -57,6 +57,11 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
     await page.get_by_role("button", name="Apply filters").click()
     await expect(inbox.get_by_role("button")).to_have_count(1)
     await page.get_by_label("Search").fill("")
+    await page.get_by_label("From").fill("2099-01-01")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(page.get_by_role("status")).to_have_text("0 conversations")
+    await expect(inbox.get_by_role("button")).to_have_count(0)
+    await page.get_by_label("From").fill("")
     await page.get_by_role("button", name="Apply filters").click()
     await expect(inbox.get_by_role("button")).to_have_count(2)
 
