@@ -19,6 +19,7 @@ from sotto_kit.outbox import flush, new_document_outbox, outbox_update
 from sotto_notifier.domain import DeliveryRecord, DeliveryState, SmtpOutcome, redact_reply
 
 COLLECTION = "deliveries"
+WINDOWS = "send_windows"
 
 
 def _record(document: Document) -> DeliveryRecord:
@@ -38,6 +39,7 @@ class DeliveryStore:
         self, database: AsyncDatabase[Document], topology: Topology, publisher: Publisher
     ) -> None:
         self.collection: AsyncCollection[Document] = database[COLLECTION]
+        self._windows: AsyncCollection[Document] = database[WINDOWS]
         self._topology = topology
         self._publisher = publisher
 
@@ -77,6 +79,18 @@ class DeliveryStore:
         document = await self.collection.find_one({"_id": notification_id})
         return None if document is None else _record(document)
 
+    async def _take_window(self, notification_id: str, attempt: int) -> bool:
+        """Exactly one caller may send each attempt.
+
+        A conditional update is not enough: FerretDB's SQLite backend can let two concurrent
+        updates both match the same filter. A unique `_id` insert is atomic everywhere.
+        """
+        try:
+            await self._windows.insert_one({"_id": f"{notification_id}/{attempt}", "at": utc_now()})
+        except DuplicateKeyError:
+            return False
+        return True
+
     async def start_sending(self, record: DeliveryRecord) -> bool:
         """Open the SMTP window for attempt `attempts + 1`; False if someone else moved first."""
         now = utc_now()
@@ -95,7 +109,9 @@ class DeliveryStore:
                 }
             },
         )
-        return result.modified_count == 1
+        if result.modified_count != 1:
+            return False
+        return await self._take_window(record.notification_id, record.attempts + 1)
 
     async def finish_attempt(
         self,
