@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from sotto_contracts.base import Message
 
@@ -69,17 +70,31 @@ class Topology:
     def exchange_of(self, message_type: type[Message]) -> RabbitExchange:
         return self.exchange(exchange_for(message_type))
 
-    def work_queue(self, service: str, purpose: str, routing_key: str) -> RabbitQueue:
-        """A durable quorum queue bound by `routing_key`, dead-lettered to the service's parking."""
+    def work_queue(
+        self,
+        service: str,
+        purpose: str,
+        routing_key: str,
+        *,
+        single_active_consumer: bool = False,
+    ) -> RabbitQueue:
+        """A durable quorum queue bound by `routing_key`, dead-lettered to the service's parking.
+
+        With `single_active_consumer`, one instance consumes at a time and the others stand by
+        (for consumers whose effects must happen in queue order).
+        """
+        arguments: QuorumQueueArgs = {
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_letter.name,
+            "x-dead-letter-routing-key": service,
+        }
+        if single_active_consumer:
+            arguments["x-single-active-consumer"] = True
         return RabbitQueue(
             f"{self.namespace}.{service}.{purpose}",
             queue_type=QueueType.QUORUM,
             routing_key=routing_key,
-            arguments={
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": self.dead_letter.name,
-                "x-dead-letter-routing-key": service,
-            },
+            arguments=arguments,
         )
 
     def queue_for(self, service: str, message_type: type[Message]) -> RabbitQueue:

@@ -68,7 +68,9 @@ async def serve_audit(settings: AuditSettings, instances: int = 1) -> AsyncItera
         urls = [
             await stack.enter_async_context(serve(create_app(settings))) for _ in range(instances)
         ]
-        events_queue = settings.topology.work_queue("audit", "events", "#").name
+        events_queue = settings.topology.work_queue(
+            "audit", "events", "#", single_active_consumer=True
+        ).name
         await eventually(
             lambda: consumers_of(settings.rabbitmq_url, events_queue),
             until=lambda n: n >= instances,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -123,27 +124,35 @@ async def test_each_tampering_is_detected_at_its_record(
         assert await cli.run(["verify", "--practice", practice_id], settings) == 1
 
 
-async def test_two_instances_keep_one_valid_chain(
+async def test_two_instances_keep_one_valid_chain_and_a_standby_takes_over(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
 ) -> None:
-    per_practice = 150
+    per_batch = 100
     store = AuditStore(records.database)
-    async with serve_audit(settings, instances=2) as (first, second):
-        await asyncio.gather(*(_publish(amqp, p, per_practice) for p in ("north", "south")))
-        while_appending = await verify_chain(store, "north", KEY)
-        for practice_id in ("north", "south"):
-            await _stored(records, practice_id, per_practice)
-        consumed = []
-        async with httpx.AsyncClient() as http:
-            for base_url in (first, second):
-                report = (await http.get(f"{base_url}/health")).json()
-                consumed.append(report["messages"]["consumed"].get(LinkOpened.ROUTING_KEY, 0))
+    async with AsyncExitStack() as standby_stack:
+        active_stack = AsyncExitStack()
+        active = await active_stack.enter_async_context(serve_audit(settings))
+        standby = await standby_stack.enter_async_context(serve_audit(settings))
+        try:
+            await asyncio.gather(*(_publish(amqp, p, per_batch) for p in ("north", "south")))
+            for practice_id in ("north", "south"):
+                await _stored(records, practice_id, per_batch)
+            async with httpx.AsyncClient() as http:
+                counts = [
+                    (await http.get(f"{url[0]}/health")).json()["messages"]["consumed"]
+                    for url in (active, standby)
+                ]
+            assert counts[0].get(LinkOpened.ROUTING_KEY, 0) == 2 * per_batch
+            assert counts[1].get(LinkOpened.ROUTING_KEY, 0) == 0, "the standby stays idle"
+        finally:
+            await active_stack.aclose()
 
-    assert all(count > 0 for count in consumed), consumed
-    assert while_appending.valid, while_appending
-    for practice_id in ("north", "south"):
+        await _publish(amqp, "north", per_batch)
+        await _stored(records, "north", 2 * per_batch)
+
+    for practice_id, expected in (("north", 2 * per_batch), ("south", per_batch)):
         verification = await verify_chain(store, practice_id, KEY)
-        assert verification == ChainVerification(valid=True, records_checked=per_practice)
+        assert verification == ChainVerification(valid=True, records_checked=expected)
 
 
 async def test_prune_removes_old_records_behind_a_signed_checkpoint(

@@ -38,6 +38,7 @@ class Runtime:
     publisher: Publisher
     metrics: Metrics
     stats: ConsumerStats
+    consuming: bool = False
 
     @property
     def topology(self) -> Topology:
@@ -59,9 +60,11 @@ class Runtime:
     async def health(self) -> dict[str, Any]:
         broker_ok = await self.broker.ping(HEALTH_TIMEOUT_SECONDS)
         database_ok = await is_reachable(self.database)
+        ready = broker_ok and database_ok and self.consuming
         return {
             "service": self.service,
-            "status": "ok" if broker_ok and database_ok else "unavailable",
+            "status": "ok" if ready else ("starting" if not self.consuming else "unavailable"),
+            "consuming": self.consuming,
             "broker": "ok" if broker_ok else "down",
             "database": "ok" if database_ok else "down",
             "messages": self.stats.as_dict(),
@@ -164,13 +167,19 @@ def worker_app(
     async def close_database() -> None:
         await runtime.mongo.close()
 
+    def mark_consuming() -> None:
+        runtime.consuming = True
+
+    def mark_stopping() -> None:
+        runtime.consuming = False
+
     return AsgiFastStream(
         runtime.broker,
         asgi_routes=[("/health", health), ("/metrics", metrics), *extra_routes],
         specification=AsyncAPI(runtime.broker, title=title, version="1.0.0"),
         asyncapi_path="/docs/asyncapi",
         on_startup=[prepare, *on_startup],
-        after_startup=list(after_startup),
-        on_shutdown=list(on_shutdown),
+        after_startup=[*after_startup, mark_consuming],
+        on_shutdown=[mark_stopping, *on_shutdown],
         after_shutdown=[close_database],
     )

@@ -29,7 +29,10 @@ def create_app(settings: AuditSettings | None = None) -> AsgiFastStream:
     topology = runtime.topology
     subscriber = runtime.broker.subscriber
 
-    @subscriber(topology.work_queue(SERVICE, "events", "#"), topology.events)
+    # One active consumer appends to the chains; other instances stand by and take over.
+    events = topology.work_queue(SERVICE, "events", "#", single_active_consumer=True)
+
+    @subscriber(events, topology.events)
     async def on_event(message: RabbitMessage) -> None:
         event = handlers.decode_event(message.raw_message.routing_key or "", message.body)
         await handlers.record_event(event, recorder)

@@ -166,10 +166,12 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         await runtime.broker.connect()
         await declare_parking(runtime)
         await runtime.broker.start()
+        runtime.consuming = True
         relay.start()
         try:
             yield
         finally:
+            runtime.consuming = False
             if indexes is not None:
                 indexes.cancel()
             await relay.stop()
