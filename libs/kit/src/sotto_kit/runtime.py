@@ -167,10 +167,10 @@ def worker_app(
     async def close_database() -> None:
         await runtime.mongo.close()
 
-    def mark_consuming() -> None:
+    async def mark_consuming() -> None:
         runtime.consuming = True
 
-    def mark_stopping() -> None:
+    async def mark_stopping() -> None:
         runtime.consuming = False
 
     return AsgiFastStream(
