@@ -133,6 +133,7 @@ async def run_with_kills(
     assert unannounced == [], "an ambiguous record whose event never reached audit"
 
 
+@pytest.mark.timeout(600)
 async def test_one_kill_during_two_hundred(
     infra: Infrastructure,
     make_settings: Callable[..., Any],
@@ -141,7 +142,7 @@ async def test_one_kill_during_two_hundred(
     scoreboard: Scoreboard,
 ) -> None:
     await run_with_kills(
-        total=500,
+        total=200,
         kills=1,
         infra=infra,
         make_settings=make_settings,
