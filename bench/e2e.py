@@ -22,6 +22,7 @@ from tests.support.system import RunningSystem
 
 KEEPS_UP = 0.9  # delivered rate at least this share of the offered rate
 DELIVERY_GRACE_SECONDS = 60.0
+POST_TIMEOUT_SECONDS = 30.0
 CLOCK_SLACK_SECONDS = 0.002  # the catcher stamps receipts to the millisecond
 
 
@@ -62,7 +63,13 @@ async def _post_conversation(pool: HttpPool, practice: BenchPractice, index: int
         "client_id": practice.client_id(index),
         "first_message": "Please see the notes from today's session in the portal.",
     }
-    response = await pool.request("POST", "/api/staff/conversations", json.dumps(payload).encode())
+    body = json.dumps(payload).encode()
+    try:
+        response = await asyncio.wait_for(
+            pool.request("POST", "/api/staff/conversations", body), POST_TIMEOUT_SECONDS
+        )
+    except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
+        return False
     return response.status == 201
 
 

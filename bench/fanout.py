@@ -28,6 +28,14 @@ class FanoutResult:
     single_recipient: int
     wrong_envelopes: int
 
+    @property
+    def missing(self) -> int:
+        return self.clients - self.delivered
+
+    @property
+    def duplicates(self) -> int:
+        return self.single_recipient + self.wrong_envelopes - self.delivered
+
 
 async def _announce(system: RunningSystem, practice: BenchPractice) -> float:
     pool = owner_pool(system, practice)

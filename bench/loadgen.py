@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
+REQUEST_TIMEOUT = 10.0  # seconds; a request still unanswered then counts as an error
+
 
 @dataclass(frozen=True)
 class Response:
@@ -152,8 +154,8 @@ async def open_loop(pool: HttpPool, path: str, rate: float, duration: float) -> 
     async def one(scheduled: float) -> None:
         nonlocal errors
         try:
-            response = await pool.request("GET", path)
-        except (OSError, ValueError, asyncio.IncompleteReadError):
+            response = await asyncio.wait_for(pool.request("GET", path), REQUEST_TIMEOUT)
+        except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
             errors += 1
             return
         if response.status == 200:
@@ -183,8 +185,8 @@ async def closed_loop(pool: HttpPool, path: str, connections: int, duration: flo
         while time.perf_counter() < deadline:
             sent = time.perf_counter()
             try:
-                response = await pool.request("GET", path)
-            except (OSError, ValueError, asyncio.IncompleteReadError):
+                response = await asyncio.wait_for(pool.request("GET", path), REQUEST_TIMEOUT)
+            except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
                 errors += 1
                 continue
             if response.status == 200:

@@ -113,7 +113,8 @@ def _max_rate(target: Target, seconds: float) -> tuple[float, str]:
         return closed["achieved_per_second"], "loadgen closed loop"
     headers = [option for header in target.headers for option in ("-H", header)]
     duration = f"{max(1, round(seconds))}s"
-    command = [wrk, "-t1", f"-c{WRK_CONNECTIONS}", f"-d{duration}", *headers, target.url]
+    command = [wrk, "-t1", f"-c{WRK_CONNECTIONS}", f"-d{duration}", "--timeout", "10s"]
+    command += [*headers, target.url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     found = REQUESTS_PER_SECOND.search(output)
     if found is None:
