@@ -59,7 +59,8 @@ class Options:
 
     @property
     def e2e_clients(self) -> int:
-        return int(max([*self.e2e_rates, self.scaling_rate]) * self.e2e_seconds) + 1
+        largest_step = int(max([*self.e2e_rates, self.scaling_rate]) * self.e2e_seconds) + 1
+        return 2 * largest_step  # consecutive steps never share a client
 
 
 def parse_options() -> Options:
@@ -70,22 +71,24 @@ def parse_options() -> Options:
     parser.add_argument("--e2e-rates", default=None, help="offered rates, e.g. 50,100,200")
     parser.add_argument("--e2e-seconds", type=float, default=None)
     parser.add_argument("--read-seconds", type=float, default=None)
+    parser.add_argument("--scaling-rate", type=float, default=None, help="offered msgs/s")
+    parser.add_argument("--notifier-count", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="py-spy the services (SVGs)")
     args = parser.parse_args()
     quick = bool(args.quick)
-    rates = args.e2e_rates or ("20,50" if quick else "50,100,200,300,400,600")
+    rates = args.e2e_rates or ("20,50" if quick else "50,100,200,300,400")
     return Options(
         repetitions=1 if quick else REPETITIONS,
         scenarios=frozenset(args.only.split(",")),
         e2e_rates=[float(rate) for rate in rates.split(",")],
-        e2e_seconds=args.e2e_seconds or (2.0 if quick else 5.0),
+        e2e_seconds=args.e2e_seconds or (2.0 if quick else 4.0),
         p99_limit_ms=250.0,
-        scaling_rate=50.0 if quick else 400.0,
+        scaling_rate=args.scaling_rate or (50.0 if quick else 100.0),
         read_rate=500.0,
         read_seconds=args.read_seconds or (2.0 if quick else 10.0),
         fanout_clients=args.fanout_clients or (200 if quick else 10_000),
         raw_count=400 if quick else 5_000,
-        notifier_count=300 if quick else 10_000,
+        notifier_count=args.notifier_count or (100 if quick else 500),
         audit_events=300 if quick else audit_bench.EVENTS,
         profile=bool(args.profile),
     )

@@ -74,7 +74,7 @@ async def _post_conversation(pool: HttpPool, practice: BenchPractice, index: int
 
 
 async def _offer(
-    pool: HttpPool, practice: BenchPractice, rate: float, count: int
+    pool: HttpPool, practice: BenchPractice, rate: float, clients: list[int]
 ) -> tuple[dict[int, float], int]:
     """POST `count` messages at `rate`/s; returns each client's POST start (epoch s)."""
     started_at: dict[int, float] = {}
@@ -88,8 +88,8 @@ async def _offer(
             accepted += 1
 
     tasks = []
-    for index in range(count):
-        delay = origin + index / rate - time.perf_counter()
+    for sent, index in enumerate(clients):
+        delay = origin + sent / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(index)))
@@ -126,7 +126,7 @@ async def run_step(
     count = min(practice.clients, max(1, int(rate * seconds)))
     pool = owner_pool(system, practice)
     try:
-        started_at, accepted = await _offer(pool, practice, rate, count)
+        started_at, accepted = await _offer(pool, practice, rate, practice.next_clients(count))
     finally:
         pool.close()
     receipts = await catcher.wait_for(practice, accepted, DELIVERY_GRACE_SECONDS)

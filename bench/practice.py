@@ -33,10 +33,18 @@ PUBLISH_BATCH = 500
 NO_STAFF_EMAILS = 86_400
 
 
-@dataclass(frozen=True)
+@dataclass
 class BenchPractice:
+    """Clients are handed out in turn, so a late email never meets a newer message."""
+
     practice_id: str
     clients: int
+    _next_client: int = 0
+
+    def next_clients(self, count: int) -> list[int]:
+        chosen = [(self._next_client + offset) % self.clients for offset in range(count)]
+        self._next_client = (self._next_client + count) % self.clients
+        return chosen
 
     @property
     def domain(self) -> str:
