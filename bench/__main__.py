@@ -287,8 +287,9 @@ async def scenario_scaling(
             into.append(await scaling_step(system, practice, catcher, options))
 
         print(f"scenario 5: scaling {instances}", flush=True)
-        await with_seeded_system(infra, namespace, instances, record)
-        figures.append(scaling_figure(instances, steps[0], base))
+        await guarded("scaling", with_none(with_seeded_system(infra, namespace, instances, record)))
+        if steps:
+            figures.append(scaling_figure(instances, steps[0], base))
     return figures
 
 
@@ -362,15 +363,31 @@ async def scenario_audit(options: Options) -> list[Figure]:
     ]
 
 
+async def with_none(work: Awaitable[None]) -> list[Figure]:
+    await work
+    return []
+
+
+async def guarded(name: str, scenario: Awaitable[list[Figure]]) -> list[Figure]:
+    """One scenario's failure (say, the database restarted under it) spares the others."""
+    try:
+        return await scenario
+    except Exception as error:  # reported, and the run goes on
+        print(f"{name} FAILED: {error!r}"[:2000], flush=True)
+        return []
+
+
 async def run(infra: Infrastructure, options: Options) -> list[Figure]:
     catcher = Catcher(infra.smtp_api_url)
     try:
         baselines = await measure_baselines(infra, options, catcher)
-        figures = await run_system_scenarios(infra, options, catcher, baselines)
+        figures = await guarded(
+            "system scenarios", run_system_scenarios(infra, options, catcher, baselines)
+        )
         if "notifier" in options.scenarios:
-            figures.extend(await scenario_notifier(options, catcher))
+            figures.extend(await guarded("notifier", scenario_notifier(options, catcher)))
         if "audit" in options.scenarios:
-            figures.extend(await scenario_audit(options))
+            figures.extend(await guarded("audit", scenario_audit(options)))
         return figures
     finally:
         catcher.close()
