@@ -37,7 +37,11 @@ from tests.support.infra import Infrastructure, heal_local_broker, infrastructur
 from tests.support.system import RunningSystem
 
 SCENARIOS = ("e2e", "read", "fanout", "scaling", "notifier", "audit")
-SCALING = ({"notifier": 2, "conversations": 1}, {"notifier": 1, "conversations": 2})
+SCALING = (
+    {"notifier": 2, "conversations": 1},
+    {"notifier": 1, "conversations": 2},
+    {"notifier": 2, "conversations": 2},
+)
 SMTP_CONNECTIONS = 4
 
 
@@ -278,7 +282,7 @@ async def scenario_scaling(
     options: Options,
     base: Step,
 ) -> list[Figure]:
-    """The same offered rate with a second notifier, then a second conversations instance."""
+    """The same offered rate with a second notifier, a second conversations instance, both."""
     figures: list[Figure] = []
     for instances in SCALING:
         steps: list[Step] = []
