@@ -30,7 +30,14 @@ from bench.harness import (
     render_table,
     write_results,
 )
-from bench.practice import LOGS, BenchPractice, drop_namespace, seed, system_for
+from bench.practice import (
+    LOGS,
+    BenchPractice,
+    drop_namespace,
+    purge_queues,
+    seed,
+    system_for,
+)
 from bench.profiling import profiled
 from bench.read_path import ReadFigures, build_thread, gateway_target, measure, measure_bare
 from tests.support.infra import Infrastructure, heal_local_broker, infrastructure
@@ -220,6 +227,7 @@ async def run_system_scenarios(
 
     try:
         await with_seeded_system(infra, namespace, {}, single)
+        await asyncio.to_thread(purge_queues, infra.rabbitmq_management_url, namespace)
         if base:
             figures.extend(
                 await scenario_scaling(infra, namespace, practice, catcher, options, base[0])

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
+import httpx
 
 from bench.loadgen import HttpPool
 from sotto_contracts.base import Message
@@ -204,6 +206,19 @@ async def seed(
     await wait_for_clients(infra, system, practice, timeout)
     await immediate_client_emails(system, practice)
     return time.perf_counter() - started
+
+
+def purge_queues(management_url: str | None, namespace: str) -> None:
+    """Empty the namespace's queues: requests an overloaded gateway gave up on stay queued."""
+    if not management_url:
+        return
+    with httpx.Client(base_url=management_url, auth=("guest", "guest"), timeout=30) as client:
+        listing = client.get("/api/queues/%2F", params={"columns": "name"})
+        listing.raise_for_status()
+        for item in listing.json():
+            name = str(item.get("name", ""))
+            if name.startswith(f"{namespace}."):
+                client.delete(f"/api/queues/%2F/{quote(name, safe='')}/contents")
 
 
 async def drop_namespace(infra: Infrastructure, namespace: str) -> None:
