@@ -22,6 +22,16 @@ async def system(
         yield running
 
 
+@pytest.fixture(
+    params=[pytest.param(1, id="quick"), pytest.param(10, id="soak", marks=pytest.mark.soak)]
+)
+def scale(request: pytest.FixtureRequest) -> int:
+    """Tests that are cheap enough for both runs: 1 in `make test`, 10 in `make soak`, so the
+    soak table shows them too (with ten times the timing samples)."""
+    value: int = request.param
+    return value
+
+
 @pytest.fixture
 def scoreboard() -> Scoreboard:
     return SCOREBOARD

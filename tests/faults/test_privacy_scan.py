@@ -75,6 +75,7 @@ async def test_nothing_private_leaks_anywhere(
     mail: MailCatcher,
     scoreboard: Scoreboard,
     request: pytest.FixtureRequest,
+    scale: int,
 ) -> None:
     tag = uuid.uuid4().hex
     body = f"secret body about the panic attacks {tag}"
