@@ -71,12 +71,12 @@ def machine() -> dict[str, Any]:
 
 
 def render_table(figures: list[Figure]) -> str:
-    header = f"{'scenario':<34} {'metric':<26} {'ours':>10} {'baseline':>10} {'ratio':>7}  goal"
+    header = f"{'scenario':<34} {'metric':<36} {'ours':>10} {'baseline':>10} {'ratio':>7}  goal"
     lines = [header, "-" * len(header)]
-    for f in figures:
+    for f in sorted(figures, key=lambda figure: figure.scenario[:1]):
         baseline = f"{f.baseline:10.1f}" if f.baseline is not None else f"{'-':>10}"
         ratio = f"{f.ratio:7.2f}" if f.ratio is not None else f"{'-':>7}"
-        lines.append(f"{f.scenario:<34} {f.metric:<26} {f.ours:10.1f} {baseline} {ratio}  {f.goal}")
+        lines.append(f"{f.scenario:<34} {f.metric:<36} {f.ours:10.1f} {baseline} {ratio}  {f.goal}")
     return "\n".join(lines)
 
 
