@@ -219,7 +219,9 @@ async def run_system_scenarios(
         if "fanout" in options.scenarios:
             print(f"seeding {crowd.clients} clients for the fan-out ...", flush=True)
             print(f"  seeded in {await seed(infra, system, crowd):.1f} s", flush=True)
-            runs = [await fan_out(system, crowd, catcher) for _ in range(options.repetitions)]
+            services = ("gateway", "conversations", "notifier")
+            async with profiled(system, services, "fanout", options.profile):
+                runs = [await fan_out(system, crowd, catcher) for _ in range(options.repetitions)]
             print(f"  fan-out: {[asdict(run) for run in runs]}", flush=True)
             figures.extend(fanout_figures(runs, baselines))
         if "read" in options.scenarios:  # last: an overloaded gateway leaves RPCs queued
@@ -311,9 +313,10 @@ async def scenario_read(
     print("scenario 2: read path", flush=True)
     conversation_id, body = await build_thread(system, practice)
     target = gateway_target(system, practice, conversation_id)
-    ours = await measure_repeated(
-        lambda: measure(target, options.read_rate, options.read_seconds), options.repetitions
-    )
+    async with profiled(system, ("gateway", "conversations"), "read", options.profile):
+        ours = await measure_repeated(
+            lambda: measure(target, options.read_rate, options.read_seconds), options.repetitions
+        )
     bare = await measure_repeated(
         lambda: measure_bare(body, options.read_rate, options.read_seconds, LOGS / "bare"),
         options.repetitions,
