@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 
+import aio_pika
 import httpx
 import pytest
 
@@ -83,6 +84,19 @@ def interleave(
     return mixed + remaining
 
 
+async def parking_depths(url: str, topology: Topology, services: list[str]) -> dict[str, int]:
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        depths: dict[str, int] = {}
+        for service in services:
+            queue = await channel.declare_queue(topology.parking_queue(service).name, passive=True)
+            depths[service] = queue.declaration_result.message_count or 0
+        return depths
+    finally:
+        await connection.close()
+
+
 async def poison_every_service(
     per_service: int,
     system: RunningSystem,
@@ -113,23 +127,24 @@ async def poison_every_service(
             interleave(bodies, as_publishable(good[exchange]), key),
         )
 
-    async def parked_counts() -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for (exchange, _), services in TARGETS.items():
-            for service in services:
-                found = await amqp.parked(service)
-                tagged = [p for p in found if f"{marker}-{exchange}".encode() in p.body]
-                assert all(p.reason for p in tagged), "a parked message without its reason"
-                counts[service] = len(tagged)
-        return counts
-
-    parked = await eventually(
-        parked_counts,
-        until=lambda counts: all(value >= per_service for value in counts.values()),
-        timeout=max(120, per_service / 20),
+    services = [service for targets in TARGETS.values() for service in targets]
+    await eventually(
+        lambda: parking_depths(infra.rabbitmq_url, topology, services),
+        until=lambda depths: all(depth >= per_service for depth in depths.values()),
+        timeout=max(120, per_service / 10),
         interval=2.0,
         what="every poison message parked",
     )
+    parked: dict[str, int] = {}
+    for (exchange, _), targets in TARGETS.items():
+        for service in targets:
+            tagged = [
+                found
+                for found in await amqp.parked(service)
+                if f"{marker}-{exchange}".encode() in found.body
+            ]
+            assert all(found.reason for found in tagged), "a parked message without its reason"
+            parked[service] = len(tagged)
 
     for address in (item.to_address for item in notifications):
         await eventually(partial(mail.to_address, str(address)), what=f"good email {address}")
