@@ -16,6 +16,8 @@ from litestar import Litestar, Response, get
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
+from prometheus_client import REGISTRY, generate_latest
 from pymongo.errors import PyMongoError
 
 from sotto_contracts.base import Message
@@ -45,6 +47,7 @@ from sotto_gateway.handlers import Portal
 from sotto_gateway.pages import pages_router
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import RpcClient
+from sotto_kit.observability import METRICS_CONTENT_TYPE
 from sotto_kit.outbox import OutboxRelay
 from sotto_kit.runtime import Runtime, create_runtime, declare_parking
 
@@ -162,6 +165,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        # again: uvicorn installs its own log handlers after the app is built
+        configure_logging(SERVICE, settings.log_level)
+        install_request_id_logging()
         indexes = None if await ensure_indexes() else asyncio.create_task(keep_trying_indexes())
         await runtime.broker.connect()
         await declare_parking(runtime)
@@ -185,9 +191,20 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         report = await runtime.health()
         return Response(report, status_code=200 if report["status"] == "ok" else 503)
 
+    @get("/metrics", include_in_schema=False)
+    async def metrics() -> Response[bytes]:
+        await runtime.refresh_parking_depth()
+        exposition = generate_latest(REGISTRY) + runtime.metrics.exposition()
+        return Response(exposition, media_type=METRICS_CONTENT_TYPE)
+
+    http_metrics = PrometheusConfig(
+        app_name=SERVICE, prefix="sotto_http", group_path=True, exclude=["/metrics", "/health"]
+    )
+
     app = Litestar(
         route_handlers=[
             health,
+            metrics,
             staff_router,
             ClientController,
             SecureLinkController,
@@ -196,11 +213,13 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, http_metrics.middleware],
+        logging_config=None,
         before_send=[add_security_headers],
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_request_bytes,
         debug=False,
     )
     app.state.gateway = gateway
+    app.state.broker = runtime.broker
     return app
