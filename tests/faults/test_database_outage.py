@@ -34,6 +34,8 @@ async def outage_under_load(
     assert outcome.server_errors == [], f"server errors: {sorted(set(outcome.server_errors))}"
     assert outcome.log.unavailable_without_retry_after == 0
     assert outcome.lost == []
+    if outage_seconds >= 20:
+        assert outcome.log.statuses.count(503) > 0, "the gateway never said it was unavailable"
 
 
 async def test_database_stopped_briefly_under_load(
