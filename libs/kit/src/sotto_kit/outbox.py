@@ -11,18 +11,17 @@ a crash is harmless. Uses only `$set`/`$unset` and equality, which FerretDB runs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
 
 from sotto_contracts.base import Message
 from sotto_contracts.topology import Topology
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document
+from sotto_kit.periodic import Periodic
 
 OUTBOX = "outbox"
 OUTBOX_PENDING = "outbox_pending"
@@ -92,9 +91,8 @@ class OutboxRelay:
     ) -> None:
         self._collections = collections
         self._publisher = publisher
-        self._interval = interval_seconds
         self._batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("outbox-relay", self.sweep, interval_seconds)
 
     async def ensure_indexes(self) -> None:
         for collection in self._collections:
@@ -108,21 +106,8 @@ class OutboxRelay:
                 sent += await flush(collection, document["_id"], self._publisher)
         return sent
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except (PyMongoError, ConnectionError, TimeoutError, RuntimeError):
-                logger.warning("outbox sweep failed; retrying", exc_info=True)
-            await asyncio.sleep(self._interval)
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

@@ -8,8 +8,8 @@ from faststream.rabbit import RabbitMessage
 
 from sotto_contracts.notifier import SendNotification
 from sotto_kit.outbox import OutboxRelay
+from sotto_kit.periodic import Periodic
 from sotto_kit.runtime import create_runtime, worker_app
-from sotto_notifier.adapters.periodic import Periodic
 from sotto_notifier.adapters.retries import DelayedRetries
 from sotto_notifier.adapters.smtp import SmtpPool
 from sotto_notifier.adapters.store import DeliveryStore

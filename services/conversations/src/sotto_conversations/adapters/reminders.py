@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 from datetime import datetime
-
-from pymongo.errors import PyMongoError
 
 from sotto_contracts.base import Message
 from sotto_conversations.adapters.store import ConversationStore
 from sotto_kit.mongo import Document
-
-logger = logging.getLogger(__name__)
+from sotto_kit.periodic import Periodic
 
 
 class ReminderScheduler:
@@ -29,8 +23,7 @@ class ReminderScheduler:
         self._store = store
         self._event_for = event_for
         self._clock = clock
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("unread-reminders", self.run_once, interval_seconds)
 
     async def run_once(self) -> int:
         """Emit every reminder due now; returns how many this instance claimed."""
@@ -43,21 +36,8 @@ class ReminderScheduler:
                 await self._store.flush_claim(claim_id)
         return claimed
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except (PyMongoError, ConnectionError, TimeoutError, RuntimeError):
-                logger.warning("reminder sweep failed; retrying", exc_info=True)
-            await asyncio.sleep(self._interval)
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="unread-reminders")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

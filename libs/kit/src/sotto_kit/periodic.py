@@ -23,8 +23,10 @@ class Periodic:
         while True:
             try:
                 await self._job()
-            except (PyMongoError, ConnectionError, TimeoutError, RuntimeError):
-                logger.warning("periodic job failed; retrying", extra={"job": self._name})
+            except PyMongoError:
+                logger.warning("database unavailable; retrying", extra={"job": self._name})
+            except Exception:  # a background job must outlive any single failure
+                logger.exception("periodic job failed; retrying", extra={"job": self._name})
             await asyncio.sleep(self._interval)
 
     def start(self) -> None:
