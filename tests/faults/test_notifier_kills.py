@@ -14,15 +14,20 @@ from pymongo import AsyncMongoClient
 from sotto_kit.mongo import Document
 from sotto_notifier.config import NotifierSettings
 from tests.faults.checker import check_notifications
+from tests.faults.conftest import OUTPUT
 from tests.faults.load import as_publishable, notification, publish_confirmed
 from tests.faults.scoreboard import Scoreboard
-from tests.integration.notifier.processes import NotifierProcess
+from tests.integration.notifier.processes import notifier_environment
 from tests.integration.notifier.support import EventTap
 from tests.support.infra import Infrastructure
 from tests.support.mail import MailCatcher
+from tests.support.serving import free_port
+from tests.support.system import VENV_BIN, WORKERS, ServiceProcess
 from tests.support.waiting import eventually
 
 AMBIGUOUS = "notifier.email_ambiguous.v1"
+SOAK_NOTIFICATIONS = 10_000
+SOAK_KILLS = 5
 
 
 async def run_with_kills(
@@ -56,16 +61,22 @@ async def run_with_kills(
     deliveries = mongo[settings.database]["deliveries"]
     tap = EventTap(infra.rabbitmq_url, settings.topology)
     await tap.start()
-    processes: list[NotifierProcess] = []
+    notifier = ServiceProcess(
+        "notifier",
+        free_port(),
+        [str(VENV_BIN / "faststream"), "run", WORKERS["notifier"], "--factory"],
+        {**notifier_environment(settings), "LOG_LEVEL": "INFO"},
+        OUTPUT / f"notifier-kills-{marker}.log",
+    )
+    notifier.argv += ["--host", "127.0.0.1", "--port", str(notifier.port)]
+    OUTPUT.mkdir(parents=True, exist_ok=True)
 
-    async def fresh_notifier() -> NotifierProcess:
-        process = NotifierProcess(settings)
-        processes.append(process)
-        await process.start()
-        return process
+    async def fresh_notifier() -> None:
+        notifier.start()
+        await notifier.wait_healthy()
 
     try:
-        process = await fresh_notifier()
+        await fresh_notifier()
         commands = [notification(key, address) for key, address in commanded.items()]
         await publish_confirmed(
             settings.rabbitmq_url, settings.topology.commands.name, as_publishable(commands)
@@ -79,8 +90,8 @@ async def run_with_kills(
                 interval=0.5,
                 what=f"{threshold} delivered before kill {kill}",
             )
-            process.kill()
-            process = await fresh_notifier()
+            notifier.kill()
+            await fresh_notifier()
         await eventually(
             lambda: deliveries.count_documents(
                 {"state": {"$in": ["delivered", "failed", "ambiguous"]}}
@@ -107,8 +118,7 @@ async def run_with_kills(
             if event["routing_key"] == AMBIGUOUS
         }
     finally:
-        for started in processes:
-            started.stop()
+        notifier.stop()
         await tap.close()
 
     history = check_notifications(commanded, emails, states, announced)
@@ -162,8 +172,8 @@ async def test_five_kills_during_ten_thousand(
     scoreboard: Scoreboard,
 ) -> None:
     await run_with_kills(
-        total=10_000,
-        kills=5,
+        total=SOAK_NOTIFICATIONS,
+        kills=SOAK_KILLS,
         infra=infra,
         make_settings=make_settings,
         mongo=mongo,
