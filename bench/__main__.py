@@ -392,6 +392,16 @@ async def guarded(name: str, scenario: Awaitable[list[Figure]]) -> list[Figure]:
         return []
 
 
+def run_notes(options: Options) -> dict[str, Any]:
+    return {"repetitions": options.repetitions, "options": asdict(options)}
+
+
+def save_partial(figures: list[Figure], options: Options) -> None:
+    """Figures so far, in case the run is cut short."""
+    print(render_table(figures), flush=True)
+    write_results(figures, notes={**run_notes(options), "partial": True})
+
+
 async def run(infra: Infrastructure, options: Options) -> list[Figure]:
     catcher = Catcher(infra.smtp_api_url)
     try:
@@ -399,8 +409,10 @@ async def run(infra: Infrastructure, options: Options) -> list[Figure]:
         figures = await guarded(
             "system scenarios", run_system_scenarios(infra, options, catcher, baselines)
         )
+        save_partial(figures, options)
         if "notifier" in options.scenarios:
             figures.extend(await guarded("notifier", scenario_notifier(options, catcher)))
+            save_partial(figures, options)
         if "audit" in options.scenarios:
             figures.extend(await guarded("audit", scenario_audit(options)))
         return figures
@@ -420,10 +432,8 @@ def main() -> None:
     print(f"database: {facts['database']}; RabbitMQ {facts['rabbitmq']}; Python {facts['python']}")
     print(f"repetitions per figure: {options.repetitions} (median)")
     print(render_table(figures))
-    notes = {"repetitions": options.repetitions, "quick_or_custom_counts": asdict(options)}
-    print(
-        f"\nwritten to {write_results(figures, notes=notes)} in {time.monotonic() - started:.0f} s"
-    )
+    written = write_results(figures, notes=run_notes(options))
+    print(f"\nwritten to {written} in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":
