@@ -29,7 +29,12 @@ class Watch:
     messages: list[Captured] = field(default_factory=list)
 
     def of(self, routing_key: str) -> list[dict[str, Any]]:
-        return [item.body for item in self.messages if item.routing_key == routing_key]
+        """Distinct messages: publishing is at least once, consumers dedupe on message_id."""
+        distinct: dict[str, dict[str, Any]] = {}
+        for item in self.messages:
+            if item.routing_key == routing_key:
+                distinct.setdefault(str(item.body.get("message_id")), item.body)
+        return list(distinct.values())
 
     async def wait_for(
         self, routing_key: str, count: int = 1, where: Callable[[dict[str, Any]], bool] = bool
