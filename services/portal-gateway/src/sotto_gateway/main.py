@@ -35,6 +35,7 @@ from sotto_gateway.api.auth import SESSION_COOKIE
 from sotto_gateway.api.client import ClientController
 from sotto_gateway.api.middleware import (
     add_security_headers,
+    header_limit_middleware,
     install_request_id_logging,
     request_id_middleware,
 )
@@ -213,7 +214,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware, http_metrics.middleware],
+        middleware=[header_limit_middleware, request_id_middleware, http_metrics.middleware],
         logging_config=None,
         before_send=[add_security_headers],
         openapi_config=openapi_config(),

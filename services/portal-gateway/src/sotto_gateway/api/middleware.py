@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import uuid
 
 from litestar.datastructures import MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 REQUEST_ID_HEADER = "x-request-id"
 ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -85,3 +95,45 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     if scope["path"].startswith("/schema"):
         headers["content-security-policy"] = SCHEMA_PAGE_CSP
     headers[REQUEST_ID_HEADER] = _request_id(scope)
+
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_COUNT = 100
+
+
+def header_limit_middleware(app: ASGIApp) -> ASGIApp:
+    """Refuses oversized or too many request headers with 431 before any work is done."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            headers = list(scope.get("headers", []))
+            size = sum(len(name) + len(value) for name, value in headers)
+            if len(headers) > MAX_HEADER_COUNT or size > MAX_HEADER_BYTES:
+                body = json.dumps(
+                    {
+                        "type": "urn:sotto:problem:headers_too_large",
+                        "title": "Request Header Fields Too Large",
+                        "status": 431,
+                        "detail": "The request headers are too large.",
+                        "code": "headers_too_large",
+                    }
+                ).encode()
+                start: HTTPResponseStartEvent = {
+                    "type": "http.response.start",
+                    "status": 431,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+                await send(start)
+                end: HTTPResponseBodyEvent = {
+                    "type": "http.response.body",
+                    "body": body,
+                    "more_body": False,
+                }
+                await send(end)
+                return
+        await app(scope, receive, send)
+
+    return middleware
