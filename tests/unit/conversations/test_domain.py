@@ -138,3 +138,15 @@ def test_incoming_message_needed_to_mark_unread() -> None:
     thread = thread_with(message("m1", 1, "staff:dr-a", "Hello"))
     assert not thread.has_incoming_for("staff:dr-a")
     assert thread.has_incoming_for("client:c1")
+
+
+def test_others_threads_need_access_or_permission_even_for_billers() -> None:
+    thread = thread_with()
+    assert domain.staff_may_view(member("dr-a", StaffRole.CLINICIAN), thread, CLIENT)
+    assert domain.staff_may_view(member("dr-b", StaffRole.CLINICIAN), thread, CLIENT)
+    assert not domain.staff_may_view(member("b", StaffRole.BILLER), thread, CLIENT)
+    assert not domain.staff_may_view(member("s", StaffRole.SCHEDULER), thread, CLIENT)
+    assert domain.staff_may_view(
+        member("b", StaffRole.BILLER, can_view_others=True), thread, CLIENT
+    )
+    assert domain.staff_may_view(member("o", StaffRole.OWNER), thread, CLIENT)

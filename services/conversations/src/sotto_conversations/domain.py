@@ -85,9 +85,10 @@ class StaffMember:
         return self.can_view_others or self.is_admin
 
     def reaches_client(self, client: ClientRecord) -> bool:
-        """Whether this team member may message (and see threads of) the client."""
-        if self.roles & ANY_CLIENT_ROLES:
-            return True
+        """Whether this team member may message the client."""
+        return bool(self.roles & ANY_CLIENT_ROLES) or self.has_access_to(client)
+
+    def has_access_to(self, client: ClientRecord) -> bool:
         return self.staff_id in client.clinician_ids or client.client_id in self.client_ids
 
     @property
@@ -332,11 +333,11 @@ def staff_may_view(staff: StaffMember, thread: Thread, client: ClientRecord | No
         return True
     if thread.kind == ConversationKind.STAFF:
         return False
-    if staff.is_admin:
+    if staff.may_view_others:
         return True
-    if client is None:
-        return staff.may_view_others or bool(staff.roles & ANY_CLIENT_ROLES)
-    return staff.reaches_client(client)
+    # Billers and schedulers may *message* any client, but others' threads stay private
+    # unless they have access to that client.
+    return client is not None and staff.has_access_to(client)
 
 
 def recipients_of(thread: Thread, sender_key: str | None) -> list[str]:

@@ -180,6 +180,16 @@ class Conversations:
         )
         return domain.staff_may_view(actor.staff, thread, client)
 
+    async def _may_take_over(self, assignee: domain.StaffMember, thread: Thread) -> bool:
+        """An assignee must be able to see the thread once it is theirs: for a client thread,
+        anyone who may message that client (billers and schedulers included)."""
+        if await self._may_view(Actor(domain.staff_ref(assignee.staff_id), staff=assignee), thread):
+            return True
+        if thread.kind == ConversationKind.STAFF or not thread.client_id:
+            return False
+        client = await self._store.client(thread.practice_id, thread.client_id)
+        return client is not None and assignee.reaches_client(client)
+
     async def _update(
         self,
         practice_id: str,
@@ -645,9 +655,7 @@ class Conversations:
             raise RefusalError("unknown_assignee", f"no team member {request.assignee_id}", 422)
 
         async def apply(thread: Thread) -> tuple[ConversationSummary, Change]:
-            if not await self._may_view(
-                Actor(domain.staff_ref(assignee.staff_id), staff=assignee), thread
-            ):
+            if not await self._may_take_over(assignee, thread):
                 raise RefusalError(
                     "assignee_without_access", "the assignee cannot see this client", 403
                 )
@@ -1005,7 +1013,7 @@ class Conversations:
         actor = await self._actor(request.practice_id, request.actor)
         staff = actor.require_staff()
         client = await self._store.client(request.practice_id, request.client_id)
-        if client is None or not (staff.is_admin or staff.reaches_client(client)):
+        if client is None or not (staff.may_view_others or staff.has_access_to(client)):
             raise not_found("client")
         threads, _ = await self._store.find_threads(
             {"practice_id": request.practice_id, "client_id": request.client_id}
