@@ -211,21 +211,21 @@ async def run_system_scenarios(
         print(f"seeding {practice.clients} clients ...", flush=True)
         print(f"  seeded in {await seed(infra, system, practice):.1f} s", flush=True)
         if "e2e" in options.scenarios:
-            figures.extend(await scenario_e2e(system, practice, catcher, options, baselines))
+            figures.extend(
+                await guarded("e2e", scenario_e2e(system, practice, catcher, options, baselines))
+            )
         if "scaling" in options.scenarios:
             print("scenario 5: scaling, 1 notifier + 1 conversations", flush=True)
             base.append(await scaling_step(system, practice, catcher, options))
             figures.append(scaling_figure({}, base[0], None))
         if "fanout" in options.scenarios:
-            print(f"seeding {crowd.clients} clients for the fan-out ...", flush=True)
-            print(f"  seeded in {await seed(infra, system, crowd):.1f} s", flush=True)
-            services = ("gateway", "conversations", "notifier")
-            async with profiled(system, services, "fanout", options.profile):
-                runs = [await fan_out(system, crowd, catcher) for _ in range(options.repetitions)]
-            print(f"  fan-out: {[asdict(run) for run in runs]}", flush=True)
-            figures.extend(fanout_figures(runs, baselines))
+            figures.extend(
+                await guarded(
+                    "fan-out", scenario_fanout(infra, system, crowd, catcher, options, baselines)
+                )
+            )
         if "read" in options.scenarios:  # last: an overloaded gateway leaves RPCs queued
-            figures.extend(await scenario_read(system, practice, options))
+            figures.extend(await guarded("read", scenario_read(system, practice, options)))
 
     try:
         await with_seeded_system(infra, namespace, {}, single)
@@ -237,6 +237,23 @@ async def run_system_scenarios(
     finally:
         await drop_namespace(infra, namespace)
     return figures
+
+
+async def scenario_fanout(
+    infra: Infrastructure,
+    system: RunningSystem,
+    crowd: BenchPractice,
+    catcher: Catcher,
+    options: Options,
+    baselines: Baselines,
+) -> list[Figure]:
+    print(f"seeding {crowd.clients} clients for the fan-out ...", flush=True)
+    print(f"  seeded in {await seed(infra, system, crowd):.1f} s", flush=True)
+    services = ("gateway", "conversations", "notifier")
+    async with profiled(system, services, "fanout", options.profile):
+        runs = [await fan_out(system, crowd, catcher) for _ in range(options.repetitions)]
+    print(f"  fan-out: {[asdict(run) for run in runs]}", flush=True)
+    return fanout_figures(runs, baselines)
 
 
 async def scenario_e2e(
