@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import AMQPException
 from faststream.rabbit import RabbitBroker
 from pydantic import BaseModel
 
@@ -94,27 +96,37 @@ class ProblemError(Exception):
 
 
 class RpcClient:
-    """Concurrent request/reply with RabbitMQ direct reply-to and correlation ids."""
+    """Concurrent request/reply with RabbitMQ direct reply-to and correlation ids.
+
+    Uses a plain (not robust) connection and opens a new one on the next call after any
+    broker failure: a direct reply-to consumer cannot survive a reconnect anyway.
+    """
 
     def __init__(self, url: str, topology: Topology, *, timeout: float = 10.0) -> None:
         self._url = url
         self._topology = topology
         self._timeout = timeout
         self._pending: dict[str, asyncio.Future[bytes]] = {}
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: aio_pika.abc.AbstractRobustChannel | None = None
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
         self._lock = asyncio.Lock()
 
-    async def _ensure_channel(self) -> aio_pika.abc.AbstractRobustChannel:
+    async def _ensure_channel(self) -> aio_pika.abc.AbstractChannel:
         async with self._lock:
             if self._channel is None or self._channel.is_closed:
-                if self._connection is None:
-                    self._connection = await aio_pika.connect_robust(self._url)
+                await self._reset()
+                self._connection = await aio_pika.connect(self._url, timeout=self._timeout)
                 channel = await self._connection.channel(publisher_confirms=False)
                 queue = await channel.get_queue(DIRECT_REPLY_TO, ensure=False)
                 await queue.consume(self._on_reply, no_ack=True)
                 self._channel = channel
             return self._channel
+
+    async def _reset(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)
@@ -122,11 +134,11 @@ class RpcClient:
             future.set_result(message.body)
 
     async def call(self, request: Message, *, timeout: float | None = None) -> Reply:
-        channel = await self._ensure_channel()
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
+            channel = await self._ensure_channel()
             exchange = await channel.get_exchange(
                 self._topology.exchange_of(type(request)).name, ensure=False
             )
@@ -144,6 +156,10 @@ class RpcClient:
             body = await asyncio.wait_for(future, timeout or self._timeout)
         except TimeoutError as error:
             raise RequestTimeoutError(request.ROUTING_KEY) from error
+        except (AMQPException, ConnectionError, RuntimeError, OSError) as error:
+            async with self._lock:
+                await self._reset()
+            raise RequestTimeoutError(f"{request.ROUTING_KEY}: broker unavailable") from error
         finally:
             self._pending.pop(correlation_id, None)
         return Reply.model_validate_json(body)
@@ -158,10 +174,8 @@ class RpcClient:
         return result_type.model_validate(reply.result)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-        self._connection = None
-        self._channel = None
+        async with self._lock:
+            await self._reset()
 
 
 def ok(result: BaseModel | list[BaseModel] | None = None) -> Reply:
