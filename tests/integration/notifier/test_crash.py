@@ -19,7 +19,7 @@ from tests.integration.notifier.support import command
 from tests.support.mail import MailCatcher
 from tests.support.waiting import eventually
 
-BATCH = int(os.environ.get("SOTTO_TEST_CRASH_BATCH", "1000"))
+QUICK_BATCH = int(os.environ.get("SOTTO_TEST_CRASH_BATCH", "200"))
 
 
 async def publish_many(url: str, exchange_name: str, commands: list[SendNotification]) -> None:
@@ -45,7 +45,15 @@ async def publish_many(url: str, exchange_name: str, commands: list[SendNotifica
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    "batch",
+    [
+        pytest.param(QUICK_BATCH, id="quick"),
+        pytest.param(1000, id="thousand", marks=pytest.mark.soak),
+    ],
+)
 async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
+    batch: int,
     notifier_settings: Callable[..., NotifierSettings],
     mongo: AsyncMongoClient[Document],
     mail: MailCatcher,
@@ -54,7 +62,7 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
         prefetch=64, pool_size=4, outbox_interval_seconds=2.0, sweep_interval_seconds=10.0
     )
     marker = settings.namespace
-    commands = [command(f"crash{index}-{marker}@example.org") for index in range(BATCH)]
+    commands = [command(f"crash{index}-{marker}@example.org") for index in range(batch)]
     deliveries = mongo[settings.database]["deliveries"]
 
     first = NotifierProcess(settings)
@@ -63,21 +71,21 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
         await publish_many(settings.rabbitmq_url, settings.topology.commands.name, commands)
         await eventually(
             lambda: deliveries.count_documents({"state": "delivered"}),
-            until=lambda delivered: delivered >= BATCH // 5,
+            until=lambda delivered: delivered >= batch // 5,
             timeout=120,
             interval=1.0,
             what="a fifth of the batch delivered",
         )
     finally:
         first.kill()
-    assert await deliveries.count_documents({"state": "delivered"}) < BATCH, "kill came too late"
+    assert await deliveries.count_documents({"state": "delivered"}) < batch, "kill came too late"
 
     async with NotifierProcess(settings):
         await eventually(
             lambda: deliveries.count_documents(
                 {"state": {"$in": ["delivered", "failed", "ambiguous"]}}
             ),
-            until=lambda settled: settled == BATCH,
+            until=lambda settled: settled == batch,
             timeout=600,
             interval=2.0,
             what="every notification settled",
@@ -90,7 +98,7 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
         for recipient in summary["To"]
         if marker in recipient["Address"]
     )
-    assert sum(states.values()) == BATCH
+    assert sum(states.values()) == batch
     assert states["ambiguous"] <= settings.pool_size
     assert max(emails.values()) == 1, "an email went out twice"
     delivered_ids = {
