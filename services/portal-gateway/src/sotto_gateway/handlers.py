@@ -455,7 +455,11 @@ class Portal:
         return link_id
 
     async def flush_sign_in(self, link_id: str) -> None:
-        await self._links.flush_sign_in_link(link_id)
+        """Runs after the answer is sent: a failure is left to the outbox relay, never raised."""
+        try:
+            await self._links.flush_sign_in_link(link_id)
+        except Exception:
+            logger.warning("sign-in notice left for the outbox relay", exc_info=True)
 
     async def consume_sign_in(self, token: str) -> StartedSession:
         document = await self._links.use_sign_in_link(token_digest(self._link_key, token))
