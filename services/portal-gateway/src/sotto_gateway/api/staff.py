@@ -192,11 +192,12 @@ class StaffController(Controller):
                 client_id=thread.conversation.client_id,
             )
         )
-        await gateway.services.command(
-            MarkRead(
-                practice_id=staff.practice_id, actor=staff.ref, conversation_id=conversation_id
+        if thread.conversation.unread:  # a view of a read thread writes nothing
+            await gateway.services.command(
+                MarkRead(
+                    practice_id=staff.practice_id, actor=staff.ref, conversation_id=conversation_id
+                )
             )
-        )
         return thread
 
     @post(f"{CONVERSATION}/messages", status_code=201, summary="Reply or send")
