@@ -103,6 +103,18 @@ async def _command_on(
     return CommandResult(result=await gateway.services.command(request))
 
 
+async def _set_archived(
+    gateway: Gateway, staff: StaffPrincipal, conversation_id: str, *, archived: bool
+) -> CommandResult:
+    request = SetArchived(
+        practice_id=staff.practice_id,
+        actor=staff.ref,
+        conversation_id=conversation_id,
+        archived=archived,
+    )
+    return await _command_on(gateway, staff, conversation_id, request)
+
+
 class StaffController(Controller):
     path = "/"
     tags = ["staff"]
@@ -242,13 +254,7 @@ class StaffController(Controller):
         staff: NamedDependency[StaffPrincipal],
         gateway: NamedDependency[Gateway],
     ) -> CommandResult:
-        request = SetArchived(
-            practice_id=staff.practice_id,
-            actor=staff.ref,
-            conversation_id=conversation_id,
-            archived=True,
-        )
-        return await _command_on(gateway, staff, conversation_id, request)
+        return await _set_archived(gateway, staff, conversation_id, archived=True)
 
     @post(f"{CONVERSATION}/unarchive", status_code=200, summary="Unarchive")
     async def unarchive(
@@ -257,13 +263,7 @@ class StaffController(Controller):
         staff: NamedDependency[StaffPrincipal],
         gateway: NamedDependency[Gateway],
     ) -> CommandResult:
-        request = SetArchived(
-            practice_id=staff.practice_id,
-            actor=staff.ref,
-            conversation_id=conversation_id,
-            archived=False,
-        )
-        return await _command_on(gateway, staff, conversation_id, request)
+        return await _set_archived(gateway, staff, conversation_id, archived=False)
 
     @post(f"{CONVERSATION}/unread", status_code=200, summary="Mark unread")
     async def mark_unread(
