@@ -50,7 +50,7 @@ async def practice(system: RunningSystem, amqp: Amqp, namespace: str) -> Practic
     seeded = Practice(namespace, domain, system)
     async with seeded.staff("staff-owner") as owner:
 
-        async def settings_saved() -> int:
+        async def settings_saved() -> tuple[int, str]:
             response = await owner.patch(
                 "/api/staff/settings",
                 json={
@@ -58,7 +58,12 @@ async def practice(system: RunningSystem, amqp: Amqp, namespace: str) -> Practic
                     "staff_notification_delay_seconds": 0,
                 },
             )
-            return response.status_code
+            return response.status_code, response.text[:200]
 
-        await eventually(settings_saved, until=lambda s: s == 200, what="owner can edit settings")
+        try:
+            await eventually(
+                settings_saved, until=lambda s: s[0] == 200, what="owner can edit settings"
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{system.recent_problems()}") from error
     return seeded

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from sotto_audit.config import AuditSettings
 from sotto_audit.main import create_app as audit_app
@@ -26,6 +27,7 @@ from sotto_conversations.config import ConversationsSettings
 from sotto_conversations.main import create_app as conversations_app
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.main import create_app as gateway_app
+from sotto_kit.mongo import Document
 from sotto_notifier.config import NotifierSettings
 from sotto_notifier.main import create_app as notifier_app
 from tests.support.amqp import Amqp
@@ -40,6 +42,7 @@ class Case:
     settings_type: type[Any]
     create_app: Callable[[Any], Any]
     valid: Callable[[], Message]
+    collections: frozenset[str]
 
 
 def _practice() -> Message:
@@ -70,12 +73,62 @@ def _session_ended() -> Message:
     )
 
 
+CONVERSATIONS_COLLECTIONS = frozenset(
+    {
+        "threads",
+        "people",
+        "settings",
+        "reminders",
+        "reminder_claims",
+        "client_sends",
+        "handled_requests",
+    }
+)
+GATEWAY_COLLECTIONS = frozenset(
+    {"practices", "people", "links", "sign_in_links", "notices", "sessions"}
+)
+
 CASES = [
-    Case("conversations", ConversationsSettings, conversations_app, _practice),
-    Case("gateway", GatewaySettings, gateway_app, _practice),
-    Case("notifier", NotifierSettings, notifier_app, _notification),
-    Case("audit", AuditSettings, audit_app, _session_ended),
+    Case(
+        "conversations",
+        ConversationsSettings,
+        conversations_app,
+        _practice,
+        CONVERSATIONS_COLLECTIONS,
+    ),
+    Case("gateway", GatewaySettings, gateway_app, _practice, GATEWAY_COLLECTIONS),
+    Case(
+        "notifier",
+        NotifierSettings,
+        notifier_app,
+        _notification,
+        frozenset({"deliveries", "send_windows"}),
+    ),
+    Case(
+        "audit",
+        AuditSettings,
+        audit_app,
+        _session_ended,
+        frozenset({"records", "heads", "checkpoints"}),
+    ),
 ]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.service for case in CASES])
+async def test_every_collection_exists_before_the_first_message(
+    case: Case,
+    make_settings: Callable[..., Any],
+    mongo: AsyncMongoClient[Document],
+    infra: Infrastructure,
+) -> None:
+    """FerretDB can deadlock creating a collection under load, so none is created lazily."""
+    overrides = {"smtp_host": infra.smtp_host, "smtp_port": infra.smtp_port}
+    settings = make_settings(
+        case.settings_type, case.service, **(overrides if case.service == "notifier" else {})
+    )
+    async with serve(case.create_app(settings)):
+        existing = set(await mongo[settings.database].list_collection_names())
+    assert case.collections <= existing, sorted(case.collections - existing)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.service for case in CASES])

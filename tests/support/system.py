@@ -95,6 +95,15 @@ class RunningSystem:
     def database(self, service: str) -> str:
         return f"{self.namespace}_{service}"
 
+    def recent_problems(self, per_service: int = 5) -> str:
+        """The last warnings and errors each service logged, for a failing test's message."""
+        lines: list[str] = []
+        for service in self.services.values():
+            logged = service.log_path.read_text(errors="replace").splitlines()
+            problems = [line for line in logged if '"level": "WARNING"' in line or "ERROR" in line]
+            lines += [f"{service.name}: {line[:400]}" for line in problems[-per_service:]]
+        return "\n".join(lines) or "no warnings or errors logged"
+
 
 def _service_env(
     infra: Infrastructure,
@@ -153,6 +162,8 @@ async def running_system(
         _service_env(infra, namespace, "gateway", gateway_url, env or {}),
         log_dir / "gateway.log",
     )
+    for service in system.services.values():
+        service.log_path.unlink(missing_ok=True)
     try:
         for service in system.services.values():
             service.start()

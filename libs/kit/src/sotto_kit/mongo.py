@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 
@@ -33,15 +34,19 @@ async def is_reachable(database: AsyncDatabase[Document]) -> bool:
     return True
 
 
-async def ensure_collections(database: AsyncDatabase[Document], names: Iterable[str]) -> None:
+async def ensure_collections(collections: Iterable[AsyncCollection[Document]]) -> None:
     """Create collections up front, before any concurrent traffic.
 
     FerretDB's SQLite backend can deadlock when a collection is created implicitly (first
-    insert) while many operations run on the same database, so services create every
-    collection they use at start-up.
+    insert) while many operations run on the same database, so every store creates each
+    collection it uses at start-up, before its consumers run.
     """
-    existing = set(await database.list_collection_names())
-    for name in names:
-        if name not in existing:
+    existing: dict[str, set[str]] = {}
+    for collection in collections:
+        database = collection.database
+        if database.name not in existing:
+            existing[database.name] = set(await database.list_collection_names())
+        if collection.name not in existing[database.name]:
             with contextlib.suppress(CollectionInvalid):  # another instance was first
-                await database.create_collection(name)
+                await database.create_collection(collection.name)
+            existing[database.name].add(collection.name)

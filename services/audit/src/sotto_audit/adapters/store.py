@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -27,7 +28,7 @@ from sotto_audit.domain import (
     Draft,
     seal,
 )
-from sotto_kit.mongo import Document
+from sotto_kit.mongo import Document, ensure_collections
 
 DUPLICATE_KEY = 11000
 MAX_APPEND_ATTEMPTS = 100
@@ -111,7 +112,12 @@ class AuditStore:
         self._checkpoints = database["checkpoints"]
         self._known_heads: dict[str, ChainHead] = {}
 
+    @property
+    def collections(self) -> list[AsyncCollection[Document]]:
+        return [self._records, self._heads, self._checkpoints]
+
     async def ensure_indexes(self) -> None:
+        await ensure_collections(self.collections)
         await self._records.create_index("event_id", unique=True)
         await self._records.create_index(
             [("practice_id", ASCENDING), ("sequence", ASCENDING)], unique=True

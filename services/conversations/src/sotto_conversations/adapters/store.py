@@ -35,7 +35,7 @@ from sotto_conversations.domain import (
     ref_of,
 )
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document
+from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import OUTBOX, OUTBOX_PENDING, flush, new_document_outbox, outbox_update
 
 DUPLICATE_KEY = 11000
@@ -260,7 +260,12 @@ class ConversationStore:
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
         return [self.threads, self.people, self.settings, self.reminders, self.reminder_claims]
 
+    @property
+    def collections(self) -> list[AsyncCollection[Document]]:
+        return [*self.outbox_collections, self.client_sends, self.handled]
+
     async def ensure_indexes(self) -> None:
+        await ensure_collections(self.collections)
         await self.threads.create_index(
             [("practice_id", ASCENDING), ("last_activity_at", DESCENDING)]
         )

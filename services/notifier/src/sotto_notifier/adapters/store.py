@@ -14,7 +14,7 @@ from sotto_contracts.common import NotificationKind, ParticipantRef
 from sotto_contracts.notifier import SendNotification
 from sotto_contracts.topology import Topology
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document
+from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update
 from sotto_notifier.domain import DeliveryRecord, DeliveryState, SmtpOutcome, redact_reply
 
@@ -43,7 +43,12 @@ class DeliveryStore:
         self._topology = topology
         self._publisher = publisher
 
+    @property
+    def collections(self) -> list[AsyncCollection[Document]]:
+        return [self.collection, self._windows]
+
     async def ensure_indexes(self) -> None:
+        await ensure_collections(self.collections)
         await self.collection.create_index([("state", 1), ("sending_since", 1)])
 
     async def claim(

@@ -21,7 +21,7 @@ from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.topology import Topology
 from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document
+from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update
 
 
@@ -113,7 +113,12 @@ class IdentityStore:
         self.practices = database["practices"]
         self.people = database["people"]
 
+    @property
+    def collections(self) -> list[AsyncCollection[Document]]:
+        return [self.practices, self.people]
+
     async def ensure_indexes(self) -> None:
+        await ensure_collections(self.collections)
         await self.practices.create_index("slug")
         await self.people.create_index([("practice_id", 1), ("email_normalized", 1)])
         await self.people.create_index([("practice_id", 1), ("client_id", 1)])
@@ -222,7 +227,12 @@ class LinkStore:
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
         return [self.links, self.sign_in_links, self.notices]
 
+    @property
+    def collections(self) -> list[AsyncCollection[Document]]:
+        return self.outbox_collections
+
     async def ensure_indexes(self) -> None:
+        await ensure_collections(self.collections)
         await self.links.create_index("token_digest", unique=True)
         await self.links.create_index("source_message_id", unique=True)
         await self.links.create_index([("practice_id", 1), ("posted_message_id", 1)])
@@ -306,7 +316,12 @@ class SessionStore:
         self.sessions = database["sessions"]
         self._writer = writer
 
+    @property
+    def collections(self) -> list[AsyncCollection[Document]]:
+        return [self.sessions]
+
     async def ensure_indexes(self) -> None:
+        await ensure_collections(self.collections)
         await self.sessions.create_index("key_digest", unique=True)
 
     async def start(self, document: Document, events: Sequence[Message]) -> None:
