@@ -1,0 +1,88 @@
+"""The embedded outbox on the real database: a healthy write publishes its events once;
+the relay republishes only what a writer left behind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from sotto_contracts.common import ParticipantKind, ParticipantRef
+from sotto_contracts.gateway import SessionEnded
+from sotto_contracts.topology import Topology
+from sotto_kit.messaging import Publisher
+from sotto_kit.mongo import Document, ensure_collections
+from sotto_kit.outbox import OUTBOX_PENDING, OutboxRelay, flush, new_document_outbox
+
+
+class RecordingPublisher(Publisher):
+    """Stands in for the broker side only; the outbox's reads and writes are real."""
+
+    def __init__(self) -> None:
+        self.published: list[str | None] = []
+
+    async def publish_raw(
+        self,
+        body: bytes,
+        *,
+        exchange: str,
+        routing_key: str,
+        message_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        self.published.append(message_id)
+
+
+@pytest.fixture
+async def documents(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> AsyncIterator[AsyncCollection[Document]]:
+    collection = mongo[f"{namespace}_outbox"]["documents"]
+    await ensure_collections([collection])
+    yield collection
+    await mongo.drop_database(f"{namespace}_outbox")
+
+
+async def _write_with_event(collection: AsyncCollection[Document], topology: Topology) -> str:
+    event = SessionEnded(
+        practice_id="p1",
+        session_ref=uuid.uuid4().hex,
+        principal=ParticipantRef(kind=ParticipantKind.CLIENT, id="c1"),
+        reason="sign_out",
+    )
+    await collection.insert_one({"_id": "d1", **new_document_outbox(topology, [event])})
+    return str(event.message_id)
+
+
+async def test_a_healthy_write_is_published_once_even_when_the_relay_sweeps_meanwhile(
+    documents: AsyncCollection[Document], topology: Topology
+) -> None:
+    publisher = RecordingPublisher()
+    relay = OutboxRelay([documents], publisher, grace_seconds=60)
+    event_id = await _write_with_event(documents, topology)
+
+    assert await relay.sweep() == 0
+    assert await flush(documents, "d1", publisher) == 1
+    assert await relay.sweep() == 0
+
+    assert publisher.published == [event_id]
+    stored = await documents.find_one({"_id": "d1"})
+    assert stored is not None
+    assert stored[OUTBOX_PENDING] is False
+
+
+async def test_the_relay_publishes_what_a_crashed_writer_left_behind(
+    documents: AsyncCollection[Document], topology: Topology
+) -> None:
+    publisher = RecordingPublisher()
+    relay = OutboxRelay([documents], publisher, grace_seconds=0)
+    event_id = await _write_with_event(documents, topology)
+
+    assert await relay.sweep() == 1
+    assert await relay.sweep() == 0
+
+    assert publisher.published == [event_id]
