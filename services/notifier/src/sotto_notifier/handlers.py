@@ -125,9 +125,11 @@ class NotificationSender:
             await self._deliveries.publish_pending(record.notification_id)
             return
         async with self._mailer.connection() as connection:
-            await self._rate_limit.acquire()
             if not await self._deliveries.start_sending(record):
                 return
+            # Taken right before the SMTP transaction, so the relay sees the configured rate
+            # rather than the rate limit smeared by the database write's latency.
+            await self._rate_limit.acquire()
             attempt = record.attempts + 1
             outcome = await connection.send(
                 email, sender=self._policy.from_address, recipient=str(command.to_address)
