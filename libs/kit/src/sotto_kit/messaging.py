@@ -12,6 +12,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPException
 from faststream.rabbit import RabbitBroker
+from opentelemetry import propagate
 from pydantic import BaseModel
 
 from sotto_contracts.base import Message, Problem, Reply
@@ -142,6 +143,8 @@ class RpcClient:
             exchange = await channel.get_exchange(
                 self._topology.exchange_of(type(request)).name, ensure=False
             )
+            trace_headers: dict[str, Any] = {}
+            propagate.inject(trace_headers)  # nothing unless a span is active (tracing on)
             await exchange.publish(
                 aio_pika.Message(
                     request.model_dump_json().encode(),
@@ -150,6 +153,7 @@ class RpcClient:
                     message_id=str(request.message_id),
                     reply_to=DIRECT_REPLY_TO,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers=trace_headers or None,
                 ),
                 routing_key=request.ROUTING_KEY,
             )

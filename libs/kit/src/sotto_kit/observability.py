@@ -22,6 +22,7 @@ METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self, service: str) -> None:
         self.service = service
+        self.tracer_provider = tracer_provider_from_environment(service)
         self.registry = CollectorRegistry()
         self.parked = Counter(
             "sotto_messages_parked_total",
@@ -57,9 +58,8 @@ class Metrics:
                 registry=self.registry, app_name=self.service, metrics_prefix="sotto"
             )
         ]
-        tracer_provider = tracer_provider_from_environment(self.service)
-        if tracer_provider is not None:
-            middlewares.append(RabbitTelemetryMiddleware(tracer_provider=tracer_provider))
+        if self.tracer_provider is not None:
+            middlewares.append(RabbitTelemetryMiddleware(tracer_provider=self.tracer_provider))
         return middlewares
 
     def exposition(self) -> bytes:

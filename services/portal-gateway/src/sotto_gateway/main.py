@@ -16,6 +16,7 @@ from litestar import Litestar, Response, get
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import REGISTRY, generate_latest
 from pymongo.errors import PyMongoError
@@ -121,6 +122,14 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def _tracing(tracer_provider: Any | None) -> list[OpenTelemetryPlugin]:
+    """HTTP server spans, continued across RabbitMQ hops, when OTLP export is configured."""
+    if tracer_provider is None:
+        return []
+    config = OpenTelemetryConfig(tracer_provider=tracer_provider, exclude=["/metrics", "/health"])
+    return [OpenTelemetryPlugin(config)]
+
+
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
@@ -215,6 +224,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[header_limit_middleware, request_id_middleware, http_metrics.middleware],
+        plugins=_tracing(runtime.metrics.tracer_provider),
         logging_config=None,
         before_send=[add_security_headers],
         openapi_config=openapi_config(),
