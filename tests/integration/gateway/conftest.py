@@ -1,4 +1,5 @@
-"""Gateway fixtures: the app over real HTTP with real RabbitMQ and MongoDB."""
+"""Gateway fixtures: the app over real HTTP with real RabbitMQ, MongoDB and the real
+conversations (and, where asked, audit) services running in-process on the same namespace."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from sotto_audit.config import AuditSettings
+from sotto_audit.main import create_app as create_audit
 from sotto_contracts.common import Contact, ContactRelation, StaffRole
-from sotto_contracts.conversations import PracticeSettings
 from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
 from sotto_contracts.topology import Topology
+from sotto_conversations.config import ConversationsSettings
+from sotto_conversations.main import create_app as create_conversations
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.main import create_app
 from sotto_kit.mongo import Document
@@ -30,18 +34,45 @@ CLIENT_BIRTHDAY = date(1990, 4, 12)
 CONTACT_BIRTHDAY = date(1985, 1, 30)
 
 
+GATEWAY_OVERRIDES: dict[str, Any] = {
+    "rpc_timeout_seconds": 5,
+    "settings_cache_seconds": 0,
+    "link_hash_key": "test-link-key",
+    "verification_hash_key": "test-verification-key",
+}
+CONVERSATIONS_OVERRIDES: dict[str, Any] = {"reminder_poll_seconds": 0.2}
+AUDIT_OVERRIDES: dict[str, Any] = {"batch_linger_ms": 2}
+
+
 @pytest.fixture
 def gateway_settings(make_settings: Callable[..., Any], tmp_path: Path) -> GatewaySettings:
     settings: GatewaySettings = make_settings(
-        GatewaySettings,
-        "gateway",
-        state_dir=tmp_path / "gateway",
-        rpc_timeout_seconds=3,
-        settings_cache_seconds=0,
-        link_hash_key="test-link-key",
-        verification_hash_key="test-verification-key",
+        GatewaySettings, "gateway", state_dir=tmp_path / "gateway", **GATEWAY_OVERRIDES
     )
     return settings
+
+
+@pytest.fixture
+def conversations_settings(make_settings: Callable[..., Any]) -> ConversationsSettings:
+    settings: ConversationsSettings = make_settings(
+        ConversationsSettings, "conversations", **CONVERSATIONS_OVERRIDES
+    )
+    return settings
+
+
+@pytest.fixture
+async def conversations(conversations_settings: ConversationsSettings) -> AsyncIterator[str]:
+    """The real conversations service, in-process, consuming this test's namespace."""
+    async with serve(create_conversations(conversations_settings)) as url:
+        yield url
+
+
+@pytest.fixture
+async def audit(make_settings: Callable[..., Any]) -> AsyncIterator[str]:
+    """The real audit service, in-process: it records every event and answers audit queries."""
+    settings: AuditSettings = make_settings(AuditSettings, "audit", **AUDIT_OVERRIDES)
+    async with serve(create_audit(settings)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -81,15 +112,24 @@ async def events(broker: Broker, base_url: str) -> Watch:
 
 
 @pytest.fixture
-async def settings_answered(broker: Broker, base_url: str) -> PracticeSettings:
-    settings = PracticeSettings(link_expiry_hours=24, client_rate_limit_count=3)
-    await broker.answer_settings(settings)
-    return settings
+async def world(
+    broker: Broker,
+    base_url: str,
+    conversations: str,
+    database: AsyncDatabase[Document],
+    mongo: AsyncMongoClient[Document],
+    conversations_settings: ConversationsSettings,
+) -> dict[str, Any]:
+    """Two practices, a client with a partner contact, and a team covering every role, as
+    inbound events that both the gateway and the real conversations service project."""
+    return await seed_world(broker, database, mongo[conversations_settings.database])
 
 
-@pytest.fixture
-async def world(broker: Broker, base_url: str, database: AsyncDatabase[Document]) -> dict[str, Any]:
-    """Two practices, a client with a partner contact, and a team covering every role."""
+async def seed_world(
+    broker: Broker,
+    gateway_database: AsyncDatabase[Document],
+    conversations_database: AsyncDatabase[Document],
+) -> dict[str, Any]:
     practices = [
         PracticeUpserted(practice_id=PRACTICE, slug="calm-waters", display_name="Calm Waters"),
         PracticeUpserted(practice_id=OTHER_PRACTICE, slug="far-away", display_name="Far Away"),
@@ -147,17 +187,21 @@ async def world(broker: Broker, base_url: str, database: AsyncDatabase[Document]
             email=f"{staff_id}@staff.example.org",
             roles=roles,
             client_ids=["c1"] if staff_id == "clin1" else [],
+            can_export=staff_id == "owner1",
         )
         for staff_id, roles, practice in team
     ]
     for event in [*practices, *clients, *staff]:
         await broker.publish(event)
 
-    async def projected() -> tuple[int, int]:
+    async def projected() -> tuple[int, int, int, int]:
         return (
-            await database["practices"].count_documents({}),
-            await database["people"].count_documents({}),
+            await gateway_database["practices"].count_documents({}),
+            await gateway_database["people"].count_documents({}),
+            await conversations_database["settings"].count_documents({}),
+            await conversations_database["people"].count_documents({}),
         )
 
-    await eventually(projected, until=lambda counts: counts == (2, 4 + len(team)), what="seeded")
+    expected = (2, len(clients) + 1 + len(team), 2, len(clients) + len(team))
+    await eventually(projected, until=lambda counts: counts == expected, what="seeded")
     return {"practices": practices, "clients": clients, "staff": staff}

@@ -1,18 +1,21 @@
-"""Helpers for gateway tests: watch exchanges, stand in for conversations, seed the projection."""
+"""Helpers for gateway tests: watch exchanges, publish events, staff tokens, client sessions."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import aio_pika
+import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
-from sotto_contracts.base import Message, Reply
-from sotto_contracts.conversations import PracticeSettings
+from sotto_contracts.base import Message
 from sotto_contracts.topology import Topology
+from sotto_gateway.adapters.tokens import mint_staff_token
+from sotto_gateway.config import GatewaySettings
 from tests.support.waiting import eventually
 
 
@@ -47,17 +50,13 @@ class Watch:
         )
 
 
-Responder = Callable[[dict[str, Any]], Reply]
-
-
 class Broker:
-    """Raw RabbitMQ access for one test: watch exchanges, answer requests like a service would."""
+    """Raw RabbitMQ access for one test: watch exchanges and publish practice events."""
 
     def __init__(self, url: str, topology: Topology) -> None:
         self._url = url
         self.topology = topology
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self.requests: list[Captured] = []
 
     async def _channel(self) -> aio_pika.abc.AbstractChannel:
         if self._connection is None:
@@ -79,37 +78,6 @@ class Broker:
         await queue.consume(collect)
         return watch
 
-    async def answer(self, routing_key: str, responder: Responder) -> None:
-        """Answer a request/reply routing key on the commands exchange."""
-        channel = await self._channel()
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(
-            await channel.get_exchange(self.topology.commands.name, ensure=False),
-            routing_key=routing_key,
-        )
-
-        async def reply(message: AbstractIncomingMessage) -> None:
-            async with message.process():
-                body = json.loads(message.body)
-                self.requests.append(Captured(routing_key, body))
-                answer = responder(body)
-                await channel.default_exchange.publish(
-                    aio_pika.Message(
-                        answer.model_dump_json().encode(),
-                        correlation_id=message.correlation_id,
-                        content_type="application/json",
-                    ),
-                    routing_key=message.reply_to or "",
-                )
-
-        await queue.consume(reply)
-
-    async def answer_settings(self, settings: PracticeSettings) -> None:
-        await self.answer(
-            "conversations.get_settings.v1",
-            lambda _: Reply(ok=True, result=settings.model_dump(mode="json")),
-        )
-
     async def publish(self, message: Message) -> None:
         channel = await self._channel()
         try:
@@ -126,9 +94,6 @@ class Broker:
             )
         finally:
             await channel.close()
-
-    def requests_for(self, routing_key: str) -> list[dict[str, Any]]:
-        return [item.body for item in self.requests if item.routing_key == routing_key]
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -150,3 +115,26 @@ def adopt_session(client: Any, response: Any) -> str:
 
 def set_cookie_headers(response: Any) -> list[str]:
     return [value for name, value in response.headers.multi_items() if name == "set-cookie"]
+
+
+SEND = "notifier.send_notification.v1"
+
+
+def staff_headers(settings: GatewaySettings, staff_id: str, practice_id: str) -> dict[str, str]:
+    token = mint_staff_token(
+        settings, practice_id=practice_id, staff_id=staff_id, lifetime=timedelta(minutes=30)
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def sign_in(
+    http: httpx.AsyncClient, notifications: Watch, email: str, slug: str = "calm-waters"
+) -> str:
+    """Sign a client or contact in through the portal page and the emailed link; the CSRF token."""
+    requested = await http.post(f"/api/portal/{slug}/sign-in", json={"email": email})
+    assert requested.status_code == 202, requested.text
+    commands = await notifications.wait_for(SEND, where=lambda body: body["to_address"] == email)
+    token = commands[-1]["link_url"].rsplit("/sign-in/", 1)[1]
+    started = await http.post(f"/api/portal/sign-in/{token}")
+    assert started.status_code == 200, started.text
+    return adopt_session(http, started)

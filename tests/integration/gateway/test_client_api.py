@@ -1,4 +1,5 @@
-"""Client portal over HTTP: own conversations only, no staff-only data, limits, clear errors."""
+"""Client portal over HTTP against the real conversations service: own conversations only,
+never staff-only data, link sessions scoped to one conversation, limits, sign-out."""
 
 from __future__ import annotations
 
@@ -7,141 +8,234 @@ from typing import Any
 import httpx
 import pytest
 
-from sotto_contracts.common import ParticipantKind, ParticipantRef
-from sotto_contracts.conversations import PracticeSettings, UnreadReminderDue
+from sotto_contracts.common import NotificationKind
+from sotto_gateway.config import GatewaySettings
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
-from tests.integration.gateway.fake_conversations import (
-    NOTE_TEXT,
-    TASK_TITLE,
-    start_fake_services,
+from tests.integration.gateway.support import (
+    SEND,
+    Watch,
+    adopt_session,
+    sign_in,
+    staff_headers,
 )
-from tests.integration.gateway.support import Broker, Watch, adopt_session
 
-SEND = "notifier.send_notification.v1"
-LIMITED = PracticeSettings(
-    client_rate_limit_count=3,
-    client_rate_limit_period_seconds=3600,
-    max_message_length=50,
-    away_message_enabled=True,
-    away_message="Out until Monday",
-    banner="Welcome",
-    edit_note="Not for emergencies",
-)
+FIRST = "See you Tuesday at 10."
+NOTE_TEXT = "internal note: anxious about the move"
+TASK_TITLE = "call back about intake forms"
+REMOVED = "sent in error: wrong client"
+PORTAL_SETTINGS = {
+    "away_message_enabled": True,
+    "away_message": "Out until Monday",
+    "banner": "Welcome",
+    "edit_note": "Not for emergencies",
+}
+
+
+async def staff_call(
+    http: httpx.AsyncClient,
+    settings: GatewaySettings,
+    staff_id: str,
+    method: str,
+    path: str,
+    body: Any = None,
+) -> Any:
+    answer = await http.request(
+        method, path, json=body, headers=staff_headers(settings, staff_id, PRACTICE)
+    )
+    assert answer.status_code in (200, 201), (method, path, answer.status_code, answer.text)
+    return answer.json()
+
+
+async def open_conversation(
+    http: httpx.AsyncClient, settings: GatewaySettings, conversation_id: str, first: str = FIRST
+) -> None:
+    await staff_call(
+        http,
+        settings,
+        "clin1",
+        "POST",
+        "/api/staff/conversations",
+        {
+            "conversation_id": conversation_id,
+            "subject": f"About {conversation_id}",
+            "client_id": "c1",
+            "first_message": first,
+        },
+    )
 
 
 @pytest.fixture
-async def fake_services(broker: Broker, base_url: str) -> Broker:
-    await start_fake_services(broker, LIMITED)
-    return broker
-
-
-async def sign_in(http: httpx.AsyncClient, notifications: Watch, email: str) -> None:
-    await http.post("/api/portal/calm-waters/sign-in", json={"email": email})
-    [command] = await notifications.wait_for(SEND, where=lambda b: b["to_address"] == email)
-    token = command["link_url"].rsplit("/sign-in/", 1)[1]
-    adopt_session(http, await http.post(f"/api/portal/sign-in/{token}"))
+async def portal(base_url: str) -> Any:
+    async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
+        yield client
 
 
 async def test_client_reads_and_replies_to_their_own_conversation(
     http: httpx.AsyncClient,
+    portal: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
     world: dict[str, Any],
-    fake_services: Broker,
     notifications: Watch,
     events: Watch,
 ) -> None:
-    await sign_in(http, notifications, "alex@example.org")
-    listed = await http.get("/api/client/conversations")
-    assert listed.status_code == 200
-    assert [item["conversation_id"] for item in listed.json()] == ["conv1"]
-
-    thread = await http.get("/api/client/conversations/conv1")
-    assert thread.status_code == 200
-    text = thread.text
-    assert NOTE_TEXT not in text
-    assert TASK_TITLE not in text
-    assert "wants mornings" not in text
-    assert "sent in error" not in text
-    assert "notes" not in thread.json()
-    [read] = fake_services.requests_for("conversations.mark_read.v1")
-    assert read["actor"] == {"kind": "client", "id": "c1"}
-    await events.wait_for("gateway.client_viewed_conversation.v1")
-
-    reply = await http.post("/api/client/conversations/conv1/messages", json={"body": "Thanks!"})
-    assert reply.status_code == 201, reply.text
-    [posted] = fake_services.requests_for("conversations.post_message.v1")
-    assert posted["actor"] == {"kind": "client", "id": "c1"}
-
-    started = await http.post(
-        "/api/client/conversations", json={"subject": "Question", "body": "Can we talk?"}
+    await staff_call(
+        http, gateway_settings, "owner1", "PATCH", "/api/staff/settings", PORTAL_SETTINGS
     )
-    assert started.status_code == 201
-    [opened] = fake_services.requests_for("conversations.open_conversation.v1")
-    assert opened["participants"] == [{"kind": "staff", "id": "clin1"}]
-    assert opened["client_id"] == "c1"
+    await open_conversation(http, gateway_settings, "conv1")
+    conversation = "/api/staff/conversations/conv1"
+    for path, body in (
+        ("notes", {"body": NOTE_TEXT}),
+        ("tasks", {"title": TASK_TITLE, "task_id": "t1"}),
+        ("messages", {"body": REMOVED, "message_id": "m2"}),
+    ):
+        await staff_call(http, gateway_settings, "clin1", "POST", f"{conversation}/{path}", body)
+    await staff_call(http, gateway_settings, "clin1", "DELETE", f"{conversation}/messages/m2")
 
-    banners = (await http.get("/api/client/banners")).json()
-    assert banners == {
+    await sign_in(portal, notifications, "alex@example.org")
+    session = (await portal.get("/api/client/session")).json()
+    assert session == {
+        "principal": {"kind": "client", "id": "c1"},
+        "practice_name": "Calm Waters",
+        "practice_slug": "calm-waters",
+        "conversation_id": None,
+    }
+    listed = (await portal.get("/api/client/conversations")).json()
+    assert [(item["conversation_id"], item["unread"]) for item in listed] == [("conv1", True)]
+
+    thread = await portal.get("/api/client/conversations/conv1")
+    assert thread.status_code == 200, thread.text
+    assert [(m["body"], m["removed"]) for m in thread.json()["messages"]] == [
+        (FIRST, False),
+        ("", True),
+    ]
+    for secret in (NOTE_TEXT, TASK_TITLE, REMOVED):
+        assert secret not in thread.text
+    assert "notes" not in thread.json()
+    assert "tasks" not in thread.json()
+    assert thread.json()["banner"] == "Welcome"
+    assert thread.json()["away_message"] == "Out until Monday"
+    [viewed] = await events.wait_for("gateway.client_viewed_conversation.v1")
+    assert viewed["principal"] == {"kind": "client", "id": "c1"}
+    listed = (await portal.get("/api/client/conversations")).json()
+    assert [item["unread"] for item in listed] == [False]
+
+    reply = await portal.post("/api/client/conversations/conv1/messages", json={"body": "Thanks!"})
+    assert reply.status_code == 201, reply.text
+    staff_view = await staff_call(http, gateway_settings, "clin1", "GET", conversation)
+    assert [
+        m["body"] for m in staff_view["messages"] if m["sender"] == {"kind": "client", "id": "c1"}
+    ] == ["Thanks!"]
+
+    started = await portal.post(
+        "/api/client/conversations",
+        json={"conversation_id": "conv-new", "subject": "Question", "body": "Can we talk?"},
+    )
+    assert started.status_code == 201, started.text
+    opened = await staff_call(
+        http, gateway_settings, "clin1", "GET", "/api/staff/conversations/conv-new"
+    )
+    assert opened["conversation"]["assignee_id"] == "clin1"
+    assert opened["messages"][0]["body"] == "Can we talk?"
+    listed = (await portal.get("/api/client/conversations")).json()
+    assert sorted(item["conversation_id"] for item in listed) == ["conv-new", "conv1"]
+
+    assert (await portal.get("/api/client/banners")).json() == {
         "away_message": "Out until Monday",
         "banner": "Welcome",
         "edit_note": "Not for emergencies",
-        "max_message_length": 50,
+        "max_message_length": 5000,
     }
 
-
-async def test_another_client_sees_nothing_of_it(
-    http: httpx.AsyncClient, world: dict[str, Any], fake_services: Broker, notifications: Watch
-) -> None:
-    await sign_in(http, notifications, "blair@example.org")
-    assert (await http.get("/api/client/conversations")).json() == []
-    thread = await http.get("/api/client/conversations/conv1")
-    assert thread.status_code == 404
-    assert "See you" not in thread.text
-    reply = await http.post("/api/client/conversations/conv1/messages", json={"body": "hi"})
-    assert reply.status_code == 404
+    signed_out = await portal.post("/api/client/sign-out")
+    assert signed_out.status_code == 204
+    assert (await portal.get("/api/client/session")).status_code == 401
+    gone = await portal.get("/api/client/conversations/conv1")
+    assert gone.status_code == 401
+    assert FIRST not in gone.text
 
 
 async def test_a_link_session_sees_only_its_conversation(
     http: httpx.AsyncClient,
-    broker: Broker,
+    portal: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
     world: dict[str, Any],
-    fake_services: Broker,
     notifications: Watch,
 ) -> None:
-    await broker.publish(
-        UnreadReminderDue(
-            practice_id=PRACTICE,
-            conversation_id="conv7",
-            recipient=ParticipantRef(kind=ParticipantKind.CLIENT, id="c1"),
-            posted_message_id="m7",
-        )
+    await staff_call(
+        http,
+        gateway_settings,
+        "owner1",
+        "PATCH",
+        "/api/staff/settings",
+        {"client_notification_delay_seconds": 0},
     )
-    [command] = await notifications.wait_for(SEND)
+    await open_conversation(http, gateway_settings, "conv1")
+    await open_conversation(http, gateway_settings, "conv2", "A different matter")
+    [command] = await notifications.wait_for(
+        SEND,
+        where=lambda body: (
+            body["kind"] == NotificationKind.SECURE_MESSAGE_WAITING
+            and body["conversation_id"] == "conv1"
+            and body["to_address"] == "alex@example.org"
+        ),
+    )
     token = command["link_url"].rsplit("/l/", 1)[1]
-    verified = await http.post(
+    opened = await portal.post(f"/api/client/links/{token}/open")
+    assert opened.json()["status"] == "needs_verification"
+    verified = await portal.post(
         f"/api/client/links/{token}/verify", json={"date_of_birth": CLIENT_BIRTHDAY.isoformat()}
     )
-    adopt_session(http, verified)
-    assert (await http.get("/api/client/conversations")).json() == []
-    assert (await http.get("/api/client/conversations/conv1")).status_code == 404
-    new = await http.post("/api/client/conversations", json={"subject": "x", "body": "y"})
+    assert verified.status_code == 200, verified.text
+    adopt_session(portal, verified)
+
+    listed = (await portal.get("/api/client/conversations")).json()
+    assert [item["conversation_id"] for item in listed] == ["conv1"]
+    thread = await portal.get("/api/client/conversations/conv1")
+    assert thread.json()["messages"][0]["body"] == FIRST
+    other = await portal.get("/api/client/conversations/conv2")
+    assert other.status_code == 404
+    assert "A different matter" not in other.text
+    assert (
+        await portal.post("/api/client/conversations/conv2/messages", json={"body": "hi"})
+    ).status_code == 404
+    new = await portal.post("/api/client/conversations", json={"subject": "x", "body": "y"})
     assert new.status_code == 403
+    assert new.json()["code"] == "sign_in_required"
 
 
 async def test_limits_get_clear_answers(
-    http: httpx.AsyncClient, world: dict[str, Any], fake_services: Broker, notifications: Watch
+    http: httpx.AsyncClient,
+    portal: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    notifications: Watch,
 ) -> None:
-    await sign_in(http, notifications, "alex@example.org")
+    await staff_call(
+        http,
+        gateway_settings,
+        "manager1",
+        "PATCH",
+        "/api/staff/settings",
+        {"client_rate_limit_count": 3, "max_message_length": 50},
+    )
+    await open_conversation(http, gateway_settings, "conv1")
+    await sign_in(portal, notifications, "alex@example.org")
+    assert (await portal.get("/api/client/banners")).json()["max_message_length"] == 50
     path = "/api/client/conversations/conv1/messages"
-    too_long = await http.post(path, json={"body": "x" * 51})
+    too_long = await portal.post(path, json={"body": "x" * 51})
     assert too_long.status_code == 422
     assert too_long.json()["code"] == "message_too_long"
-    too_large = await http.post(path, json={"body": "x" * 70_000})
+    too_large = await portal.post(path, json={"body": "x" * 70_000})
     assert too_large.status_code == 413
     assert too_large.headers["content-type"].startswith("application/problem+json")
-    answers = [(await http.post(path, json={"body": f"note {n}"})).status_code for n in range(4)]
+    answers = [(await portal.post(path, json={"body": f"note {n}"})).status_code for n in range(4)]
     assert answers == [201, 201, 201, 429]
-    limited = await http.post(path, json={"body": "again"})
+    limited = await portal.post(path, json={"body": "again"})
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) > 0
     assert limited.json()["code"] == "rate_limited"
-    assert len(fake_services.requests_for("conversations.post_message.v1")) == 3
+    thread = await staff_call(
+        http, gateway_settings, "clin1", "GET", "/api/staff/conversations/conv1"
+    )
+    sent = [m["body"] for m in thread["messages"] if m["sender"]["kind"] == "client"]
+    assert sent == ["note 0", "note 1", "note 2"]

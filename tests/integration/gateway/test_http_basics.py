@@ -13,13 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sotto_contracts.conversations import PracticeSettings
 from sotto_gateway.adapters.tokens import mint_staff_token
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.main import create_app
 from tests.integration.gateway.conftest import PRACTICE
-from tests.integration.gateway.fake_conversations import start_fake_services
-from tests.integration.gateway.support import Broker
 from tests.support.serving import serve
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
@@ -108,10 +105,7 @@ async def test_database_outage_answers_503_with_retry_after(
         assert health.json()["database"] == "down"
 
 
-async def run_schemathesis(
-    base_url: str, settings: GatewaySettings, broker: Broker, examples: int
-) -> None:
-    await start_fake_services(broker, PracticeSettings())
+async def run_schemathesis(base_url: str, settings: GatewaySettings, examples: int) -> None:
     token = mint_staff_token(
         settings, practice_id=PRACTICE, staff_id="owner1", lifetime=timedelta(minutes=30)
     )
@@ -140,17 +134,17 @@ async def run_schemathesis(
 async def test_schemathesis_finds_no_server_error(
     base_url: str,
     gateway_settings: GatewaySettings,
-    broker: Broker,
     world: dict[str, Any],
+    audit: str,
 ) -> None:
-    await run_schemathesis(base_url, gateway_settings, broker, examples=3)
+    await run_schemathesis(base_url, gateway_settings, examples=3)
 
 
 @pytest.mark.soak
 async def test_schemathesis_soak_finds_no_server_error(
     base_url: str,
     gateway_settings: GatewaySettings,
-    broker: Broker,
     world: dict[str, Any],
+    audit: str,
 ) -> None:
-    await run_schemathesis(base_url, gateway_settings, broker, examples=200)
+    await run_schemathesis(base_url, gateway_settings, examples=200)

@@ -17,7 +17,6 @@ from sotto_contracts.common import (
 from sotto_contracts.conversations import (
     ClientEmailDue,
     MessageRemoved,
-    PracticeSettings,
     UnreadReminderDue,
 )
 from sotto_kit.mongo import Document
@@ -62,7 +61,6 @@ async def test_reminder_mints_one_link_and_one_generic_notice(
     http: httpx.AsyncClient,
     base_url: str,
     world: dict[str, Any],
-    settings_answered: PracticeSettings,
     notifications: Watch,
     events: Watch,
     database: AsyncDatabase[Document],
@@ -103,7 +101,6 @@ async def test_reminder_mints_one_link_and_one_generic_notice(
 async def test_each_person_gets_their_own_notice(
     broker: Broker,
     world: dict[str, Any],
-    settings_answered: PracticeSettings,
     notifications: Watch,
 ) -> None:
     await broker.publish(reminder(CONTACT))
@@ -142,7 +139,6 @@ async def test_open_then_verify_starts_a_conversation_scoped_session(
     broker: Broker,
     http: httpx.AsyncClient,
     world: dict[str, Any],
-    settings_answered: PracticeSettings,
     notifications: Watch,
     events: Watch,
 ) -> None:
@@ -190,7 +186,6 @@ async def test_contact_verifies_with_their_own_date_of_birth(
     broker: Broker,
     http: httpx.AsyncClient,
     world: dict[str, Any],
-    settings_answered: PracticeSettings,
     notifications: Watch,
 ) -> None:
     token = await issue_link(broker, notifications, CONTACT)
@@ -212,7 +207,6 @@ async def test_link_locks_after_five_failed_verifications(
     broker: Broker,
     http: httpx.AsyncClient,
     world: dict[str, Any],
-    settings_answered: PracticeSettings,
     notifications: Watch,
     events: Watch,
 ) -> None:
@@ -246,7 +240,6 @@ async def test_expired_link_is_refused_with_a_way_to_sign_in(
     broker: Broker,
     http: httpx.AsyncClient,
     world: dict[str, Any],
-    settings_answered: PracticeSettings,
     notifications: Watch,
     events: Watch,
     database: AsyncDatabase[Document],
@@ -271,7 +264,6 @@ async def test_removing_the_message_revokes_its_links(
     broker: Broker,
     http: httpx.AsyncClient,
     world: dict[str, Any],
-    settings_answered: PracticeSettings,
     notifications: Watch,
     events: Watch,
 ) -> None:

@@ -1,109 +1,306 @@
-"""Staff API over HTTP: every workflow reaches conversations for the right actor; access matrix."""
+"""Staff API over HTTP against the real conversations and audit services: every endpoint's
+happy path, with the effect checked in a following read."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import io
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import pyzipper  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sotto_contracts.conversations import PracticeSettings
-from sotto_gateway.adapters.tokens import mint_staff_token
 from sotto_gateway.config import GatewaySettings
-from tests.integration.gateway.conftest import OTHER_PRACTICE, PRACTICE
-from tests.integration.gateway.fake_conversations import NOTE_TEXT, start_fake_services
-from tests.integration.gateway.support import Broker, Watch
+from tests.integration.gateway.conftest import PRACTICE
+from tests.integration.gateway.endpoints import STAFF_ENDPOINTS
+from tests.integration.gateway.support import Watch, sign_in, staff_headers
+from tests.support.waiting import eventually
 
 CONVERSATION = "/api/staff/conversations/conv1"
+NOTE_TEXT = "internal note: anxious about the move"
+TASK_TITLE = "call back about intake forms"
+FIRST = "See you Tuesday at 10."
 
-STAFF_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
-    ("GET", "/api/staff/inbox", None),
-    ("POST", "/api/staff/conversations", {"subject": "Hello", "client_id": "c1"}),
-    ("GET", CONVERSATION, None),
-    ("POST", f"{CONVERSATION}/messages", {"body": "Hi there"}),
-    ("POST", f"{CONVERSATION}/assign", {"assignee_id": "clin1"}),
-    ("POST", f"{CONVERSATION}/archive", None),
-    ("POST", f"{CONVERSATION}/unarchive", None),
-    ("POST", f"{CONVERSATION}/unread", None),
-    ("POST", f"{CONVERSATION}/notes", {"body": "a note"}),
-    ("POST", f"{CONVERSATION}/tasks", {"title": "a task"}),
-    ("DELETE", f"{CONVERSATION}/messages/m1", None),
-    ("POST", f"{CONVERSATION}/copy", {"message_ids": ["m1"]}),
-    ("GET", "/api/staff/clients/c1/transcript", None),
-]
-MANAGER_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
-    ("PATCH", "/api/staff/settings", {"banner": "Closed Friday"}),
-    ("PUT", "/api/staff/clients/c1/messaging", {"enabled": True}),
-    ("PUT", "/api/staff/team/clin1/messaging", {"enabled": True}),
-    ("POST", "/api/staff/announcements", {"subject": "Holiday", "body": "Closed Friday"}),
-]
-OWNER_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
-    ("GET", "/api/staff/audit/deliveries", None),
-    ("GET", "/api/staff/audit/access", None),
-    ("POST", "/api/staff/exports", {}),
-]
-OPEN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
-    ("GET", "/api/staff/me", None),
-    ("GET", "/api/staff/settings", None),
-    ("PATCH", "/api/staff/tasks/t1", {"done": True}),
-]
-EVERY_ENDPOINT = STAFF_ENDPOINTS + MANAGER_ENDPOINTS + OWNER_ENDPOINTS + OPEN_ENDPOINTS
+
+class Staff:
+    """A team member's view of the API: their token on every call."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: GatewaySettings, staff_id: str) -> None:
+        self.http = http
+        self.headers = staff_headers(settings, staff_id, PRACTICE)
+
+    async def call(self, method: str, path: str, body: Any = None, **params: Any) -> httpx.Response:
+        return await self.http.request(
+            method, path, json=body, params=params or None, headers=self.headers
+        )
+
+    async def ok(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        answer = await self.call(method, path, body, **params)
+        assert answer.status_code in (200, 201), (method, path, answer.status_code, answer.text)
+        return answer.json()
+
+    async def inbox(self, **params: Any) -> list[str]:
+        page = await self.ok("GET", "/api/staff/inbox", **params)
+        return [item["conversation_id"] for item in page["items"]]
 
 
 @pytest.fixture
-async def fake_services(broker: Broker, base_url: str) -> Broker:
-    await start_fake_services(broker, PracticeSettings())
-    return broker
+def clinician(http: httpx.AsyncClient, gateway_settings: GatewaySettings) -> Staff:
+    return Staff(http, gateway_settings, "clin1")
 
 
-def token_for(settings: GatewaySettings, staff_id: str, practice_id: str = PRACTICE) -> str:
-    return mint_staff_token(
-        settings, practice_id=practice_id, staff_id=staff_id, lifetime=timedelta(minutes=5)
+@pytest.fixture
+def owner(http: httpx.AsyncClient, gateway_settings: GatewaySettings) -> Staff:
+    return Staff(http, gateway_settings, "owner1")
+
+
+@pytest.fixture
+async def opened(world: dict[str, Any], clinician: Staff) -> dict[str, Any]:
+    """conv1: clin1 and their client Alex, with a first message."""
+    created: dict[str, Any] = await clinician.ok(
+        "POST",
+        "/api/staff/conversations",
+        {
+            "conversation_id": "conv1",
+            "subject": "Scheduling",
+            "client_id": "c1",
+            "first_message": FIRST,
+        },
     )
+    return created
 
 
-async def call(
-    http: httpx.AsyncClient, token: str | None, method: str, path: str, body: Any
-) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return await http.request(method, path, json=body, headers=headers)
+async def test_a_clinician_works_a_client_conversation(
+    base_url: str,
+    opened: dict[str, Any],
+    clinician: Staff,
+    notifications: Watch,
+    events: Watch,
+) -> None:
+    assert opened["result"]["conversation"]["conversation_id"] == "conv1"
+    thread = await clinician.ok("GET", CONVERSATION)
+    assert thread["conversation"]["client_name"] == "Alex Rivera"
+    assert [m["body"] for m in thread["messages"]] == [FIRST]
+    [viewed] = await events.wait_for("gateway.staff_viewed_conversation.v1")
+    assert viewed == viewed | {"staff_id": "clin1", "client_id": "c1", "conversation_id": "conv1"}
+
+    sent = await clinician.ok(
+        "POST", f"{CONVERSATION}/messages", {"body": "Bring the forms", "message_id": "m2"}
+    )
+    assert sent["result"]["body"] == "Bring the forms"
+    await clinician.ok("POST", f"{CONVERSATION}/notes", {"body": NOTE_TEXT})
+    await clinician.ok(
+        "POST",
+        f"{CONVERSATION}/tasks",
+        {"title": TASK_TITLE, "task_id": "t1", "assignee_id": "clin1"},
+    )
+    thread = await clinician.ok("GET", CONVERSATION)
+    assert [m["body"] for m in thread["messages"]] == [FIRST, "Bring the forms"]
+    assert [note["body"] for note in thread["notes"]] == [NOTE_TEXT]
+    assert [(t["task_id"], t["title"], t["done"]) for t in thread["tasks"]] == [
+        ("t1", TASK_TITLE, False)
+    ]
+
+    updated = await clinician.ok("PATCH", "/api/staff/tasks/t1", {"done": True})
+    assert updated["result"]["done"] is True
+    assert (await clinician.ok("GET", CONVERSATION))["tasks"][0]["done"] is True
+
+    copied = await clinician.ok("POST", f"{CONVERSATION}/copy", {"message_ids": ["m2"]})
+    assert "Bring the forms" in copied["text"]
+    assert FIRST not in copied["text"]
+
+    removed = await clinician.ok("DELETE", f"{CONVERSATION}/messages/m2")
+    assert removed["result"]["removed"] is True
+    after = await clinician.ok("GET", CONVERSATION)
+    assert [m["removed"] for m in after["messages"]] == [False, True]
+
+    transcript = await clinician.ok("GET", "/api/staff/clients/c1/transcript")
+    assert "Alex Rivera" in transcript["text"]
+    assert FIRST in transcript["text"]
+    assert "Bring the forms" in transcript["text"]  # kept, marked removed
+
+    # The client replies from the portal; the clinician reads it, then marks it unread again.
+    async with httpx.AsyncClient(base_url=base_url, timeout=15) as portal:
+        await sign_in(portal, notifications, "alex@example.org")
+        reply = await portal.post("/api/client/conversations/conv1/messages", json={"body": "Ok!"})
+        assert reply.status_code == 201, reply.text
+    assert await clinician.inbox(unread_only=True) == ["conv1"]
+    read = await clinician.ok("GET", CONVERSATION)
+    assert read["messages"][-1]["body"] == "Ok!"
+    assert await clinician.inbox(unread_only=True) == []
+    unread = await clinician.ok("POST", f"{CONVERSATION}/unread")
+    assert unread["result"]["unread"] is True
+    assert await clinician.inbox(unread_only=True) == ["conv1"]
 
 
-async def test_every_staff_workflow_reaches_conversations_as_the_team_member(
+async def test_assign_archive_and_inbox_filters(
+    http: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    opened: dict[str, Any],
+    clinician: Staff,
+    owner: Staff,
+) -> None:
+    await owner.ok(
+        "POST",
+        "/api/staff/conversations",
+        {
+            "conversation_id": "conv2",
+            "subject": "Billing",
+            "client_id": "c2",
+            "first_message": "Hi",
+        },
+    )
+    assert await clinician.inbox() == ["conv1"]
+    assert await owner.inbox() == ["conv2"]
+    assert await owner.inbox(view="others") == ["conv1"]
+    assert sorted(await owner.inbox(view="all")) == ["conv1", "conv2"]
+    assert await owner.inbox(view="all", search="Alex") == ["conv1"]
+    assert await owner.inbox(view="all", search="Tuesday") == ["conv1"]
+    assert await owner.inbox(view="all", search="nobody-by-that-name") == []
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert sorted(await owner.inbox(view="all", since=past, until=future)) == ["conv1", "conv2"]
+    assert await owner.inbox(view="all", since=future) == []
+
+    assigned = await clinician.ok("POST", f"{CONVERSATION}/assign", {"assignee_id": "manager1"})
+    assert assigned["result"]["assignee_id"] == "manager1"
+    manager = Staff(http, gateway_settings, "manager1")
+    assert await manager.inbox() == ["conv1"]
+    assert await clinician.inbox() == []  # it left the clinician's list
+    assert await owner.inbox(view="others", assignee_id="manager1") == ["conv1"]
+
+    archived = await manager.ok("POST", f"{CONVERSATION}/archive")
+    assert archived["result"]["archived"] is True
+    assert await manager.inbox() == []
+    assert await manager.inbox(archived=True) == ["conv1"]
+    unarchived = await manager.ok("POST", f"{CONVERSATION}/unarchive")
+    assert unarchived["result"]["archived"] is False
+    assert await manager.inbox() == ["conv1"]
+    assert await manager.inbox(archived=True) == []
+
+
+async def test_managers_run_the_practice(
     http: httpx.AsyncClient,
     gateway_settings: GatewaySettings,
     world: dict[str, Any],
-    fake_services: Broker,
-    events: Watch,
+    owner: Staff,
 ) -> None:
-    token = token_for(gateway_settings, "owner1")
-    for method, path, body in EVERY_ENDPOINT:
-        answer = await call(http, token, method, path, body)
-        assert answer.status_code < 300, (method, path, answer.status_code, answer.text)
+    manager = Staff(http, gateway_settings, "manager1")
+    me = await manager.ok("GET", "/api/staff/me")
+    assert me == me | {
+        "staff_id": "manager1",
+        "practice_id": PRACTICE,
+        "roles": ["practice_manager"],
+    }
 
-    thread = await call(http, token, "GET", CONVERSATION, None)
-    assert thread.json()["notes"][0]["body"] == NOTE_TEXT
-    export = await call(http, token, "POST", "/api/staff/exports", {"password": "longenough"})
-    assert export.content == b"PK-archive"
-    assert export.headers["content-disposition"] == 'attachment; filename="export.zip"'
-    [made, *_] = await events.wait_for("gateway.export_made.v1", count=2)
-    assert made["staff_id"] == "owner1"
-    viewed = await events.wait_for("gateway.staff_viewed_conversation.v1")
-    assert viewed[0]["client_id"] == "c1"
+    before = await manager.ok("GET", "/api/staff/settings")
+    assert before["banner"] != "Closed Friday"
+    patched = await manager.ok("PATCH", "/api/staff/settings", {"banner": "Closed Friday"})
+    assert patched["result"]["banner"] == "Closed Friday"
+    assert (await owner.ok("GET", "/api/staff/settings"))["banner"] == "Closed Friday"
 
-    posted = fake_services.requests_for("conversations.post_message.v1")
-    assert posted[0]["actor"] == {"kind": "staff", "id": "owner1"}
-    assert posted[0]["practice_id"] == PRACTICE
-    assert posted[0]["body"] == "Hi there"
-    me = await call(http, token, "GET", "/api/staff/me", None)
-    assert me.json()["roles"] == ["owner"]
+    # Messaging switched off for a client: nobody can start a conversation with them.
+    clin2 = Staff(http, gateway_settings, "clin2")
+    await manager.ok("PUT", "/api/staff/clients/c2/messaging", {"enabled": False})
+    refused = await clin2.call(
+        "POST",
+        "/api/staff/conversations",
+        {"subject": "Hi", "client_id": "c2", "first_message": "x"},
+    )
+    assert refused.status_code in (403, 409, 422), refused.text
+    await manager.ok("PUT", "/api/staff/clients/c2/messaging", {"enabled": True})
+    # ...and switched off for a team member: they cannot send.
+    await manager.ok("PUT", "/api/staff/team/clin2/messaging", {"enabled": False})
+    refused = await clin2.call(
+        "POST",
+        "/api/staff/conversations",
+        {"subject": "Hi", "client_id": "c2", "first_message": "x"},
+    )
+    assert refused.status_code in (403, 409, 422), refused.text
+    await manager.ok("PUT", "/api/staff/team/clin2/messaging", {"enabled": True})
+    await clin2.ok(
+        "POST",
+        "/api/staff/conversations",
+        {"conversation_id": "conv-c2", "subject": "Hi", "client_id": "c2", "first_message": "x"},
+    )
+
+    announced = await manager.ok(
+        "POST",
+        "/api/staff/announcements",
+        {"subject": "Holiday hours", "body": "Closed Friday", "announcement_id": "a1"},
+    )
+    assert announced["result"] == announced["result"] | {"clients": 2, "conversations": 2}
+    page = await manager.ok("GET", "/api/staff/inbox", search="Holiday hours")
+    assert sorted(item["client_id"] for item in page["items"]) == ["c1", "c2"]
+
+
+async def test_owner_downloads_an_export_and_reads_the_audit_logs(
+    opened: dict[str, Any], audit: str, clinician: Staff, owner: Staff, events: Watch
+) -> None:
+    await clinician.ok("POST", f"{CONVERSATION}/notes", {"body": NOTE_TEXT})
+    export = await owner.call("POST", "/api/staff/exports", {})
+    assert export.status_code == 200, export.text
+    assert export.headers["content-type"] == "application/zip"
+    assert export.headers["content-disposition"].startswith('attachment; filename="sotto-export-')
+    with pyzipper.AESZipFile(io.BytesIO(export.content)) as archive:
+        document = json.loads(archive.read("export.json"))
+        transcript = archive.read("transcripts/conv1.txt").decode()
+    [conversation] = document["conversations"]
+    assert conversation["conversation_id"] == "conv1"
+    assert FIRST in json.dumps(conversation)
+    assert NOTE_TEXT in json.dumps(conversation)
+    assert FIRST in transcript
+
+    protected = await owner.call("POST", "/api/staff/exports", {"password": "correct horse"})
+    assert protected.status_code == 200
+    with pyzipper.AESZipFile(io.BytesIO(protected.content)) as archive:
+        with pytest.raises(RuntimeError):
+            archive.read("export.json")
+        archive.setpassword(b"correct horse")
+        assert FIRST in archive.read("export.json").decode()
+    made = await events.wait_for("gateway.export_made.v1", count=2)
+    assert sorted(item["password_protected"] for item in made) == [False, True]
+
+    await owner.ok("GET", CONVERSATION)
+
+    async def access() -> list[tuple[str, str | None, str | None]]:
+        page = await owner.ok("GET", "/api/staff/audit/access", staff_id="owner1")
+        return [(r["routing_key"], r["outcome"], r["subject_id"]) for r in page["items"]]
+
+    logged = await eventually_contains(
+        access, ("gateway.staff_viewed_conversation.v1", "viewed", "c1")
+    )
+    assert logged.count(("gateway.export_made.v1", "exported", None)) == 2
+    assert NOTE_TEXT not in str(logged)
+
+    # A secure-message notice for Alex: the link issue is on the delivery log.
+    await owner.ok("PATCH", "/api/staff/settings", {"client_notification_delay_seconds": 0})
+    await clinician.ok(
+        "POST",
+        "/api/staff/conversations",
+        {"conversation_id": "conv3", "subject": "Forms", "client_id": "c1", "first_message": "Hi"},
+    )
+
+    async def deliveries() -> list[tuple[str, str | None]]:
+        page = await owner.ok("GET", "/api/staff/audit/deliveries", recipient_id="c1")
+        return [(r["routing_key"], r["conversation_id"]) for r in page["items"]]
+
+    await eventually_contains(deliveries, ("gateway.link_issued.v1", "conv3"))
+
+
+async def eventually_contains(probe: Any, wanted: Any) -> list[Any]:
+    found: list[Any] = await eventually(
+        probe, until=lambda items: wanted in items, what=f"audit record {wanted}"
+    )
+    return found
 
 
 async def test_without_a_valid_token_nothing_is_answered(
-    http: httpx.AsyncClient, world: dict[str, Any], fake_services: Broker
+    http: httpx.AsyncClient, opened: dict[str, Any], owner: Staff
 ) -> None:
     stranger_key = Ed25519PrivateKey.generate()
     forged = jwt.encode(
@@ -118,60 +315,15 @@ async def test_without_a_valid_token_nothing_is_answered(
         algorithm="EdDSA",
     )
     for token in (None, "not-a-jwt", forged):
-        for method, path, body in EVERY_ENDPOINT:
-            answer = await call(http, token, method, path, body)
-            assert answer.status_code == 401, (token, method, path)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        for endpoint in STAFF_ENDPOINTS:
+            answer = await http.request(
+                endpoint.method, endpoint.path, json=endpoint.body, headers=headers
+            )
+            assert answer.status_code == 401, (token, endpoint.method, endpoint.path)
             assert answer.headers["content-type"].startswith("application/problem+json")
-    assert fake_services.requests == []
-
-
-async def test_another_practices_owner_sees_nothing(
-    http: httpx.AsyncClient,
-    gateway_settings: GatewaySettings,
-    world: dict[str, Any],
-    fake_services: Broker,
-) -> None:
-    token = token_for(gateway_settings, "owner9", OTHER_PRACTICE)
-    for method, path, body in STAFF_ENDPOINTS[1:]:
-        answer = await call(http, token, method, path, body)
-        assert answer.status_code == 404, (method, path, answer.status_code, answer.text)
-        assert "Alex" not in answer.text
-    spoofed = token_for(gateway_settings, "owner1", OTHER_PRACTICE)
-    assert (await call(http, spoofed, "GET", CONVERSATION, None)).status_code == 401
-
-
-async def test_clinician_without_access_to_the_client_sees_nothing(
-    http: httpx.AsyncClient,
-    gateway_settings: GatewaySettings,
-    world: dict[str, Any],
-    fake_services: Broker,
-) -> None:
-    token = token_for(gateway_settings, "clin2")
-    for method, path, body in STAFF_ENDPOINTS[1:]:
-        answer = await call(http, token, method, path, body)
-        assert answer.status_code == 404, (method, path, answer.status_code)
-        assert NOTE_TEXT not in answer.text
-    assert fake_services.requests_for("conversations.post_message.v1") == []
-    others = await call(http, token, "GET", "/api/staff/inbox?view=others", None)
-    assert others.status_code == 403
-
-
-async def test_roles_without_permission_are_refused(
-    http: httpx.AsyncClient,
-    gateway_settings: GatewaySettings,
-    world: dict[str, Any],
-    fake_services: Broker,
-) -> None:
-    biller = token_for(gateway_settings, "biller1")
-    manager = token_for(gateway_settings, "manager1")
-    for method, path, body in MANAGER_ENDPOINTS + OWNER_ENDPOINTS:
-        answer = await call(http, biller, method, path, body)
-        assert answer.status_code == 403, (method, path, answer.status_code)
-    for method, path, body in OWNER_ENDPOINTS:
-        assert (await call(http, manager, method, path, body)).status_code == 403
-    for method, path, body in MANAGER_ENDPOINTS:
-        assert (await call(http, manager, method, path, body)).status_code < 300
-    assert fake_services.requests_for("audit.get_access_log.v1") == []
-    assert fake_services.requests_for("conversations.export_practice.v1") == []
-    biller_reads = await call(http, biller, "GET", CONVERSATION, None)
-    assert biller_reads.status_code == 200
+            assert FIRST not in answer.text
+    thread = await owner.ok("GET", CONVERSATION)
+    assert [m["body"] for m in thread["messages"]] == [FIRST]
+    assert thread["notes"] == []
+    assert thread["conversation"]["archived"] is False

@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from sotto_contracts.common import NotificationKind
-from sotto_conversations.config import ConversationsSettings
-from sotto_conversations.main import create_app as create_conversations
-from sotto_gateway.adapters.tokens import mint_staff_token
 from sotto_gateway.config import GatewaySettings
+from tests.integration.gateway import support
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
 from tests.integration.gateway.support import Watch, adopt_session
-from tests.support.serving import serve
 
 SEND = "notifier.send_notification.v1"
 
 
-@pytest.fixture
-async def conversations(make_settings: Callable[..., Any]) -> AsyncIterator[str]:
-    settings: ConversationsSettings = make_settings(
-        ConversationsSettings, "conversations", reminder_poll_seconds=0.2
-    )
-    async with serve(create_conversations(settings)) as url:
-        yield url
-
-
 def staff_headers(settings: GatewaySettings, staff_id: str) -> dict[str, str]:
-    token = mint_staff_token(
-        settings, practice_id=PRACTICE, staff_id=staff_id, lifetime=timedelta(minutes=10)
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return support.staff_headers(settings, staff_id, PRACTICE)
 
 
 async def test_staff_message_reaches_the_client_through_a_secure_link(
-    conversations: str,
     http: httpx.AsyncClient,
     base_url: str,
     gateway_settings: GatewaySettings,
