@@ -177,6 +177,7 @@ async def seed_world(
         ("clin1", [StaffRole.CLINICIAN], PRACTICE),
         ("clin2", [StaffRole.CLINICIAN], PRACTICE),
         ("biller1", [StaffRole.BILLER], PRACTICE),
+        ("biller2", [StaffRole.BILLER], PRACTICE),
         ("owner9", [StaffRole.OWNER], OTHER_PRACTICE),
     ]
     staff = [
@@ -187,7 +188,7 @@ async def seed_world(
             email=f"{staff_id}@staff.example.org",
             roles=roles,
             client_ids=["c1"] if staff_id == "clin1" else [],
-            can_export=staff_id == "owner1",
+            can_export=staff_id in ("owner1", "biller2"),
         )
         for staff_id, roles, practice in team
     ]

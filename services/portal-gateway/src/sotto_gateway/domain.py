@@ -109,7 +109,12 @@ class StaffPrincipal:
 
     @property
     def may_export(self) -> bool:
-        return self.has_role(StaffRole.OWNER) or self.staff.can_export
+        """Complete exports are for owners and practice managers holding export permission."""
+        return self.manages_practice and self.staff.can_export
+
+    @property
+    def may_view_others(self) -> bool:
+        return self.manages_practice or self.staff.can_view_others
 
     def may_access_client(self, client: Person | None) -> bool:
         if client is None or client.practice_id != self.practice_id:

@@ -126,8 +126,8 @@ class StaffController(Controller):
             practice_id=staff.practice_id,
             display_name=staff.staff.display_name,
             roles=sorted(role.value for role in staff.staff.roles),
-            can_view_others_conversations=staff.staff.can_view_others,
-            can_export=staff.staff.can_export,
+            can_view_others_conversations=staff.may_view_others,
+            can_export=staff.may_export,
         )
 
     @get("/inbox", summary="Inbox with filters")
@@ -145,9 +145,7 @@ class StaffController(Controller):
         page: FromQuery[int] = 1,
         page_size: FromQuery[int] = 25,
     ) -> InboxPage:
-        if view is not InboxView.MINE and not (
-            staff.manages_practice or staff.staff.can_view_others
-        ):
+        if view is not InboxView.MINE and not staff.may_view_others:
             raise ApiProblemError(403, "forbidden", "You may not see others' conversations.")
         query = GetInbox.model_validate(
             {
