@@ -283,3 +283,39 @@ async def test_exports_are_for_managers_with_the_export_permission(
     assert answer.json()["code"] == "forbidden"
     me = await seeded.as_staff(staff_id, practice_id, STAFF_ENDPOINTS[0])
     assert me.json()["can_export"] is False
+
+
+async def test_a_team_member_without_access_to_the_client_is_not_added_to_its_thread(
+    seeded: Seeded,
+) -> None:
+    """Otherwise clin2, a participant conversations would show the thread to, could read and
+    change its tasks through PATCH /api/staff/tasks/{id} (which names no conversation), while
+    the gateway hides the thread from clin2 everywhere else."""
+    clinician = staff_headers(seeded.settings, "clin1", PRACTICE)
+    opened = await seeded.staff.post(
+        "/api/staff/conversations",
+        json={
+            "conversation_id": "conv-shared",
+            "subject": SUBJECT,
+            "client_id": "c1",
+            "participants": [{"kind": "staff", "id": "clin2"}],
+            "first_message": FIRST,
+        },
+        headers=clinician,
+    )
+    assert opened.status_code == 422, opened.text
+    assert opened.json()["code"] == "participant_without_access"
+    assert_no_seeded_data(opened)
+    missing = await seeded.staff.get("/api/staff/conversations/conv-shared", headers=clinician)
+    assert missing.status_code == 404
+    with_biller = await seeded.staff.post(
+        "/api/staff/conversations",
+        json={
+            "conversation_id": "conv-billing",
+            "subject": "Statement",
+            "client_id": "c1",
+            "participants": [{"kind": "staff", "id": "biller1"}],
+        },
+        headers=clinician,
+    )
+    assert with_biller.status_code == 201, with_biller.text

@@ -85,6 +85,28 @@ async def _require_client_access(gateway: Gateway, staff: StaffPrincipal, client
         raise _not_found()
 
 
+async def _require_participants_access(
+    gateway: Gateway, staff: StaffPrincipal, client_id: str, participants: list[ParticipantRef]
+) -> None:
+    """Team members added to a client's thread must be allowed to see that client: the gateway
+    would hide the thread from them, but not a task of it (PATCH /tasks names no thread)."""
+    client = await gateway.portal.person(
+        staff.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=client_id)
+    )
+    for participant in participants:
+        if participant.kind is not ParticipantKind.STAFF:
+            continue
+        member = await gateway.portal.person(staff.practice_id, participant)
+        if member is not None and not StaffPrincipal(staff.practice_id, member).may_access_client(
+            client
+        ):
+            raise ApiProblemError(
+                422,
+                "participant_without_access",
+                f"Team member {participant.id} may not see this client.",
+            )
+
+
 async def _thread(gateway: Gateway, staff: StaffPrincipal, conversation_id: str) -> ThreadView:
     """The thread, if conversations shows it to this team member and they may see its client."""
     thread = await gateway.services.ask(
@@ -173,6 +195,7 @@ class StaffController(Controller):
     ) -> CommandResult:
         if data.client_id is not None:
             await _require_client_access(gateway, staff, data.client_id)
+            await _require_participants_access(gateway, staff, data.client_id, data.participants)
         request = OpenConversation.model_validate(
             {
                 "practice_id": staff.practice_id,
