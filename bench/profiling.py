@@ -15,9 +15,9 @@ from tests.support.system import RunningSystem
 PROFILES = Path(__file__).resolve().parent / "results"
 
 
-def _record(py_spy: str, pid: int, output: Path) -> subprocess.Popen[bytes]:
+def _record(py_spy: str, pid: int, output: Path, *options: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "-o", str(output), "--nonblocking"],
+        [py_spy, "record", "--pid", str(pid), "-o", str(output), "--nonblocking", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -27,7 +27,8 @@ def _record(py_spy: str, pid: int, output: Path) -> subprocess.Popen[bytes]:
 async def profiled(
     system: RunningSystem, services: Iterable[str], label: str, enabled: bool
 ) -> AsyncIterator[list[Path]]:
-    """`py-spy record` each service until the block ends; yields the SVG paths."""
+    """`py-spy record` each service until the block ends; yields the SVG paths. Collapsed
+    stacks go next to each SVG (`.txt`, for `bench/profile_top.py`)."""
     py_spy = shutil.which("py-spy")
     recorders: list[subprocess.Popen[bytes]] = []
     written: list[Path] = []
@@ -38,6 +39,8 @@ async def profiled(
                 continue
             output = PROFILES / f"profile-{label}-{name}.svg"
             recorders.append(_record(py_spy, process.pid, output))
+            collapsed = output.with_suffix(".txt")
+            recorders.append(_record(py_spy, process.pid, collapsed, "--format", "raw"))
             written.append(output)
     try:
         yield written

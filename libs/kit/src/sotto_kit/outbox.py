@@ -3,17 +3,24 @@
 A write that must publish events stores them in the same document update:
 `{"$set": {..., OUTBOX_PENDING: True, "outbox.<event id>": <entry>}}` (see `outbox_update`).
 After the write, `flush` publishes them with confirms and removes each one published;
-`OutboxRelay` sweeps documents still pending (e.g. the process died between write and
-publish) every few seconds, leaving entries younger than its grace period to the writer's own
-flush so that a healthy write publishes its events once. Consumers are idempotent on
-`message_id`, so a re-publish after a crash is harmless. Uses only `$set`/`$unset` and
-equality, which FerretDB runs too.
+`OutboxRelay` republishes what is still pending, leaving entries younger than its grace period
+to the writer's own flush so that a healthy write publishes its events once. Consumers are
+idempotent on `message_id`, so a re-publish after a crash is harmless. Uses only `$set`/`$unset`
+and equality, which FerretDB runs too.
+
+The relay is cheap between crashes: a query on `outbox_pending` reads the whole collection on
+FerretDB's SQLite backend (it uses no secondary index), so the relay scans each collection at
+start-up (what a crashed predecessor left) and then only every `full_sweep_seconds` (what a
+crashed peer instance left). Every `interval_seconds` it retries, by `_id`, the documents whose
+flush failed in this process (broker or database outage) and those it found with entries still
+inside the grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +37,9 @@ OUTBOX = "outbox"
 OUTBOX_PENDING = "outbox_pending"
 
 logger = logging.getLogger(__name__)
+
+# Documents whose flush failed in this process, by collection full name: the relay retries them.
+_unflushed: dict[str, set[Any]] = {}
 
 
 def _entries(topology: Topology, events: Iterable[Message]) -> dict[str, Document]:
@@ -65,36 +75,58 @@ async def flush(
     queued_before: datetime | None = None,
 ) -> int:
     """Publish a document's pending events, then remove them. Returns how many were sent."""
-    document = await collection.find_one({"_id": document_id}, {OUTBOX: 1})
-    pending: dict[str, Document] = (document or {}).get(OUTBOX) or {}
-    if queued_before is not None:
-        pending = {
-            event_id: entry
-            for event_id, entry in pending.items()
-            if entry.get("queued_at") is None or entry["queued_at"] < queued_before
-        }
-    if not pending:
-        return 0
-    await asyncio.gather(
-        *(
-            publisher.publish_raw(
-                entry["body"].encode(),
-                exchange=entry["exchange"],
-                routing_key=entry["routing_key"],
-                message_id=event_id,
+    sent, _ = await _flush(collection, document_id, publisher, queued_before)
+    return sent
+
+
+async def _flush(
+    collection: AsyncCollection[Document],
+    document_id: Any,
+    publisher: Publisher,
+    queued_before: datetime | None,
+) -> tuple[int, bool]:
+    """(events sent, whether entries younger than `queued_before` are left)."""
+    try:
+        document = await collection.find_one({"_id": document_id}, {OUTBOX: 1})
+        pending: dict[str, Document] = (document or {}).get(OUTBOX) or {}
+        left = False
+        if queued_before is not None:
+            due = {
+                event_id: entry
+                for event_id, entry in pending.items()
+                if entry.get("queued_at") is None or entry["queued_at"] < queued_before
+            }
+            left = len(due) < len(pending)
+            pending = due
+        if not pending:
+            return 0, left
+        await asyncio.gather(
+            *(
+                publisher.publish_raw(
+                    entry["body"].encode(),
+                    exchange=entry["exchange"],
+                    routing_key=entry["routing_key"],
+                    message_id=event_id,
+                )
+                for event_id, entry in pending.items()
             )
-            for event_id, entry in pending.items()
         )
-    )
-    await collection.update_one(
-        {"_id": document_id}, {"$unset": {f"{OUTBOX}.{event_id}": "" for event_id in pending}}
-    )
-    await collection.update_one({"_id": document_id, OUTBOX: {}}, {"$set": {OUTBOX_PENDING: False}})
-    return len(pending)
+        await collection.update_one(
+            {"_id": document_id},
+            {"$unset": {f"{OUTBOX}.{event_id}": "" for event_id in pending}},
+        )
+        if not left:
+            await collection.update_one(
+                {"_id": document_id, OUTBOX: {}}, {"$set": {OUTBOX_PENDING: False}}
+            )
+    except Exception:
+        _unflushed.setdefault(collection.full_name, set()).add(document_id)
+        raise
+    return len(pending), left
 
 
 class OutboxRelay:
-    """Background sweep that republishes events left behind by a crash or an outage."""
+    """Background relay that republishes events left behind by a crash or an outage."""
 
     def __init__(
         self,
@@ -104,11 +136,15 @@ class OutboxRelay:
         interval_seconds: float = 1.0,
         grace_seconds: float = 2.0,
         batch_size: int = 200,
+        full_sweep_seconds: float = 30.0,
     ) -> None:
         self._collections = collections
         self._publisher = publisher
         self._grace = timedelta(seconds=grace_seconds)
         self._batch_size = batch_size
+        self._full_sweep_seconds = full_sweep_seconds
+        self._last_full_sweep: float | None = None
+        self._watched: dict[str, set[Any]] = {}
         self._periodic = Periodic("outbox-relay", self.sweep, interval_seconds)
 
     async def ensure_indexes(self) -> None:
@@ -116,14 +152,38 @@ class OutboxRelay:
             await collection.create_index(OUTBOX_PENDING)
 
     async def sweep(self) -> int:
+        """Retry the known documents; scan the collections too when a full sweep is due."""
+        started = time.monotonic()
+        full = (
+            self._last_full_sweep is None
+            or started - self._last_full_sweep >= self._full_sweep_seconds
+        )
         sent = 0
+        more = False
         queued_before = utc_now() - self._grace
         for collection in self._collections:
-            cursor = collection.find({OUTBOX_PENDING: True}, {"_id": 1}).limit(self._batch_size)
-            async for document in cursor:
-                sent += await flush(
-                    collection, document["_id"], self._publisher, queued_before=queued_before
-                )
+            name = collection.full_name
+            ids = self._watched.pop(name, set()) | _unflushed.pop(name, set())
+            if full:
+                cursor = collection.find({OUTBOX_PENDING: True}, {"_id": 1}).limit(self._batch_size)
+                found = [document["_id"] async for document in cursor]
+                more = more or len(found) >= self._batch_size
+                ids.update(found)
+            watched = self._watched.setdefault(name, set())
+            remaining = list(ids)
+            try:
+                while remaining:
+                    document_id = remaining.pop()
+                    published, left = await _flush(
+                        collection, document_id, self._publisher, queued_before
+                    )
+                    sent += published
+                    if left:
+                        watched.add(document_id)
+            finally:
+                watched.update(remaining)
+        if full and not more:
+            self._last_full_sweep = started
         return sent
 
     def start(self) -> None:

@@ -13,7 +13,17 @@ class ConversationsSettings(ServiceSettings):
 
     database: str = Field(default="sotto_conversations")
     reminder_poll_seconds: float = Field(
-        default=1.0, gt=0, description="How often due unread reminders are looked for."
+        default=1.0,
+        gt=0,
+        description="How often the scheduler checks whether a known delayed reminder is due.",
+    )
+    reminder_scan_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How often the reminders collection is queried for due reminders that another "
+            "instance scheduled (the query reads the whole collection on FerretDB)."
+        ),
     )
     announcement_batch_size: int = Field(default=1000, ge=1, le=10_000)
     fault_crash_after_write: bool = Field(

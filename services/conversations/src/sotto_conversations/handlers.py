@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ class Change:
 
     events: list[Message] = field(default_factory=list)
     reminders: list[Document] = field(default_factory=list)
+    read_by: list[str] = field(default_factory=list)  # whose reminders the read cancels
 
 
 class Conversations:
@@ -164,8 +166,13 @@ class Conversations:
             raise not_found("contact")
         return Actor(ref, client=client, contact=contact)
 
-    async def _visible_thread(self, practice_id: str, conversation_id: str, actor: Actor) -> Thread:
-        thread = await self._store.load_thread(practice_id, conversation_id)
+    async def _visible_thread(
+        self, practice_id: str, conversation_id: str, actor: Actor, *, for_update: bool = False
+    ) -> Thread:
+        thread = await self._store.load_thread(practice_id, conversation_id, for_update=for_update)
+        return await self._checked_visible(actor, thread)
+
+    async def _checked_visible(self, actor: Actor, thread: Thread | None) -> Thread:
         if thread is None or not await self._may_view(actor, thread):
             raise not_found()
         return thread
@@ -217,16 +224,28 @@ class Conversations:
         apply: Callable[[Thread], Awaitable[tuple[T, Change]]],
     ) -> T:
         for _ in range(SAVE_ATTEMPTS):
-            thread = await self._visible_thread(practice_id, conversation_id, actor)
+            thread = await self._visible_thread(
+                practice_id, conversation_id, actor, for_update=True
+            )
             result, change = await apply(thread)
             try:
                 if change.events:
                     await self._store.save_thread(thread, change.events)
             except VersionConflictError:
                 continue
-            await self._store.schedule_reminders(change.reminders)
+            for key in change.read_by:
+                await self._store.cancel_reminders(practice_id, conversation_id, key)
+            await self._schedule(change.reminders)
             return result
         raise RefusalError("busy", "the conversation is changing too fast; try again", 503)
+
+    async def _schedule(self, reminders: Sequence[Document]) -> None:
+        """Emit the reminders due now at once; the scheduler emits the others when due."""
+        now = self._clock()
+        await self._store.emit_reminders(
+            [r for r in reminders if r["due_at"] <= now], reminder_event
+        )
+        await self._store.schedule_reminders([r for r in reminders if r["due_at"] > now])
 
     # ------------------------------------------------------------------------- messages
 
@@ -282,6 +301,10 @@ class Conversations:
             seq=thread.last_seq + 1,
             recipients=tuple(targets),
         )
+        if sender_key and (
+            sender_key in thread.unread_by or thread.reads.get(sender_key, 0) < thread.last_seq
+        ):
+            change.read_by.append(sender_key)
         thread.messages[posted_message_id] = message
         thread.last_activity_at = now
         if sender_key:
@@ -407,6 +430,7 @@ class Conversations:
             if thread.reads.get(actor.key, 0) < thread.last_seq or actor.key in thread.unread_by:
                 thread.reads[actor.key] = thread.last_seq
                 thread.unread_by = [k for k in thread.unread_by if k != actor.key]
+                change.read_by.append(actor.key)
                 change.events.append(
                     MessageRead(
                         practice_id=thread.practice_id,
@@ -417,9 +441,7 @@ class Conversations:
                 )
             return domain.summary(thread, actor.key), change
 
-        result = await self._update(request.practice_id, request.conversation_id, actor, apply)
-        await self._store.cancel_reminders(request.practice_id, request.conversation_id, actor.key)
-        return result
+        return await self._update(request.practice_id, request.conversation_id, actor, apply)
 
     async def mark_unread(self, request: MarkUnread) -> ConversationSummary:
         actor = await self._actor(request.practice_id, request.actor)
@@ -515,7 +537,7 @@ class Conversations:
             await self._append(thread, actor.ref, first_id, request.first_message, settings, change)
         if not await self._store.insert_thread(thread, change.events):
             raise RefusalError("conversation_exists", "that conversation id is already used", 409)
-        await self._store.schedule_reminders(change.reminders)
+        await self._schedule(change.reminders)
         if request.first_message is not None:
             await self._record_client_send(actor, request.practice_id)
         return domain.thread_view(thread, actor.ref, settings)
@@ -927,7 +949,7 @@ class Conversations:
                 batch.append((thread, change.events))
                 reminders.extend(change.reminders)
             sent += len(await self._store.insert_threads(batch))
-            await self._store.schedule_reminders(reminders)
+            await self._schedule(reminders)
         return AnnouncementResult(
             announcement_id=request.announcement_id, conversations=sent, clients=len(clients)
         )
@@ -935,10 +957,23 @@ class Conversations:
     # ------------------------------------------------------------------------- queries
 
     async def get_thread(self, request: GetThread) -> ThreadView:
-        settings = await self._settings(request.practice_id)
-        actor = await self._actor(request.practice_id, request.actor)
-        thread = await self._visible_thread(request.practice_id, request.conversation_id, actor)
-        return domain.thread_view(thread, actor.ref, settings)
+        # the three reads are independent: one round trip's wait instead of three
+        settings, actor, thread = await asyncio.gather(
+            self._store.practice_settings(request.practice_id),
+            self._actor(request.practice_id, request.actor),
+            self._store.load_thread(request.practice_id, request.conversation_id, for_update=False),
+            return_exceptions=True,
+        )
+        if settings is None:
+            raise not_found("practice")
+        for outcome in (settings, actor, thread):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(settings, PracticeSettings)
+        assert isinstance(actor, Actor)
+        assert not isinstance(thread, BaseException)
+        visible = await self._checked_visible(actor, thread)
+        return domain.thread_view(visible, actor.ref, settings)
 
     async def list_client_conversations(
         self, request: ListClientConversations
@@ -1121,7 +1156,7 @@ class Conversations:
             ),
         )
         await self._store.insert_thread(thread, change.events)
-        await self._store.schedule_reminders(change.reminders)
+        await self._schedule(change.reminders)
 
     async def appointment_requested(self, event: AppointmentRequested) -> None:
         _, client = await self._known_client(event.practice_id, event.client_id)
@@ -1259,10 +1294,9 @@ class Conversations:
                 "recipient": key,
                 "posted_message_id": posted_ids[key],
                 "due_at": self._clock(),
-                "state": "sent",
             }
-            due_now.append((document, reminder_event(document)))
-        await self._store.insert_sent_reminders(due_now)
+            due_now.append(document)
+        await self._store.emit_reminders(due_now, reminder_event)
 
     async def _record_email_history(
         self, event: ClientEmailWorkflowEvent, thread: Thread, recipients: Sequence[ParticipantRef]
@@ -1299,6 +1333,8 @@ class Conversations:
         await self._update(thread.practice_id, thread.conversation_id, system, apply)
 
 
+_REMINDERS = uuid.UUID("0b6f7c1e-3f1d-5a8e-9c39-6a0e8d7c2b51")
+
 _SYSTEM = StaffMember(
     staff_id=domain.SYSTEM_AUTHOR,
     display_name="Practice",
@@ -1307,7 +1343,10 @@ _SYSTEM = StaffMember(
 
 
 def reminder_event(reminder: Document) -> UnreadReminderDue:
+    """The event of one stored reminder: its id derives from the reminder and its generation,
+    so emitting the same reminder twice (a repeated claim, a relay) is one event to consumers."""
     return UnreadReminderDue(
+        message_id=uuid.uuid5(_REMINDERS, f"{reminder['_id']}\x1f{reminder['generation']}"),
         practice_id=reminder["practice_id"],
         conversation_id=reminder["conversation_id"],
         recipient=ref_of(reminder["recipient"]),

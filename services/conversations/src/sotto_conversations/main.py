@@ -95,7 +95,11 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         interval_seconds=settings.outbox_interval_seconds,
     )
     scheduler = ReminderScheduler(
-        store, reminder_event, utc_now, interval_seconds=settings.reminder_poll_seconds
+        store,
+        reminder_event,
+        utc_now,
+        interval_seconds=settings.reminder_poll_seconds,
+        scan_seconds=settings.reminder_scan_seconds,
     )
 
     async def announce(request: contract.SendAnnouncement) -> contract.AnnouncementResult:

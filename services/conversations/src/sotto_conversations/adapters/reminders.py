@@ -1,7 +1,17 @@
-"""Polls for due unread reminders; the claim is atomic, so several instances never double up."""
+"""Emits delayed unread reminders when they come due; the claim is atomic, so several instances
+never double up.
+
+Reminders due at once (delay 0, announcements) never wait for this: the handlers emit them
+right after the save (`ConversationStore.emit_reminders`). Looking for due reminders reads the
+whole reminders collection on FerretDB's SQLite backend (it uses no secondary index), so the
+scheduler does not query every tick: it queries when a reminder it knows of comes due (those
+this instance scheduled, and the next one the last query saw) and at least every
+`scan_seconds` (reminders another instance scheduled, or one from before a restart).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,21 +29,53 @@ class ReminderScheduler:
         clock: Callable[[], datetime],
         *,
         interval_seconds: float,
+        scan_seconds: float = 30.0,
+        batch_size: int = 500,
     ) -> None:
         self._store = store
         self._event_for = event_for
         self._clock = clock
-        self._periodic = Periodic("unread-reminders", self.run_once, interval_seconds)
+        self._scan_seconds = scan_seconds
+        self._batch_size = batch_size
+        self._next_due: datetime | None = None
+        self._last_query: float | None = None
+        store.on_reminder_scheduled = self.note_due
+        self._periodic = Periodic("unread-reminders", self.tick, interval_seconds)
+
+    def note_due(self, due_at: datetime) -> None:
+        """A pending reminder comes due at `due_at`: look for it then."""
+        if self._next_due is None or due_at < self._next_due:
+            self._next_due = due_at
+
+    async def tick(self) -> int:
+        """Query only when something known is due or the periodic scan is."""
+        scan_due = (
+            self._last_query is None or time.monotonic() - self._last_query >= self._scan_seconds
+        )
+        known_due = self._next_due is not None and self._next_due <= self._clock()
+        if not (scan_due or known_due):
+            return 0
+        return await self.run_once()
 
     async def run_once(self) -> int:
         """Emit every reminder due now; returns how many this instance claimed."""
+        self._last_query = time.monotonic()
+        known, self._next_due = self._next_due, None  # new ones note themselves meanwhile
         claimed = 0
-        while (
-            claim_id := await self._store.claim_due_reminder(self._clock(), self._event_for)
-        ) is not None:
-            if claim_id:
-                claimed += 1
-                await self._store.flush_claim(claim_id)
+        try:
+            while True:
+                due, emitted, later = await self._store.claim_due_reminders(
+                    self._clock(), self._event_for, self._batch_size
+                )
+                claimed += emitted
+                if due < self._batch_size:
+                    break
+        except BaseException:
+            if known is not None:
+                self.note_due(known)
+            raise
+        if later is not None:
+            self.note_due(later)
         return claimed
 
     def start(self) -> None:

@@ -10,9 +10,8 @@ import asyncio
 import os
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -139,9 +138,12 @@ def flat_fields(thread: Thread) -> Document:
     return flat
 
 
-def thread_from(document: Document) -> Thread:
+def thread_from(document: Document, *, for_update: bool = True) -> Thread:
+    """The thread; `for_update` also keeps what was stored, so a save writes only changes
+    (a read-only load skips that: it costs as much as decoding the thread)."""
     thread = _thread_from(document)
-    thread.stored_fields = flat_fields(thread)
+    if for_update:
+        thread.stored_fields = flat_fields(thread)
     return thread
 
 
@@ -255,6 +257,7 @@ class ConversationStore:
         self._topology = topology
         self._publisher = publisher
         self._crash_after_write = crash_after_write
+        self.on_reminder_scheduled: Callable[[datetime], None] | None = None
 
     @property
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
@@ -290,13 +293,15 @@ class ConversationStore:
 
     # ------------------------------------------------------------------------- threads
 
-    async def load_thread(self, practice_id: str, conversation_id: str) -> Thread | None:
+    async def load_thread(
+        self, practice_id: str, conversation_id: str, *, for_update: bool = True
+    ) -> Thread | None:
         document = await self.threads.find_one({"_id": thread_id(practice_id, conversation_id)})
-        return thread_from(document) if document else None
+        return thread_from(document, for_update=for_update) if document else None
 
     async def thread_with_task(self, practice_id: str, task_id: str) -> Thread | None:
         document = await self.threads.find_one({"practice_id": practice_id, "task_ids": task_id})
-        return thread_from(document) if document else None
+        return thread_from(document, for_update=False) if document else None
 
     async def insert_thread(self, thread: Thread, events: Sequence[Message]) -> bool:
         """False when a thread with this id already exists."""
@@ -358,36 +363,13 @@ class ConversationStore:
             }
             for thread, events in threads
         ]
-        if not documents:
-            return []
-        inserted = [document["_id"] for document in documents]
-        try:
-            await self.threads.insert_many(documents, ordered=False)
-        except BulkWriteError as error:
-            duplicates = {
-                documents[item["index"]]["_id"]
-                for item in error.details.get("writeErrors", [])
-                if item.get("code") == DUPLICATE_KEY
-            }
-            if len(duplicates) != len(error.details.get("writeErrors", [])):
-                raise
-            inserted = [identifier for identifier in inserted if identifier not in duplicates]
+        inserted = await _insert_new(self.threads, documents)
         self._written()
-        await self.publish_inserted(documents, set(inserted))
-        return inserted
+        await self.publish_inserted(documents, inserted)
+        return [document["_id"] for document in documents if document["_id"] in inserted]
 
     async def publish_inserted(self, documents: Sequence[Document], inserted: set[str]) -> None:
-        entries = [
-            (event_id, entry)
-            for document in documents
-            if document["_id"] in inserted
-            for event_id, entry in document[OUTBOX].items()
-        ]
-        await _publish_entries(self._publisher, entries)
-        await self.threads.update_many(
-            {"_id": {"$in": sorted(inserted)}},
-            {"$set": {OUTBOX: {}, OUTBOX_PENDING: False}},
-        )
+        await _publish_inserted(self.threads, self._publisher, documents, inserted)
 
     async def find_threads(
         self, query: Document, *, skip: int = 0, limit: int = 0
@@ -396,7 +378,7 @@ class ConversationStore:
         cursor = self.threads.find(query).sort("last_activity_at", DESCENDING).skip(skip)
         if limit:
             cursor = cursor.limit(limit)
-        return [thread_from(document) async for document in cursor], total
+        return [thread_from(document, for_update=False) async for document in cursor], total
 
     # ------------------------------------------------------------------------- people
 
@@ -533,35 +515,44 @@ class ConversationStore:
     # ------------------------------------------------------------------------- reminders
 
     async def schedule_reminders(self, reminders: Sequence[Document]) -> None:
-        """Insert reminders; one already waiting for the same thread and recipient wins."""
+        """Insert pending reminders; one already stored for the same thread and recipient wins."""
         if not reminders:
             return
-        try:
-            await self.reminders.insert_many(
-                [{**reminder, "generation": uuid.uuid4().hex} for reminder in reminders],
-                ordered=False,
+        await _insert_new(
+            self.reminders,
+            [{**reminder, "generation": uuid.uuid4().hex} for reminder in reminders],
+        )
+        if self.on_reminder_scheduled is not None:
+            self.on_reminder_scheduled(min(reminder["due_at"] for reminder in reminders))
+
+    async def emit_reminders(
+        self, reminders: Sequence[Document], event_for: Callable[[Document], Message]
+    ) -> int:
+        """Reminders due now: stored as sent with their event in the same document, published at
+        once (no wait for the scheduler). One already stored for the same thread and recipient
+        (pending, or sent and not read since) wins. Returns how many were emitted."""
+        documents = []
+        for reminder in reminders:
+            document = {
+                **reminder,
+                "state": "sent",
+                "sent_at": reminder["due_at"],
+                "generation": uuid.uuid4().hex,
+            }
+            documents.append(
+                {**document, **new_document_outbox(self._topology, [event_for(document)])}
             )
-        except BulkWriteError as error:
-            if any(
-                item.get("code") != DUPLICATE_KEY for item in error.details.get("writeErrors", [])
-            ):
-                raise
+        inserted = await _insert_new(self.reminders, documents)
+        self._written()
+        await _publish_inserted(self.reminders, self._publisher, documents, inserted)
+        return len(inserted)
 
     async def insert_sent_reminders(self, reminders: Sequence[tuple[Document, Message]]) -> None:
-        """Reminders emitted at once: stored as sent, their event in the same document."""
-        for document, event in reminders:
-            try:
-                await self.reminders.insert_one(
-                    {
-                        **document,
-                        "generation": uuid.uuid4().hex,
-                        **new_document_outbox(self._topology, [event]),
-                    }
-                )
-            except DuplicateKeyError:
-                continue
-            self._written()
-            await flush(self.reminders, document["_id"], self._publisher)
+        """Reminders emitted at once with the given events (see `emit_reminders`)."""
+        events = {reminder["_id"]: event for reminder, event in reminders}
+        await self.emit_reminders(
+            [reminder for reminder, _ in reminders], lambda document: events[document["_id"]]
+        )
 
     async def cancel_reminders(
         self, practice_id: str, conversation_id: str, recipient_key: str
@@ -570,32 +561,60 @@ class ConversationStore:
             {"_id": reminder_id(practice_id, conversation_id, recipient_key)}
         )
 
-    async def claim_due_reminder(self, now: datetime, event_for: Any) -> str | None:
-        """Claim one due reminder and store its event; returns the claim id, None if none due.
+    async def claim_due_reminders(
+        self, now: datetime, event_for: Callable[[Document], Message], limit: int
+    ) -> tuple[int, int, datetime | None]:
+        """Claim and emit up to `limit` due reminders with one query.
 
-        The claim is a unique insert (atomic on every backend, unlike find-and-modify on
-        FerretDB) carrying the event in its own outbox, so exactly one instance emits it.
+        Returns (reminders found due, reminders this instance emitted, due time of the next
+        pending reminder not due yet, if the query saw one). The query reads the whole
+        collection on FerretDB (no secondary indexes), so one query serves a whole batch and
+        tells when to look again. A claim is a unique insert (atomic on every backend, unlike
+        find-and-modify on FerretDB) carrying the event in its own outbox, so one instance
+        emits it; the event id derives from the reminder's generation, so a claim repeated
+        after its clean-up is the same event, which consumers drop.
         """
-        candidate = await self.reminders.find_one({"state": "pending", "due_at": {"$lte": now}})
-        if candidate is None:
-            return None
-        claim_id = f"{candidate['_id']}:{candidate['generation']}"
-        event: Message = event_for(candidate)
-        try:
-            await self.reminder_claims.insert_one(
-                {"_id": claim_id, "claimed_at": now, **new_document_outbox(self._topology, [event])}
+        candidates = [
+            document
+            async for document in self.reminders.find({"state": "pending"})
+            .sort("due_at", ASCENDING)
+            .limit(limit)
+        ]
+        due = [document for document in candidates if document["due_at"] <= now]
+        later = next((d["due_at"] for d in candidates if d["due_at"] > now), None)
+        if not due:
+            return 0, 0, later
+        claims = [
+            {
+                "_id": f"{candidate['_id']}:{candidate['generation']}",
+                "claimed_at": now,
+                **new_document_outbox(self._topology, [event_for(candidate)]),
+            }
+            for candidate in due
+        ]
+        inserted = await _insert_new(self.reminder_claims, claims)
+        await asyncio.gather(
+            *(
+                self.reminders.update_one(
+                    {"_id": candidate["_id"], "generation": candidate["generation"]},
+                    {"$set": {"state": "sent", "sent_at": now}},
+                )
+                for candidate in due
             )
-        except DuplicateKeyError:
-            claim_id = ""
-        await self.reminders.update_one(
-            {"_id": candidate["_id"], "generation": candidate["generation"]},
-            {"$set": {"state": "sent", "sent_at": now}},
         )
-        return claim_id
-
-    async def flush_claim(self, claim_id: str) -> None:
         self._written()
-        await flush(self.reminder_claims, claim_id, self._publisher)
+        entries = [
+            (event_id, entry)
+            for claim in claims
+            if claim["_id"] in inserted
+            for event_id, entry in claim[OUTBOX].items()
+        ]
+        await _publish_entries(self._publisher, entries)
+        # published: the claims are done (keeps the collection the relay scans small)
+        await asyncio.gather(
+            *(self.reminder_claims.delete_one({"_id": claim_id}) for claim_id in inserted)
+        )
+        return len(due), len(inserted), later
 
     # ------------------------------------------------------------------------- idempotent replies
 
@@ -624,6 +643,49 @@ async def _publish_entries(publisher: Publisher, entries: Sequence[tuple[str, Do
                 )
                 for event_id, entry in entries[start : start + chunk_size]
             )
+        )
+
+
+async def _insert_new(
+    collection: AsyncCollection[Document], documents: Sequence[Document]
+) -> set[str]:
+    """Insert what is not there yet (unique `_id`); returns the ids inserted."""
+    if not documents:
+        return set()
+    inserted = {document["_id"] for document in documents}
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        if any(item.get("code") != DUPLICATE_KEY for item in errors):
+            raise
+        inserted -= {documents[item["index"]]["_id"] for item in errors}
+    return inserted
+
+
+async def _publish_inserted(
+    collection: AsyncCollection[Document],
+    publisher: Publisher,
+    documents: Sequence[Document],
+    inserted: set[str],
+) -> None:
+    """Publish the outbox of freshly inserted documents, then mark them published."""
+    entries = [
+        (event_id, entry)
+        for document in documents
+        if document["_id"] in inserted
+        for event_id, entry in document[OUTBOX].items()
+    ]
+    if not entries:
+        return
+    await _publish_entries(publisher, entries)
+    published = sorted(inserted)
+    clear = {"$set": {OUTBOX: {}, OUTBOX_PENDING: False}}
+    if len(published) > 50:  # one pass over the collection beats many round trips
+        await collection.update_many({"_id": {"$in": published}}, clear)
+    else:
+        await asyncio.gather(
+            *(collection.update_one({"_id": identifier}, clear) for identifier in published)
         )
 
 
