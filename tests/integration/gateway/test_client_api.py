@@ -18,6 +18,7 @@ from tests.integration.gateway.support import (
     sign_in,
     staff_headers,
 )
+from tests.support.waiting import eventually
 
 FIRST = "See you Tuesday at 10."
 NOTE_TEXT = "internal note: anxious about the move"
@@ -201,6 +202,24 @@ async def test_a_link_session_sees_only_its_conversation(
     new = await portal.post("/api/client/conversations", json={"subject": "x", "body": "y"})
     assert new.status_code == 403
     assert new.json()["code"] == "sign_in_required"
+
+    # Removing the message the link was sent for revokes the link; both sides see it removed.
+    first_id = thread.json()["messages"][0]["message_id"]
+    await staff_call(
+        http,
+        gateway_settings,
+        "clin1",
+        "DELETE",
+        f"/api/staff/conversations/conv1/messages/{first_id}",
+    )
+
+    async def reopened() -> httpx.Response:
+        return await portal.post(f"/api/client/links/{token}/open")
+
+    revoked = await eventually(reopened, until=lambda answer: answer.status_code == 410)
+    assert revoked.json()["code"] == "link_revoked"
+    seen = (await portal.get("/api/client/conversations/conv1")).json()
+    assert [(m["body"], m["removed"]) for m in seen["messages"]] == [("", True)]
 
 
 async def test_limits_get_clear_answers(
