@@ -7,6 +7,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal, TypeVar
 
@@ -57,6 +58,26 @@ class DeliveryState(StrEnum):
 
 FINAL_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.AMBIGUOUS})
 SENDABLE_STATES = frozenset({DeliveryState.CLAIMED, DeliveryState.DEFERRED})
+"""`SENDING` is only found in records written by notifiers before 2026-11-22, which marked the
+record before each attempt; an open SMTP window is now an `OpenWindow` (see the store)."""
+
+
+class WindowOutcome(StrEnum):
+    OPENED = "opened"
+    """This caller, and only it, may send the attempt."""
+    TAKEN = "taken"
+    """Someone opened this attempt's window before: it is being sent, or may have been."""
+    OUTDATED = "outdated"
+    """The record moved on (a concurrent copy already sent this attempt): nothing to do."""
+
+
+@dataclass(frozen=True)
+class OpenWindow:
+    """An attempt whose SMTP transaction started and whose window was not closed yet."""
+
+    notification_id: str
+    attempt: int
+    opened_at: datetime
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 
 from sotto_contracts.base import Message, utc_now
 from sotto_contracts.notifier import EmailAmbiguous, SendNotification
@@ -19,7 +19,9 @@ from sotto_notifier.domain import (
     Deferred,
     DeliveryRecord,
     DeliveryState,
+    OpenWindow,
     SmtpOutcome,
+    WindowOutcome,
     delivery_event,
     draft_email,
     event_for_verdict,
@@ -39,20 +41,24 @@ class Deliveries(Protocol):
 
     async def get(self, notification_id: str) -> DeliveryRecord | None: ...
 
-    async def start_sending(self, record: DeliveryRecord) -> bool: ...
+    async def open_window(self, notification_id: str, attempt: int) -> WindowOutcome: ...
 
-    async def finish_attempt(
+    async def record_attempt(
         self,
         notification_id: str,
         attempt: int,
         state: DeliveryState,
         outcome: SmtpOutcome | None,
         event: Message,
-    ) -> bool: ...
+    ) -> Mapping[str, Any]: ...
 
-    async def stale_sending(self, started_before: datetime) -> list[DeliveryRecord]: ...
+    async def publish_events(self, notification_id: str, entries: Mapping[str, Any]) -> None: ...
 
-    async def publish_pending(self, notification_id: str) -> None: ...
+    async def publish_pending(self, notification_id: str) -> int: ...
+
+    async def close_window(self, notification_id: str, attempt: int) -> None: ...
+
+    async def open_windows(self, opened_before: datetime) -> list[OpenWindow]: ...
 
 
 class Connection(Protocol):
@@ -78,6 +84,9 @@ class SendingPolicy:
     retry_delays_seconds: Sequence[int]
     address_hash_key: bytes | None
     stale_sending_after: timedelta
+    republish_after: timedelta = timedelta(seconds=2)
+    """An open window whose result is recorded gets its events published by the sweep after
+    this long (the sender publishes them itself right after recording)."""
 
 
 class NotificationSender:
@@ -116,32 +125,39 @@ class NotificationSender:
         email = self._email(command)
         fingerprint = recipient_fingerprint(str(command.to_address), self._policy.address_hash_key)
         record = await self._deliveries.claim(command, fingerprint)
-        if record.state is DeliveryState.SENDING:
-            if redelivered:
-                await self._settle_ambiguous(record)
-            # Otherwise a duplicate copy is being sent right now by its holder, who records it.
-            return
         if record.state in FINAL_STATES:
             await self._deliveries.publish_pending(record.notification_id)
             return
+        if record.state is DeliveryState.SENDING:  # left by an older notifier version
+            if redelivered:
+                await self._settle_ambiguous(record, record.attempts)
+            return
+        attempt = record.attempts + 1
         async with self._mailer.connection() as connection:
-            if not await self._deliveries.start_sending(record):
+            window = await self._deliveries.open_window(record.notification_id, attempt)
+            if window is WindowOutcome.TAKEN and redelivered:
+                # This command was handed out before and not acknowledged: its holder died
+                # with the window open, maybe after the relay took the email.
+                await self._settle_window(record.notification_id, attempt, ambiguous=True)
+            if window is not WindowOutcome.OPENED:
+                # Otherwise a duplicate copy is being sent right now by its holder, who records
+                # it, or was already sent.
                 return
             # Taken right before the SMTP transaction, so the relay sees the configured rate
             # rather than the rate limit smeared by the database write's latency.
             await self._rate_limit.acquire()
-            attempt = record.attempts + 1
             outcome = await connection.send(
                 email, sender=self._policy.from_address, recipient=str(command.to_address)
             )
         verdict = judge(outcome, attempt, self._policy.retry_delays_seconds)
         event = event_for_verdict(record, verdict, attempt=attempt, outcome=outcome)
-        recorded = await self._deliveries.finish_attempt(
+        queued = await self._deliveries.record_attempt(
             record.notification_id, attempt, state_after(verdict), outcome, event
         )
-        if recorded and isinstance(verdict, Deferred):
+        if isinstance(verdict, Deferred):
             await self._retries.schedule(command, verdict.retry_in_seconds)
-        await self._deliveries.publish_pending(record.notification_id)
+        await self._deliveries.publish_events(record.notification_id, queued)
+        await self._deliveries.close_window(record.notification_id, attempt)
         logger.info(
             "notification attempt finished",
             extra={
@@ -153,23 +169,48 @@ class NotificationSender:
             },
         )
 
-    async def _settle_ambiguous(self, record: DeliveryRecord) -> bool:
-        event = delivery_event(record, EmailAmbiguous, attempt=record.attempts)
-        settled = await self._deliveries.finish_attempt(
-            record.notification_id, record.attempts, DeliveryState.AMBIGUOUS, None, event
+    async def _settle_ambiguous(self, record: DeliveryRecord, attempt: int) -> None:
+        event = delivery_event(record, EmailAmbiguous, attempt=attempt)
+        queued = await self._deliveries.record_attempt(
+            record.notification_id, attempt, DeliveryState.AMBIGUOUS, None, event
         )
-        await self._deliveries.publish_pending(record.notification_id)
-        if settled:
-            logger.warning(
-                "notification send was interrupted; recorded as ambiguous",
-                extra={"notification_id": record.notification_id, "attempt": record.attempts},
+        await self._deliveries.publish_events(record.notification_id, queued)
+        await self._deliveries.close_window(record.notification_id, attempt)
+        logger.warning(
+            "notification send was interrupted; recorded as ambiguous",
+            extra={"notification_id": record.notification_id, "attempt": attempt},
+        )
+
+    async def sweep_windows(self) -> int:
+        """Settle windows a dead or interrupted instance left open; how many were settled.
+
+        A window whose attempt has its result recorded only needs its events published and
+        the window closed. One without a result, open longer than any live send could take,
+        belongs to a dead instance: the email may have gone out, so it is ambiguous.
+        """
+        now = utc_now()
+        settled = 0
+        for window in await self._deliveries.open_windows(now - self._policy.republish_after):
+            stale = window.opened_at < now - self._policy.stale_sending_after
+            settled += await self._settle_window(
+                window.notification_id, window.attempt, ambiguous=stale
             )
         return settled
 
-    async def settle_stale_sends(self) -> int:
-        """Sends left open longer than any live send could take belong to a dead instance."""
-        started_before = utc_now() - self._policy.stale_sending_after
-        settled = 0
-        for record in await self._deliveries.stale_sending(started_before):
-            settled += await self._settle_ambiguous(record)
-        return settled
+    async def _settle_window(self, notification_id: str, attempt: int, *, ambiguous: bool) -> bool:
+        """Close an open window: publish its recorded result, or (if `ambiguous`) record that
+        the attempt may or may not have been sent. False if the window was left open."""
+        record = await self._deliveries.get(notification_id)
+        recorded = (
+            record is not None
+            and record.attempts >= attempt
+            and record.state is not DeliveryState.SENDING
+        )
+        if record is None or recorded:
+            await self._deliveries.publish_pending(notification_id)
+            await self._deliveries.close_window(notification_id, attempt)
+            return True
+        if ambiguous:
+            await self._settle_ambiguous(record, attempt)
+            return True
+        return False

@@ -7,7 +7,6 @@ from faststream.asgi import AsgiFastStream
 from faststream.rabbit import RabbitMessage
 
 from sotto_contracts.notifier import SendNotification
-from sotto_kit.outbox import OutboxRelay
 from sotto_kit.periodic import Periodic
 from sotto_kit.runtime import create_runtime, worker_app
 from sotto_notifier.adapters.retries import DelayedRetries
@@ -45,11 +44,13 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
             stale_sending_after=timedelta(seconds=settings.stale_sending_seconds),
         ),
     )
-    relay = OutboxRelay(
-        [store.collection], runtime.publisher, interval_seconds=settings.outbox_interval_seconds
-    )
-    stale_sweep = Periodic(
-        "stale-send-sweep", sender.settle_stale_sends, settings.sweep_interval_seconds
+    # Events left in a record's outbox always belong to a window still open (see the store), so
+    # sweeping the small windows collection replaces the outbox relay, whose query would scan
+    # the whole deliveries collection on FerretDB.
+    window_sweep = Periodic(
+        "send-window-sweep",
+        sender.sweep_windows,
+        min(settings.sweep_interval_seconds, settings.outbox_interval_seconds),
     )
 
     @runtime.broker.subscriber(
@@ -60,13 +61,12 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
 
     async def start_background_work() -> None:
         # Sync hooks run in a worker thread; starting tasks needs the event loop's thread.
-        relay.start()
-        stale_sweep.start()
+        window_sweep.start()
 
     return worker_app(
         runtime,
         title="Sotto notifier",
-        on_startup=[store.ensure_indexes, relay.ensure_indexes, retries.declare],
+        on_startup=[store.ensure_indexes, retries.declare],
         after_startup=[start_background_work],
-        on_shutdown=[stale_sweep.stop, relay.stop, pool.close],
+        on_shutdown=[window_sweep.stop, pool.close],
     )

@@ -1,13 +1,36 @@
-"""Delivery records: one document per notification id, its state, attempts and outbox."""
+"""Delivery records (one document per notification id) and the open SMTP windows.
+
+Every read and write of a delivery record filters on `_id` alone. FerretDB's SQLite backend
+only uses an index for a filter that is exactly `{"_id": <value>}`; any other filter (even
+`_id` plus another field) scans the whole collection, which grows by one document per
+email. Conditional updates would not buy safety there anyway (two concurrent updates can both
+match on FerretDB), so exclusivity comes from unique `_id` inserts into `send_windows`:
+
+- a window `<notification id>/<attempt>` is inserted before an attempt's SMTP transaction
+  (only one inserter wins), and deleted once the attempt's result is recorded and its event
+  published. The windows collection therefore holds only attempts in flight, or left open by a
+  dead instance: sweeping it is cheap, unlike a query on the growing deliveries collection.
+- an open window whose record does not hold the attempt's result is a send that may or may
+  not have happened: it is settled as ambiguous, never sent again.
+- the result of an attempt and its event are one `_id` update (the outbox in the same write);
+  after the event is published, one more `_id` update clears it.
+
+Claims of concurrently received commands are inserted together (`insert_many`), since one
+insert of many documents costs FerretDB about what one insert of one costs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from sotto_contracts.base import Message, utc_now
 from sotto_contracts.common import NotificationKind, ParticipantRef
@@ -15,11 +38,21 @@ from sotto_contracts.notifier import SendNotification
 from sotto_contracts.topology import Topology
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
-from sotto_kit.outbox import flush, new_document_outbox, outbox_update
-from sotto_notifier.domain import DeliveryRecord, DeliveryState, SmtpOutcome, redact_reply
+from sotto_kit.outbox import OUTBOX, OUTBOX_PENDING, new_document_outbox, outbox_update
+from sotto_notifier.domain import (
+    SENDABLE_STATES,
+    DeliveryRecord,
+    DeliveryState,
+    OpenWindow,
+    SmtpOutcome,
+    WindowOutcome,
+    redact_reply,
+)
 
 COLLECTION = "deliveries"
 WINDOWS = "send_windows"
+DUPLICATE_KEY = 11000
+CLAIM_BATCH_LIMIT = 256
 
 
 def _record(document: Document) -> DeliveryRecord:
@@ -34,6 +67,82 @@ def _record(document: Document) -> DeliveryRecord:
     )
 
 
+def window_id(notification_id: str, attempt: int) -> str:
+    return f"{notification_id}/{attempt}"
+
+
+def _open_window(document: Document) -> OpenWindow | None:
+    notification_id, _, attempt = str(document["_id"]).rpartition("/")
+    if not notification_id or not attempt.isdigit():
+        return None
+    return OpenWindow(notification_id, int(attempt), document["at"])
+
+
+@dataclass
+class _PendingClaim:
+    document: Document
+    done: asyncio.Future[bool]
+
+
+class _ClaimBatcher:
+    """Inserts the claims that arrive while the previous insert runs in one `insert_many`.
+
+    Each caller learns whether its own document was inserted (True) or already existed
+    (False); any other error is raised to the callers whose documents it concerns.
+    """
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+        self._queue: list[_PendingClaim] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def insert(self, document: Document) -> bool:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_PendingClaim(document, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="claim-batcher")
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        batch: list[_PendingClaim] = []
+        try:
+            while self._queue:
+                batch = self._queue[:CLAIM_BATCH_LIMIT]
+                del self._queue[:CLAIM_BATCH_LIMIT]
+                await self._write(batch)
+        except BaseException as error:  # cancelled at shutdown: nobody may wait forever
+            for claim in [*batch, *self._queue]:
+                if not claim.done.done():
+                    claim.done.set_exception(
+                        error if isinstance(error, Exception) else RuntimeError("stopping")
+                    )
+            self._queue.clear()
+            raise
+
+    async def _write(self, batch: list[_PendingClaim]) -> None:
+        try:
+            await self._collection.insert_many([claim.document for claim in batch], ordered=False)
+        except BulkWriteError as error:
+            problems = {int(e["index"]): e for e in error.details.get("writeErrors", [])}
+            for index, claim in enumerate(batch):
+                problem = problems.get(index)
+                if problem is None:
+                    claim.done.set_result(True)
+                elif problem.get("code") == DUPLICATE_KEY:
+                    claim.done.set_result(False)
+                else:
+                    claim.done.set_exception(
+                        OperationFailure(str(problem.get("errmsg")), problem.get("code"))
+                    )
+            return
+        except Exception as error:  # handed to each waiting caller
+            for claim in batch:
+                claim.done.set_exception(error)
+            return
+        for claim in batch:
+            claim.done.set_result(True)
+
+
 class DeliveryStore:
     def __init__(
         self, database: AsyncDatabase[Document], topology: Topology, publisher: Publisher
@@ -42,6 +151,7 @@ class DeliveryStore:
         self._windows: AsyncCollection[Document] = database[WINDOWS]
         self._topology = topology
         self._publisher = publisher
+        self._claims = _ClaimBatcher(self.collection)
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
@@ -49,7 +159,6 @@ class DeliveryStore:
 
     async def ensure_indexes(self) -> None:
         await ensure_collections(self.collections)
-        await self.collection.create_index([("state", 1), ("sending_since", 1)])
 
     async def claim(
         self, command: SendNotification, recipient_fingerprint: str | None
@@ -71,91 +180,116 @@ class DeliveryStore:
             "updated_at": now,
             **new_document_outbox(self._topology, []),
         }
-        try:
-            await self.collection.insert_one(document)
-        except DuplicateKeyError:
-            existing = await self.get(command.notification_id)
-            if existing is not None:
-                return existing
-            raise
-        return _record(document)
+        if await self._claims.insert(document):
+            return _record(document)
+        existing = await self.get(command.notification_id)
+        if existing is None:
+            raise DuplicateKeyError(f"claim of {command.notification_id} vanished")
+        return existing
 
     async def get(self, notification_id: str) -> DeliveryRecord | None:
         document = await self.collection.find_one({"_id": notification_id})
         return None if document is None else _record(document)
 
-    async def _take_window(self, notification_id: str, attempt: int) -> bool:
-        """Exactly one caller may send each attempt.
+    async def open_window(self, notification_id: str, attempt: int) -> WindowOutcome:
+        """Take the right to send `attempt`: exactly one caller ever gets OPENED.
 
-        A conditional update is not enough: FerretDB's SQLite backend can let two concurrent
-        updates both match the same filter. A unique `_id` insert is atomic everywhere.
+        A unique `_id` insert is atomic on MongoDB and FerretDB alike. Because windows are
+        deleted once closed, the record is read again afterwards: if it already holds the
+        result of `attempt` (a concurrent copy sent and closed it), this window is withdrawn.
         """
+        key = window_id(notification_id, attempt)
         try:
-            await self._windows.insert_one({"_id": f"{notification_id}/{attempt}", "at": utc_now()})
+            await self._windows.insert_one({"_id": key, "at": utc_now()})
         except DuplicateKeyError:
-            return False
-        return True
+            return WindowOutcome.TAKEN
+        current = await self.get(notification_id)
+        if (
+            current is None
+            or current.attempts != attempt - 1
+            or current.state not in SENDABLE_STATES
+        ):
+            await self._windows.delete_one({"_id": key})
+            return WindowOutcome.OUTDATED
+        return WindowOutcome.OPENED
 
-    async def start_sending(self, record: DeliveryRecord) -> bool:
-        """Open the SMTP window for attempt `attempts + 1`; False if someone else moved first."""
-        now = utc_now()
-        result = await self.collection.update_one(
-            {
-                "_id": record.notification_id,
-                "state": record.state.value,
-                "attempts": record.attempts,
-            },
-            {
-                "$set": {
-                    "state": DeliveryState.SENDING.value,
-                    "attempts": record.attempts + 1,
-                    "sending_since": now,
-                    "updated_at": now,
-                }
-            },
-        )
-        if result.modified_count != 1:
-            return False
-        return await self._take_window(record.notification_id, record.attempts + 1)
-
-    async def finish_attempt(
+    async def record_attempt(
         self,
         notification_id: str,
         attempt: int,
         state: DeliveryState,
         outcome: SmtpOutcome | None,
         event: Message,
-    ) -> bool:
-        """Close the SMTP window of `attempt` with its result and event; False if it was closed."""
+    ) -> dict[str, Document]:
+        """The result of `attempt` and its event, in one write; the outbox entries written."""
         now = utc_now()
         entry: dict[str, Any] = {"attempt": attempt, "at": now, "state": state.value}
         if outcome is not None:
             entry |= {"smtp_code": outcome.code, "smtp_reply": redact_reply(outcome.reply)}
-        result = await self.collection.update_one(
+        queued = outbox_update(self._topology, [event])
+        await self.collection.update_one(
+            {"_id": notification_id},
             {
-                "_id": notification_id,
-                "state": DeliveryState.SENDING.value,
-                "attempts": attempt,
-            },
-            {
-                "$set": {
-                    "state": state.value,
-                    "updated_at": now,
-                    **outbox_update(self._topology, [event]),
-                },
+                "$set": {"state": state.value, "attempts": attempt, "updated_at": now, **queued},
                 "$unset": {"sending_since": ""},
                 "$push": {"history": entry},
             },
         )
-        return result.modified_count == 1
+        prefix = f"{OUTBOX}."
+        return {
+            key.removeprefix(prefix): value
+            for key, value in queued.items()
+            if key.startswith(prefix)
+        }
 
-    async def stale_sending(
-        self, started_before: datetime, limit: int = 200
-    ) -> list[DeliveryRecord]:
-        cursor = self.collection.find(
-            {"state": DeliveryState.SENDING.value, "sending_since": {"$lt": started_before}}
-        ).limit(limit)
-        return [_record(document) async for document in cursor]
+    async def publish_events(self, notification_id: str, entries: Mapping[str, Any]) -> None:
+        """Publish the outbox entries `record_attempt` wrote, then clear them."""
+        if entries:
+            await self._publish(notification_id, entries)
 
-    async def publish_pending(self, notification_id: str) -> None:
-        await flush(self.collection, notification_id, self._publisher)
+    async def _publish(self, notification_id: str, entries: Mapping[str, Document]) -> None:
+        await asyncio.gather(
+            *(
+                self._publisher.publish_raw(
+                    entry["body"].encode(),
+                    exchange=entry["exchange"],
+                    routing_key=entry["routing_key"],
+                    message_id=event_id,
+                )
+                for event_id, entry in entries.items()
+            )
+        )
+        await self.collection.update_one(
+            {"_id": notification_id},
+            {
+                "$unset": {f"{OUTBOX}.{event_id}": "" for event_id in entries},
+                # Safe without checking for other entries: an event is only added by the holder
+                # of an open window, which stays open until that event is published, and the
+                # window sweep publishes whatever a record's outbox holds.
+                "$set": {OUTBOX_PENDING: False},
+            },
+        )
+
+    async def publish_pending(self, notification_id: str) -> int:
+        """Publish whatever the record's outbox still holds (a crash left it); how many."""
+        document = await self.collection.find_one({"_id": notification_id}, {OUTBOX: 1})
+        pending: dict[str, Document] = (document or {}).get(OUTBOX) or {}
+        if pending:
+            await self._publish(notification_id, pending)
+        return len(pending)
+
+    async def close_window(self, notification_id: str, attempt: int) -> None:
+        await self._windows.delete_one({"_id": window_id(notification_id, attempt)})
+
+    async def open_windows(self, opened_before: datetime, limit: int = 200) -> list[OpenWindow]:
+        """Windows opened before `opened_before` and still open (a small collection)."""
+        cursor = self._windows.find({"at": {"$lt": opened_before}}).limit(limit)
+        windows = []
+        async for document in cursor:
+            window = _open_window(document)
+            if window is None:
+                with contextlib.suppress(Exception):
+                    await self._windows.delete_one({"_id": document["_id"]})
+                continue
+            windows.append(window)
+        return windows
