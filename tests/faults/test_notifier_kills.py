@@ -17,12 +17,9 @@ from tests.faults.checker import check_notifications
 from tests.faults.conftest import OUTPUT
 from tests.faults.load import as_publishable, notification, publish_confirmed
 from tests.faults.scoreboard import Scoreboard
-from tests.integration.notifier.processes import notifier_environment
-from tests.integration.notifier.support import EventTap
+from tests.integration.notifier.support import EventTap, notifier_process
 from tests.support.infra import Infrastructure
 from tests.support.mail import MailCatcher
-from tests.support.serving import free_port
-from tests.support.system import VENV_BIN, WORKERS, ServiceProcess
 from tests.support.waiting import eventually
 
 AMBIGUOUS = "notifier.email_ambiguous.v1"
@@ -61,15 +58,7 @@ async def run_with_kills(
     deliveries = mongo[settings.database]["deliveries"]
     tap = EventTap(infra.rabbitmq_url, settings.topology)
     await tap.start()
-    notifier = ServiceProcess(
-        "notifier",
-        free_port(),
-        [str(VENV_BIN / "faststream"), "run", WORKERS["notifier"], "--factory"],
-        {**notifier_environment(settings), "LOG_LEVEL": "INFO"},
-        OUTPUT / f"notifier-kills-{marker}.log",
-    )
-    notifier.argv += ["--host", "127.0.0.1", "--port", str(notifier.port)]
-    OUTPUT.mkdir(parents=True, exist_ok=True)
+    notifier = notifier_process(settings, OUTPUT / f"notifier-kills-{marker}.log")
 
     async def fresh_notifier() -> None:
         notifier.start()
@@ -87,7 +76,8 @@ async def run_with_kills(
                 lambda: deliveries.count_documents({"state": "delivered"}),
                 until=partial(operator.le, threshold),
                 timeout=600,
-                interval=0.5,
+                # Counting scans the collection on FerretDB: probe less often in longer runs.
+                interval=max(0.5, total / 5000),
                 what=f"{threshold} delivered before kill {kill}",
             )
             notifier.kill()

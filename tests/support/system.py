@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from tests.support.infra import REPO, Infrastructure
+from tests.support.infra import Infrastructure
+from tests.support.processes import VENV_BIN, ServiceProcess, bind
 from tests.support.serving import free_port
-from tests.support.waiting import eventually
 
-VENV_BIN = REPO / ".venv" / "bin"
+__all__ = ["VENV_BIN", "RunningSystem", "ServiceProcess", "running_system"]
 WORKERS = {
     "conversations": "sotto_conversations.main:create_app",
     "notifier": "sotto_notifier.main:create_app",
@@ -30,57 +26,6 @@ ENV_PREFIX = {
     "audit": "AUDIT",
     "gateway": "GATEWAY",
 }
-
-
-@dataclass
-class ServiceProcess:
-    name: str
-    port: int
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.argv, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
-
-    async def wait_healthy(self, timeout: float = 60) -> None:
-        async with httpx.AsyncClient(timeout=5) as client:
-
-            async def status() -> int:
-                if self.process is not None and self.process.poll() is not None:
-                    log = self.log_path.read_text()[-3000:]
-                    raise AssertionError(f"{self.name} exited early:\n{log}")
-                try:
-                    return (await client.get(f"{self.url}/health")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await eventually(status, until=lambda s: s == 200, timeout=timeout, what=self.name)
-
-    async def restart(self) -> None:
-        self.stop()
-        self.start()
-        await self.wait_healthy()
 
 
 @dataclass
@@ -126,10 +71,6 @@ def _service_env(
     }
 
 
-def _bind(port: int) -> list[str]:
-    return ["--host", "127.0.0.1", "--port", str(port)]
-
-
 @asynccontextmanager
 async def running_system(
     infra: Infrastructure,
@@ -148,17 +89,17 @@ async def running_system(
         for index in range(instances.get(name, 1) if instances else 1):
             port = free_port()
             key = name if index == 0 else f"{name}-{index + 1}"
-            system.services[key] = ServiceProcess(
+            system.services[key] = ServiceProcess.worker(
                 key,
+                target,
                 port,
-                [str(VENV_BIN / "faststream"), "run", target, "--factory", *_bind(port)],
                 _service_env(infra, namespace, name, gateway_url, env or {}),
                 log_dir / f"{key}.log",
             )
     system.services["gateway"] = ServiceProcess(
         "gateway",
         gateway_port,
-        [str(VENV_BIN / "uvicorn"), "--factory", GATEWAY, *_bind(gateway_port)],
+        [str(VENV_BIN / "uvicorn"), "--factory", GATEWAY, *bind(gateway_port)],
         _service_env(infra, namespace, "gateway", gateway_url, env or {}),
         log_dir / "gateway.log",
     )

@@ -1,9 +1,11 @@
-"""Helpers for notifier integration tests: commands, unique addresses, and an event tap."""
+"""Helpers for notifier tests: commands, unique addresses, an event tap, a notifier process."""
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -11,6 +13,10 @@ import aio_pika
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
 from sotto_contracts.notifier import SendNotification
 from sotto_contracts.topology import Topology
+from sotto_notifier.config import NotifierSettings
+from tests.support.processes import ServiceProcess
+from tests.support.serving import free_port
+from tests.support.system import WORKERS
 
 PRACTICE_NAME = "Lakeside Counseling"
 
@@ -76,3 +82,39 @@ class EventTap:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+
+def notifier_environment(settings: NotifierSettings) -> dict[str, str]:
+    """The environment that makes a `faststream run` notifier use these settings."""
+    return {
+        **os.environ,
+        "RABBITMQ_URL": settings.rabbitmq_url,
+        "MONGODB_URL": settings.mongodb_url,
+        "SOTTO_NAMESPACE": settings.namespace,
+        "SOTTO_DELIVERY_LIMIT": str(settings.delivery_limit),
+        "LOG_LEVEL": settings.log_level,
+        "NOTIFIER_DATABASE": settings.database,
+        "NOTIFIER_SMTP_HOST": settings.smtp_host,
+        "NOTIFIER_SMTP_PORT": str(settings.smtp_port),
+        "NOTIFIER_SMTP_TLS": settings.smtp_tls.value,
+        "NOTIFIER_POOL_SIZE": str(settings.pool_size),
+        "NOTIFIER_PREFETCH": str(settings.prefetch),
+        "NOTIFIER_RATE_PER_SECOND": str(settings.rate_per_second),
+        "NOTIFIER_BURST": str(settings.burst),
+        "NOTIFIER_RETRY_DELAYS_SECONDS": str(settings.retry_delays_seconds),
+        "NOTIFIER_OUTBOX_INTERVAL_SECONDS": str(settings.outbox_interval_seconds),
+        "NOTIFIER_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
+        "NOTIFIER_STALE_SENDING_SECONDS": str(settings.stale_sending_seconds),
+        **(
+            {"NOTIFIER_ADDRESS_HASH_KEY": settings.address_hash_key.get_secret_value()}
+            if settings.address_hash_key
+            else {}
+        ),
+    }
+
+
+def notifier_process(settings: NotifierSettings, log_path: Path) -> ServiceProcess:
+    """One notifier as its own OS process on a free port (start it with `async with`)."""
+    return ServiceProcess.worker(
+        "notifier", WORKERS["notifier"], free_port(), notifier_environment(settings), log_path
+    )
