@@ -67,6 +67,11 @@ def new_document_outbox(topology: Topology, events: Iterable[Message]) -> Docume
     return {OUTBOX: outbox, OUTBOX_PENDING: bool(outbox)}
 
 
+def retry_later(collection: AsyncCollection[Document], document_id: Any) -> None:
+    """Have the relay retry this document's outbox soon (a writer's own publish failed)."""
+    _unflushed.setdefault(collection.full_name, set()).add(document_id)
+
+
 async def flush(
     collection: AsyncCollection[Document],
     document_id: Any,
@@ -120,7 +125,7 @@ async def _flush(
                 {"_id": document_id, OUTBOX: {}}, {"$set": {OUTBOX_PENDING: False}}
             )
     except Exception:
-        _unflushed.setdefault(collection.full_name, set()).add(document_id)
+        retry_later(collection, document_id)
         raise
     return len(pending), left
 

@@ -1,0 +1,169 @@
+"""Where one message's time goes: per-hop timeline of single staff POSTs, end to end.
+
+    .venv/bin/python -m bench.trace [--messages 5] [--gap 1.0]
+    .venv/bin/python -m bench.trace --read [--seconds 5]
+
+Starts the whole system on a fresh namespace (like `make bench`), seeds a few clients, then
+posts one message at a time and prints, relative to the start of each POST, when the POST was
+answered, when each event and command of that conversation reached the broker (a private queue
+bound to the events and commands exchanges) and when the catcher accepted the email.
+With `--read`: the CPU seconds each process (services, FerretDB, RabbitMQ) spends per staff GET
+of a 50-message thread under `wrk -c8`: which process the read path's cost lands on.
+Not a benchmark: a diagnosis aid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+
+import aio_pika
+
+from bench.catcher import Catcher
+from bench.practice import BenchPractice, drop_namespace, owner_pool, seed, system_for
+from bench.read_path import build_thread, ensure_wrk, gateway_target
+from tests.support.infra import Infrastructure, infrastructure
+
+Arrivals = dict[str, list[tuple[str, float]]]
+
+
+async def _listen(
+    infra: Infrastructure, namespace: str, arrivals: Arrivals
+) -> aio_pika.abc.AbstractRobustConnection:
+    connection = await aio_pika.connect_robust(infra.rabbitmq_url)
+    channel = await connection.channel()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for exchange in ("events", "commands"):
+        await queue.bind(f"{namespace}.{exchange}", "#")
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        at = time.time()
+        async with message.process():
+            body = json.loads(message.body)
+            key = str(body.get("conversation_id") or body.get("notification_id") or "")
+            arrivals[key].append((message.routing_key or "", at))
+
+    await queue.consume(on_message)
+    return connection
+
+
+async def trace(infra: Infrastructure, messages: int, gap: float) -> None:
+    namespace = f"trace{uuid.uuid4().hex[:8]}"
+    practice = BenchPractice(f"{namespace}-p", messages + 2)
+    catcher = Catcher(infra.smtp_api_url)
+    arrivals: Arrivals = defaultdict(list)
+    try:
+        async with system_for(infra, namespace) as system:
+            print(f"seeded in {await seed(infra, system, practice):.1f} s", flush=True)
+            connection = await _listen(infra, namespace, arrivals)
+            pool = owner_pool(system, practice)
+            try:
+                for index in practice.next_clients(messages):
+                    conversation_id = f"trace-{uuid.uuid4().hex[:12]}"
+                    payload = {
+                        "conversation_id": conversation_id,
+                        "subject": "Trace",
+                        "client_id": practice.client_id(index),
+                        "first_message": "A message to trace.",
+                    }
+                    started = time.time()
+                    response = await pool.request(
+                        "POST", "/api/staff/conversations", json.dumps(payload).encode()
+                    )
+                    answered = time.time()
+                    receipts = [
+                        r
+                        for r in await catcher.wait_for(practice, 1, 30, poll=0.05)
+                        if r.client_index == index
+                    ]
+                    while not receipts:
+                        await asyncio.sleep(0.05)
+                        receipts = [
+                            r for r in await catcher.receipts(practice) if r.client_index == index
+                        ]
+                    await asyncio.sleep(0.3)  # let the last events arrive
+                    print(f"\n{conversation_id} (status {response.status})")
+                    print(f"  {(answered - started) * 1000:8.1f} ms  POST answered")
+                    hops = sorted(arrivals[conversation_id], key=lambda hop: hop[1])
+                    for routing_key, at in hops:
+                        print(f"  {(at - started) * 1000:8.1f} ms  {routing_key}")
+                    print(
+                        f"  {(receipts[0].accepted_at - started) * 1000:8.1f} ms  catcher accepted"
+                    )
+                    await catcher.delete([r.message_id for r in receipts])
+                    await asyncio.sleep(gap)
+            finally:
+                pool.close()
+                await connection.close()
+    finally:
+        await drop_namespace(infra, namespace)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_of(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
+async def read_cost(infra: Infrastructure, seconds: float) -> None:
+    namespace = f"trace{uuid.uuid4().hex[:8]}"
+    practice = BenchPractice(f"{namespace}-p", 2)
+    wrk = ensure_wrk()
+    assert wrk is not None, "wrk is needed"
+    try:
+        async with system_for(infra, namespace) as system:
+            await seed(infra, system, practice)
+            conversation_id, _ = await build_thread(system, practice)
+            target = gateway_target(system, practice, conversation_id)
+            processes = {
+                name: service.process.pid
+                for name, service in system.services.items()
+                if service.process is not None
+            }
+            for name, pattern in (("ferretdb", "ferretdb --handler"), ("rabbitmq", "beam.smp")):
+                processes.update({f"{name}-{pid}": pid for pid in _pids_of(pattern)})
+            before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+            headers = [option for header in target.headers for option in ("-H", header)]
+            command = [wrk, "-t1", "-c8", f"-d{max(1, round(seconds))}s", *headers, target.url]
+            output = (
+                await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+            ).stdout
+            after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+            found = re.search(r"(\d+) requests in", output)
+            requests = int(found.group(1)) if found else 0
+            print(output)
+            print(f"{requests} GETs; CPU ms per GET by process (shared machine: others add noise)")
+            for name in processes:
+                spent = after[name] - before[name]
+                print(f"  {name:28} {spent * 1000 / max(requests, 1):7.2f} ms  ({spent:.1f} s)")
+    finally:
+        await drop_namespace(infra, namespace)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=5)
+    parser.add_argument("--gap", type=float, default=1.0)
+    parser.add_argument("--read", action="store_true")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    with infrastructure() as infra:
+        if args.read:
+            asyncio.run(read_cost(infra, args.seconds))
+        else:
+            asyncio.run(trace(infra, args.messages, args.gap))
+
+
+if __name__ == "__main__":
+    main()
