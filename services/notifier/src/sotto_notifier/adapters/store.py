@@ -16,7 +16,8 @@ match on FerretDB), so exclusivity comes from unique `_id` inserts into `send_wi
   after the event is published, one more `_id` update clears it.
 
 Claims of concurrently received commands are inserted together (`insert_many`), since one
-insert of many documents costs FerretDB about what one insert of one costs.
+insert of many documents costs FerretDB about what one insert of one costs; so are windows
+opened at the same time, and closed windows are deleted together.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from sotto_notifier.domain import (
 COLLECTION = "deliveries"
 WINDOWS = "send_windows"
 DUPLICATE_KEY = 11000
-CLAIM_BATCH_LIMIT = 256
+BATCH_LIMIT = 256
 
 
 def _record(document: Document) -> DeliveryRecord:
@@ -84,8 +85,8 @@ class _PendingClaim:
     done: asyncio.Future[bool]
 
 
-class _ClaimBatcher:
-    """Inserts the claims that arrive while the previous insert runs in one `insert_many`.
+class _InsertBatcher:
+    """Inserts the documents that arrive while the previous insert runs in one `insert_many`.
 
     Each caller learns whether its own document was inserted (True) or already existed
     (False); any other error is raised to the callers whose documents it concerns.
@@ -100,15 +101,15 @@ class _ClaimBatcher:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append(_PendingClaim(document, done))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="claim-batcher")
+            self._writer = asyncio.create_task(self._drain(), name="insert-batcher")
         return await asyncio.shield(done)
 
     async def _drain(self) -> None:
         batch: list[_PendingClaim] = []
         try:
             while self._queue:
-                batch = self._queue[:CLAIM_BATCH_LIMIT]
-                del self._queue[:CLAIM_BATCH_LIMIT]
+                batch = self._queue[:BATCH_LIMIT]
+                del self._queue[:BATCH_LIMIT]
                 await self._write(batch)
         except BaseException as error:  # cancelled at shutdown: nobody may wait forever
             for claim in [*batch, *self._queue]:
@@ -143,6 +144,44 @@ class _ClaimBatcher:
             claim.done.set_result(True)
 
 
+class _DeleteBatcher:
+    """Deletes by `_id` what is handed in while the previous delete runs, in one `delete_many`.
+
+    Only for the small windows collection: `$in` is not an index lookup on FerretDB.
+    """
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+        self._queue: list[tuple[Any, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def delete(self, document_id: Any) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((document_id, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="delete-batcher")
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._queue[:BATCH_LIMIT]
+            del self._queue[:BATCH_LIMIT]
+            try:
+                await self._collection.delete_many({"_id": {"$in": [key for key, _ in batch]}})
+            except BaseException as error:
+                for _, done in [*batch, *self._queue]:
+                    if not done.done():
+                        done.set_exception(
+                            error if isinstance(error, Exception) else RuntimeError("stopping")
+                        )
+                self._queue.clear()
+                if not isinstance(error, Exception):
+                    raise
+                return
+            for _, done in batch:
+                done.set_result(None)
+
+
 class DeliveryStore:
     def __init__(
         self, database: AsyncDatabase[Document], topology: Topology, publisher: Publisher
@@ -151,7 +190,9 @@ class DeliveryStore:
         self._windows: AsyncCollection[Document] = database[WINDOWS]
         self._topology = topology
         self._publisher = publisher
-        self._claims = _ClaimBatcher(self.collection)
+        self._claims = _InsertBatcher(self.collection)
+        self._window_inserts = _InsertBatcher(self._windows)
+        self._window_deletes = _DeleteBatcher(self._windows)
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
@@ -199,9 +240,7 @@ class DeliveryStore:
         result of `attempt` (a concurrent copy sent and closed it), this window is withdrawn.
         """
         key = window_id(notification_id, attempt)
-        try:
-            await self._windows.insert_one({"_id": key, "at": utc_now()})
-        except DuplicateKeyError:
+        if not await self._window_inserts.insert({"_id": key, "at": utc_now()}):
             return WindowOutcome.TAKEN
         current = await self.get(notification_id)
         if (
@@ -209,7 +248,7 @@ class DeliveryStore:
             or current.attempts != attempt - 1
             or current.state not in SENDABLE_STATES
         ):
-            await self._windows.delete_one({"_id": key})
+            await self._window_deletes.delete(key)
             return WindowOutcome.OUTDATED
         return WindowOutcome.OPENED
 
@@ -279,7 +318,7 @@ class DeliveryStore:
         return len(pending)
 
     async def close_window(self, notification_id: str, attempt: int) -> None:
-        await self._windows.delete_one({"_id": window_id(notification_id, attempt)})
+        await self._window_deletes.delete(window_id(notification_id, attempt))
 
     async def open_windows(self, opened_before: datetime, limit: int = 200) -> list[OpenWindow]:
         """Windows opened before `opened_before` and still open (a small collection)."""
