@@ -126,11 +126,12 @@ def _max_rate(target: Target, seconds: float) -> tuple[float, str]:
 
 
 async def measure(target: Target, rate: float, seconds: float) -> ReadFigures:
-    """Open loop at `rate` for p99, then closed loop for the maximum."""
+    """Closed loop for the maximum, then open loop at `rate` for p99 (this order: an open loop
+    above capacity leaves requests queued behind the gateway that a closed loop would wait on)."""
+    maximum, tool = await asyncio.to_thread(_max_rate, target, seconds)
     opened = await asyncio.to_thread(
         _loadgen, target, "--rate", str(rate), "--duration", str(seconds)
     )
-    maximum, tool = await asyncio.to_thread(_max_rate, target, seconds)
     return ReadFigures(
         open_loop_rate=rate,
         achieved_per_second=opened["achieved_per_second"],
