@@ -23,6 +23,7 @@ from typing import Any
 
 import aio_pika
 import aiosmtplib
+import httpx
 
 from sotto_contracts.base import utc_now
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
@@ -42,6 +43,22 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672
 MONGODB_URL = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
 SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
 SMTP_PORT = int(os.environ.get("SMTP_PORT", "1025"))
+SMTP_CATCHER_URL = os.environ.get("SMTP_CATCHER_URL", "http://127.0.0.1:8025")
+
+
+async def forget_emails(marker: str) -> None:
+    """Delete this run's emails from the catcher by id (others share it; big listings are slow)."""
+    async with httpx.AsyncClient(base_url=SMTP_CATCHER_URL, timeout=60) as client:
+        listing = (await client.get("/api/v1/messages", params={"limit": 1_000_000})).json()
+        ids = [
+            summary["ID"]
+            for summary in listing.get("messages") or []
+            if any(marker in (to.get("Address") or "") for to in summary.get("To") or [])
+        ]
+        for start in range(0, len(ids), 5000):
+            await client.request(
+                "DELETE", "/api/v1/messages", json={"IDs": ids[start : start + 5000]}
+            )
 
 
 def _command(marker: str, index: int) -> SendNotification:
@@ -87,7 +104,9 @@ async def raw_smtp_rate(count: int, connections: int) -> float:
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(emails[i::connections]) for i in range(connections)))
-    return count / (time.perf_counter() - started)
+    rate = count / (time.perf_counter() - started)
+    await forget_emails(marker)
+    return rate
 
 
 def _instance(namespace: str, index: int, pool_size: int, prefetch: int) -> ServiceProcess:
@@ -168,6 +187,7 @@ async def notifier_rate(count: int, instances: int, pool_size: int, prefetch: in
             process.stop()
         await mongo.drop_database(f"{namespace}_notifier")
         await mongo.close()
+        await forget_emails(namespace)
 
 
 async def run_async(count: int = 10_000, pool_size: int = 4, prefetch: int = 64) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from tests.faults.checker import check_notifications
 from tests.faults.conftest import OUTPUT
 from tests.faults.load import as_publishable, notification, publish_confirmed
 from tests.faults.scoreboard import Scoreboard
-from tests.integration.notifier.support import EventTap, notifier_process
+from tests.integration.notifier.support import EventTap, forget_mail, notifier_process
 from tests.support.infra import Infrastructure
 from tests.support.mail import MailCatcher
 from tests.support.waiting import eventually
@@ -95,9 +95,11 @@ async def run_with_kills(
             str(document["_id"]): str(document["state"])
             async for document in deliveries.find({}, {"state": 1})
         }
+        summaries = await mail.summaries()
+        await forget_mail(infra.smtp_api_url, summaries, marker)
         emails = Counter(
             recipient["Address"].lower()
-            for summary in await mail.summaries()
+            for summary in summaries
             for recipient in summary["To"]
             if marker in recipient["Address"]
         )

@@ -13,8 +13,8 @@ from pymongo import AsyncMongoClient
 from sotto_contracts.notifier import SendNotification
 from sotto_kit.mongo import Document
 from sotto_notifier.config import NotifierSettings
-from tests.integration.notifier.support import command, notifier_process
-from tests.support.infra import REPO
+from tests.integration.notifier.support import command, forget_mail, notifier_process
+from tests.support.infra import REPO, Infrastructure
 from tests.support.mail import MailCatcher
 from tests.support.waiting import eventually
 
@@ -47,6 +47,7 @@ async def publish_many(url: str, exchange_name: str, commands: list[SendNotifica
 @pytest.mark.timeout(300)
 async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
     notifier_settings: Callable[..., NotifierSettings],
+    infra: Infrastructure,
     mongo: AsyncMongoClient[Document],
     mail: MailCatcher,
 ) -> None:
@@ -91,9 +92,11 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
         )
 
     states = Counter([document["state"] async for document in deliveries.find({}, {"state": 1})])
+    summaries = await mail.summaries()
+    await forget_mail(infra.smtp_api_url, summaries, marker)
     emails = Counter(
         recipient["Address"]
-        for summary in await mail.summaries()
+        for summary in summaries
         for recipient in summary["To"]
         if marker in recipient["Address"]
     )
