@@ -62,7 +62,10 @@ class NotifierSettings(ServiceSettings):
     stale_sending_seconds: float = Field(
         default=300.0,
         gt=0,
-        description="A record still 'sending' after this long belongs to a dead instance.",
+        description=(
+            "An SMTP window still open after this long belongs to a dead instance: the "
+            "notification is settled as ambiguous, never resent."
+        ),
     )
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
