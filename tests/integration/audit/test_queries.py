@@ -92,6 +92,7 @@ async def test_delivery_and_access_logs_filter_and_page(
         to_c1 = await delivery(recipient_id="c1")
         first_page = await delivery(recipient_id="c1", page_size=3)
         second_page = await delivery(recipient_id="c1", page_size=3, page=2)
+        far_beyond = await delivery(recipient_id="c1", page_size=500, page=2**62)
         conversation = await delivery(conversation_id="conv-2")
         window = await delivery(since=START + timedelta(days=1), until=START + timedelta(days=4))
         by_client = await access(client_id="c1")
@@ -107,6 +108,7 @@ async def test_delivery_and_access_logs_filter_and_page(
         i.event_id for i in to_c1.items[:6]
     ]
     assert (first_page.total, len(first_page.items), len(second_page.items)) == (7, 3, 3)
+    assert (far_beyond.total, far_beyond.items) == (7, [])
     assert [i.subject_id for i in conversation.items] == ["c2"]
     assert sorted(i.occurred_at for i in window.items) == [
         START + timedelta(days=day) for day in (1, 2, 3)

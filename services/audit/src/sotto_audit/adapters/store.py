@@ -237,12 +237,10 @@ class AuditStore:
     ) -> tuple[list[AuditRecord], int]:
         query = where.as_query()
         total = await self._records.count_documents(query)
-        cursor = (
-            self._records.find(query)
-            .sort("sequence", ASCENDING)
-            .skip((page - 1) * page_size)
-            .limit(page_size)
-        )
+        skip = (page - 1) * page_size
+        if skip >= total:  # also keeps absurd page numbers away from the 64-bit skip
+            return [], total
+        cursor = self._records.find(query).sort("sequence", ASCENDING).skip(skip).limit(page_size)
         return [_record(document) async for document in cursor], total
 
     # ------------------------------------------------------------------------- retention
