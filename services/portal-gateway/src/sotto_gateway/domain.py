@@ -76,6 +76,8 @@ class Person:
     can_view_others: bool = False
     can_export: bool = False
     email_notifications: bool = True
+    # A client's contacts as of its last event; None for records written before it was kept.
+    contact_ids: frozenset[str] | None = None
 
     @property
     def ref(self) -> ParticipantRef:

@@ -140,7 +140,9 @@ class Portal:
             ),
             clinician_ids=frozenset(event.clinician_ids),
             primary_clinician_id=event.primary_clinician_id,
+            contact_ids=frozenset(contact.contact_id for contact in event.contacts),
         )
+        previous = await self._identity.person(event.practice_id, client.ref)
         await self._identity.upsert_person(client, event.occurred_at)
         current = {contact.contact_id for contact in event.contacts}
         for contact in event.contacts:
@@ -163,9 +165,23 @@ class Portal:
                 can_message=contact.can_message,
             )
             await self._identity.upsert_person(person, event.occurred_at)
-        for former in await self._identity.contacts_of(event.practice_id, event.client_id):
-            if former.id not in current and former.active:
+        for former in await self._former_contacts(previous, current):
+            if former.active:
                 await self._identity.deactivate(event.practice_id, former.ref)
+
+    async def _former_contacts(self, previous: Person | None, current: set[str]) -> list[Person]:
+        """Contacts the client had before this event and no longer has, looked up by id."""
+        if previous is None:
+            return []
+        if previous.contact_ids is None:  # recorded before contact ids were kept: search
+            known = await self._identity.contacts_of(previous.practice_id, previous.id)
+            return [contact for contact in known if contact.id not in current]
+        formers = []
+        for contact_id in sorted(previous.contact_ids - current):
+            ref = ParticipantRef(kind=ParticipantKind.CONTACT, id=contact_id)
+            if (contact := await self._identity.person(previous.practice_id, ref)) is not None:
+                formers.append(contact)
+        return formers
 
     async def on_staff_upserted(self, event: StaffUpserted) -> None:
         staff = Person(
