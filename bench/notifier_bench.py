@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiosmtplib
 import httpx
 
@@ -33,6 +32,7 @@ from sotto_kit.mongo import connect
 from sotto_notifier.composing import compose_email
 from sotto_notifier.domain import draft_email
 from sotto_notifier.rendering import TemplateCatalogue
+from tests.support.amqp import publish_many
 from tests.support.processes import ServiceProcess
 from tests.support.serving import free_port
 from tests.support.system import WORKERS
@@ -134,28 +134,6 @@ def _instance(namespace: str, index: int, pool_size: int, prefetch: int) -> Serv
     )
 
 
-async def _publish(namespace: str, commands: list[SendNotification]) -> None:
-    connection = await aio_pika.connect_robust(RABBITMQ_URL)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(Topology(namespace=namespace).commands.name)
-        for start in range(0, len(commands), 500):
-            await asyncio.gather(
-                *(
-                    exchange.publish(
-                        aio_pika.Message(
-                            item.model_dump_json().encode(),
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key=item.ROUTING_KEY,
-                    )
-                    for item in commands[start : start + 500]
-                )
-            )
-    finally:
-        await connection.close()
-
-
 async def notifier_rate(count: int, instances: int, pool_size: int, prefetch: int) -> float:
     """Emails per second from the first command published to the last one delivered.
 
@@ -173,7 +151,7 @@ async def notifier_rate(count: int, instances: int, pool_size: int, prefetch: in
         await asyncio.gather(*(process.wait_healthy(timeout=180) for process in processes))
         commands = [_command(namespace, index) for index in range(count)]
         started = utc_now()
-        await _publish(namespace, commands)
+        await publish_many(RABBITMQ_URL, Topology(namespace=namespace), commands)
         delivered = 0
         while delivered < count:
             await asyncio.sleep(1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +23,35 @@ class Parked:
     def reason(self) -> str:
         value = self.headers.get(PARKING_REASON_HEADER, "")
         return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def publish_many(
+    url: str, topology: Topology, messages: Sequence[Message], *, batch_size: int = 500
+) -> None:
+    """Publish persistently on one confirmed channel, confirms awaited a batch at a time."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchanges = {
+            name: await channel.get_exchange(name, ensure=False)
+            for name in {topology.exchange_of(type(message)).name for message in messages}
+        }
+        for start in range(0, len(messages), batch_size):
+            await asyncio.gather(
+                *(
+                    exchanges[topology.exchange_of(type(message)).name].publish(
+                        aio_pika.Message(
+                            message.model_dump_json().encode(),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            message_id=str(message.message_id),
+                        ),
+                        routing_key=message.ROUTING_KEY,
+                    )
+                    for message in messages[start : start + batch_size]
+                )
+            )
+    finally:
+        await connection.close()
 
 
 class Amqp:

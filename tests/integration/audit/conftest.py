@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -13,8 +12,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_audit.config import AuditSettings
 from sotto_audit.main import create_app
-from sotto_contracts.base import Message
-from sotto_contracts.topology import Topology
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
 from tests.support.infra import Infrastructure
@@ -77,29 +74,3 @@ async def serve_audit(settings: AuditSettings, instances: int = 1) -> AsyncItera
             what="audit consuming events",
         )
         yield urls
-
-
-async def publish_many(url: str, topology: Topology, events: Sequence[Message]) -> None:
-    """Publish on one confirmed channel, confirms awaited concurrently."""
-    connection = await aio_pika.connect(url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchanges = {
-            name: await channel.get_exchange(name, ensure=False)
-            for name in {topology.exchange_of(type(event)).name for event in events}
-        }
-        await asyncio.gather(
-            *(
-                exchanges[topology.exchange_of(type(event)).name].publish(
-                    aio_pika.Message(
-                        event.model_dump_json().encode(),
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        message_id=str(event.message_id),
-                    ),
-                    routing_key=event.ROUTING_KEY,
-                )
-                for event in events
-            )
-        )
-    finally:
-        await connection.close()

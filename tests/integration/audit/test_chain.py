@@ -20,8 +20,8 @@ from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import LinkOpened
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
-from tests.integration.audit.conftest import CHECKPOINT_KEY, publish_many, serve_audit
-from tests.support.amqp import Amqp
+from tests.integration.audit.conftest import CHECKPOINT_KEY, serve_audit
+from tests.support.amqp import Amqp, publish_many
 from tests.support.waiting import eventually
 
 KEY = CHECKPOINT_KEY.encode()

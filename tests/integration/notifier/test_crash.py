@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable
 
-import aio_pika
 import pytest
 from pymongo import AsyncMongoClient
 
-from sotto_contracts.notifier import SendNotification
 from sotto_kit.mongo import Document
 from sotto_notifier.config import NotifierSettings
 from tests.integration.notifier.support import command, forget_mail, notifier_process
+from tests.support.amqp import publish_many
 from tests.support.infra import REPO, Infrastructure
 from tests.support.mail import MailCatcher
 from tests.support.waiting import eventually
 
 BATCH = 1000
 LOGS = REPO / "test-output" / "notifier"
-
-
-async def publish_many(url: str, exchange_name: str, commands: list[SendNotification]) -> None:
-    connection = await aio_pika.connect_robust(url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(exchange_name, ensure=False)
-        for start in range(0, len(commands), 100):
-            await asyncio.gather(
-                *(
-                    exchange.publish(
-                        aio_pika.Message(
-                            item.model_dump_json().encode(),
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key=item.ROUTING_KEY,
-                    )
-                    for item in commands[start : start + 100]
-                )
-            )
-    finally:
-        await connection.close()
 
 
 @pytest.mark.timeout(300)
@@ -68,7 +44,7 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
     first.start()
     try:
         await first.wait_healthy()
-        await publish_many(settings.rabbitmq_url, settings.topology.commands.name, commands)
+        await publish_many(settings.rabbitmq_url, settings.topology, commands)
         await eventually(
             lambda: deliveries.count_documents({"state": "delivered"}),
             until=lambda delivered: delivered >= batch // 5,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from string import Template
 
 from litestar import MediaType, Response, Router, get
 from litestar.static_files import create_static_files_router
@@ -18,6 +19,13 @@ def _page(name: str) -> bytes:
     return (TEMPLATES / name).read_bytes()
 
 
+@cache
+def _client_page(page: str, title: str) -> bytes:
+    """The client portal's one page shell; its script renders the view named by `page`."""
+    shell = Template((TEMPLATES / "client.html").read_text())
+    return shell.substitute(page=page, title=title).encode()
+
+
 def _html(name: str) -> Response[bytes]:
     return Response(_page(name), media_type=MediaType.HTML)
 
@@ -25,12 +33,12 @@ def _html(name: str) -> Response[bytes]:
 @get("/l/{token:str}", include_in_schema=False)
 async def secure_link_page() -> Response[bytes]:
     """The page a secure-message email links to; the script reads the token from the path."""
-    return _html("link.html")
+    return Response(_client_page("link", "Secure message"), media_type=MediaType.HTML)
 
 
 @get("/o/{practice_slug:str}/messages", include_in_schema=False)
 async def practice_portal_page() -> Response[bytes]:
-    return _html("portal.html")
+    return Response(_client_page("portal", "Secure messages"), media_type=MediaType.HTML)
 
 
 @get("/exit", include_in_schema=False)
