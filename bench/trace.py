@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.trace [--messages 5] [--gap 1.0]
     .venv/bin/python -m bench.trace --read [--seconds 5]
+    .venv/bin/python -m bench.trace --db-log /tmp/ops.jsonl [--read]   (+ bench.db_ops summary)
 
 Starts the whole system on a fresh namespace (like `make bench`), seeds a few clients, then
 posts one message at a time and prints, relative to the start of each POST, when the POST was
@@ -23,12 +24,15 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import aio_pika
 
 from bench.catcher import Catcher
+from bench.db_ops import summary
 from bench.practice import BenchPractice, drop_namespace, owner_pool, seed, system_for
 from bench.read_path import build_thread, ensure_wrk, gateway_target
+from sotto_kit.mongo import COMMAND_LOG_ENV
 from tests.support.infra import Infrastructure, infrastructure
 
 Arrivals = dict[str, list[tuple[str, float]]]
@@ -62,6 +66,7 @@ async def trace(infra: Infrastructure, messages: int, gap: float) -> None:
     try:
         async with system_for(infra, namespace) as system:
             print(f"seeded in {await seed(infra, system, practice):.1f} s", flush=True)
+            log_offset = _db_log_size()
             connection = await _listen(infra, namespace, arrivals)
             pool = owner_pool(system, practice)
             try:
@@ -102,8 +107,21 @@ async def trace(infra: Infrastructure, messages: int, gap: float) -> None:
             finally:
                 pool.close()
                 await connection.close()
+            _print_db_ops(log_offset, messages)
     finally:
         await drop_namespace(infra, namespace)
+
+
+def _db_log_size() -> int:
+    path = os.environ.get(COMMAND_LOG_ENV)
+    return Path(path).stat().st_size if path and Path(path).exists() else 0
+
+
+def _print_db_ops(offset: int, units: int) -> None:
+    path = os.environ.get(COMMAND_LOG_ENV)
+    if path and Path(path).exists():
+        print(f"\ndatabase commands per unit ({units} units), from {path}:")
+        print(summary(Path(path), units, offset))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -133,6 +151,7 @@ async def read_cost(infra: Infrastructure, seconds: float) -> None:
             }
             for name, pattern in (("ferretdb", "ferretdb --handler"), ("rabbitmq", "beam.smp")):
                 processes.update({f"{name}-{pid}": pid for pid in _pids_of(pattern)})
+            log_offset = _db_log_size()
             before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
             headers = [option for header in target.headers for option in ("-H", header)]
             command = [wrk, "-t1", "-c8", f"-d{max(1, round(seconds))}s", *headers, target.url]
@@ -147,6 +166,7 @@ async def read_cost(infra: Infrastructure, seconds: float) -> None:
             for name in processes:
                 spent = after[name] - before[name]
                 print(f"  {name:28} {spent * 1000 / max(requests, 1):7.2f} ms  ({spent:.1f} s)")
+            _print_db_ops(log_offset, requests)
     finally:
         await drop_namespace(infra, namespace)
 
@@ -157,7 +177,10 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--read", action="store_true")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--db-log", type=Path, help="log every service's database commands here")
     args = parser.parse_args()
+    if args.db_log:
+        os.environ[COMMAND_LOG_ENV] = str(args.db_log.resolve())
     with infrastructure() as infra:
         if args.read:
             asyncio.run(read_cost(infra, args.seconds))

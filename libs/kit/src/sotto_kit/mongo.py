@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from collections.abc import Iterable
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
@@ -14,8 +16,12 @@ from pymongo.errors import CollectionInvalid, PyMongoError
 Document = dict[str, Any]
 
 
+COMMAND_LOG_ENV = "SOTTO_MONGO_COMMAND_LOG"
+
+
 def connect(url: str, *, timeout_ms: int = 3000) -> AsyncMongoClient[Document]:
     """A client that reconnects by itself; operations fail fast while the server is away."""
+    command_log = os.environ.get(COMMAND_LOG_ENV)
     return AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
@@ -23,7 +29,58 @@ def connect(url: str, *, timeout_ms: int = 3000) -> AsyncMongoClient[Document]:
         socketTimeoutMS=max(timeout_ms * 5, 10_000),
         tz_aware=True,
         uuidRepresentation="standard",
+        event_listeners=[CommandShapeLog(command_log)] if command_log else [],
     )
+
+
+class CommandShapeLog(monitoring.CommandListener):
+    """A diagnostic (bench/db_ops.py): each command's database, collection, filter field names
+    and duration, appended as JSON lines; never a value, so nothing private is written."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._started: dict[int, dict[str, Any]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = dict(event.command)
+        self._started[event.request_id] = {
+            "db": event.database_name,
+            "command": event.command_name,
+            "collection": str(command.get(event.command_name, "")),
+            "filter": _filter_shape(event.command_name, command),
+        }
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._finish(event.request_id, event.duration_micros, ok=True)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._finish(event.request_id, event.duration_micros, ok=False)
+
+    def _finish(self, request_id: int, micros: int, *, ok: bool) -> None:
+        record = self._started.pop(request_id, None)
+        if record is None:
+            return
+        line = json.dumps({**record, "micros": micros, "ok": ok}) + "\n"
+        with open(self._path, "a") as log:
+            log.write(line)
+
+
+def _filter_shape(name: str, command: Document) -> str:
+    def keys(query: Any) -> str:
+        return ",".join(sorted(query)) if isinstance(query, dict) else ""
+
+    if name == "aggregate":
+        stages = command.get("pipeline") or [{}]
+        return keys(stages[0].get("$match", {}))
+    if name in ("find", "count", "findAndModify"):
+        return keys(command.get("filter", command.get("query", {})))
+    if name == "update":
+        return "|".join(sorted({keys(u.get("q")) for u in command.get("updates", [])}))
+    if name == "delete":
+        return "|".join(sorted({keys(d.get("q")) for d in command.get("deletes", [])}))
+    if name == "insert":
+        return f"n={len(command.get('documents', []))}"
+    return ""
 
 
 async def is_reachable(database: AsyncDatabase[Document]) -> bool:

@@ -1,0 +1,79 @@
+"""The MongoDB-compatible server the tests run on, as the stores rely on it.
+
+`scripts/infra` builds FerretDB with patches that push an `_id` string condition down to
+SQLite even when the filter has other fields too (optimistic updates such as
+`{"_id": id, "version": n}`). The server must still apply the whole filter: a stale version or
+a mismatched field matches nothing. The same assertions hold on MongoDB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from sotto_kit.mongo import COMMAND_LOG_ENV, Document, connect, ensure_collections
+from tests.support.infra import Infrastructure
+
+
+@pytest.fixture
+async def documents(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> AsyncIterator[AsyncCollection[Document]]:
+    collection = mongo[f"{namespace}_server"]["documents"]
+    await ensure_collections([collection])
+    await collection.insert_many(
+        [{"_id": f"d{i}", "version": 1, "state": "open", "n": i} for i in range(50)]
+    )
+    yield collection
+    await mongo.drop_database(f"{namespace}_server")
+
+
+async def test_id_with_other_fields_applies_the_whole_filter(
+    documents: AsyncCollection[Document],
+) -> None:
+    assert await documents.find_one({"_id": "d7", "version": 1}) is not None
+    assert await documents.find_one({"_id": "d7", "version": 2}) is None
+    assert await documents.find_one({"_id": "d7", "state": {"$ne": "open"}}) is None
+
+    updated = await documents.update_one({"_id": "d7", "version": 1}, {"$set": {"version": 2}})
+    stale = await documents.update_one({"_id": "d7", "version": 1}, {"$set": {"version": 3}})
+    assert (updated.modified_count, stale.matched_count) == (1, 0)
+    assert (await documents.find_one({"_id": "d7"}) or {})["version"] == 2
+
+    missed = await documents.delete_one({"_id": "d8", "state": "closed"})
+    deleted = await documents.delete_one({"_id": "d8", "state": "open"})
+    assert (missed.deleted_count, deleted.deleted_count) == (0, 1)
+
+    assert await documents.count_documents({"_id": "d9", "n": 9}) == 1
+    assert await documents.count_documents({"_id": "d9", "n": 10}) == 0
+    assert await documents.count_documents({"state": "open"}) == 49
+
+
+async def test_command_log_records_shapes_not_values(
+    infra: Infrastructure,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = tmp_path / "commands.jsonl"
+    monkeypatch.setenv(COMMAND_LOG_ENV, str(log))
+    client = connect(infra.mongodb_url)
+    collection = client[f"{namespace}_shapes"]["people"]
+    try:
+        await collection.insert_one({"_id": "p1", "email": "someone@example.org"})
+        await collection.find_one({"_id": "p1", "email": "someone@example.org"})
+    finally:
+        await client.drop_database(f"{namespace}_shapes")
+        await client.close()
+
+    written = log.read_text()
+    assert "someone@example.org" not in written
+    shapes = [json.loads(line) for line in written.splitlines()]
+    assert {"command": "find", "collection": "people", "filter": "_id,email"}.items() <= next(
+        shape for shape in shapes if shape["command"] == "find"
+    ).items()
