@@ -40,6 +40,11 @@ class InboxView(StrEnum):
     ALL = "all"
 
 
+class AnnouncementState(StrEnum):
+    SENDING = "sending"
+    SENT = "sent"
+
+
 class OfficeHours(Contract):
     weekday: int = Field(ge=0, le=6, description="0 = Monday.")
     opens: time
@@ -290,7 +295,10 @@ class SetMessagingEnabled(ConversationRequest):
 
 
 class SendAnnouncement(ConversationRequest):
-    """Reply result: AnnouncementResult."""
+    """Reply result: AnnouncementResult, as soon as the announcement is accepted (state
+    `sending`): its recipients are fixed then and their conversations are created in the
+    background. Repeating the request with the same announcement id answers the status of the
+    one already accepted."""
 
     ROUTING_KEY: ClassVar[str] = "conversations.send_announcement.v1"
 
@@ -365,6 +373,14 @@ class ExportPractice(ConversationQuery):
     password: str | None = Field(default=None, min_length=8, max_length=128)
 
 
+class GetAnnouncement(ConversationQuery):
+    """Reply result: AnnouncementResult (owners and managers, or the team member who sent it)."""
+
+    ROUTING_KEY: ClassVar[str] = "conversations.get_announcement.v1"
+
+    announcement_id: Identifier
+
+
 class GetSettings(Query):
     """Reply result: PracticeSettings."""
 
@@ -383,8 +399,17 @@ class ExportResult(Contract):
 
 class AnnouncementResult(Contract):
     announcement_id: Identifier
-    conversations: int = Field(description="Client conversations created by this request.")
-    clients: int = Field(description="Active, enabled clients the announcement was meant for.")
+    conversations: int = Field(description="Client conversations created so far.")
+    clients: int = Field(
+        description="Active, enabled clients the announcement is for (fixed when accepted)."
+    )
+    state: AnnouncementState = Field(
+        default=AnnouncementState.SENT,
+        description=(
+            "sending: accepted, conversations still being created; sent: finished. Absent from "
+            "the replies of the earlier version, which answered when finished."
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- events

@@ -25,7 +25,36 @@ class ConversationsSettings(ServiceSettings):
             "instance scheduled (the query reads the whole collection on FerretDB)."
         ),
     )
-    announcement_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    announcement_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description=(
+            "Client conversations an announcement creates per batch (one insert); its progress "
+            "is recorded after each batch, so a restart repeats at most one batch."
+        ),
+    )
+    announcement_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the announcement sender looks for work it knows of.",
+    )
+    announcement_scan_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How often the announcements collection is queried for unfinished announcements "
+            "(another instance's, or one left by a crash); also at start-up."
+        ),
+    )
+    announcement_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "How long an instance holds an announcement without recording a batch before "
+            "another may take it over (it gives it up at once on a clean shutdown)."
+        ),
+    )
     fault_crash_after_write: bool = Field(
         default=False,
         description="Test hook: exit(137) right after an outbox write, before publishing.",

@@ -10,6 +10,8 @@ import emoji
 
 from sotto_contracts.common import ContactRelation, ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
+    AnnouncementResult,
+    AnnouncementState,
     ConversationKind,
     ConversationSummary,
     MessageView,
@@ -124,6 +126,56 @@ class ClientRecord:
 
     def contact(self, contact_id: str) -> ContactRecord | None:
         return next((c for c in self.contacts if c.contact_id == contact_id), None)
+
+
+# ----------------------------------------------------------------------------- announcements
+
+
+@dataclass
+class Announcement:
+    """An accepted announcement. Its recipients are fixed when it is accepted; their
+    conversations are created batch by batch, in order: the first `processed` are done."""
+
+    practice_id: str
+    announcement_id: str
+    sender_id: str
+    subject: str
+    body: str
+    clinician_id: str | None
+    recipient_ids: tuple[str, ...]
+    clients: int
+    accepted_at: datetime
+    processed: int = 0
+    conversations: int = 0
+    state: AnnouncementState = AnnouncementState.SENDING
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state is AnnouncementState.SENT
+
+    def next_batch(self, size: int) -> tuple[str, ...]:
+        return self.recipient_ids[self.processed : self.processed + size]
+
+    def record_batch(self, recipients: int, conversations: int) -> None:
+        self.processed += recipients
+        self.conversations += conversations
+
+    def finish(self, now: datetime) -> None:
+        self.state = AnnouncementState.SENT
+        self.finished_at = now
+
+    def result(self) -> AnnouncementResult:
+        return AnnouncementResult(
+            announcement_id=self.announcement_id,
+            conversations=self.conversations,
+            clients=self.clients,
+            state=self.state,
+        )
+
+
+def may_see_announcement(staff: StaffMember, announcement: Announcement) -> bool:
+    return staff.is_admin or staff.staff_id == announcement.sender_id
 
 
 # ----------------------------------------------------------------------------- thread state

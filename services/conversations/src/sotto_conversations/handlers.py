@@ -29,6 +29,7 @@ from sotto_contracts.conversations import (
     CreateTask,
     ExportPractice,
     ExportResult,
+    GetAnnouncement,
     GetInbox,
     GetSettings,
     GetThread,
@@ -77,6 +78,7 @@ from sotto_conversations.adapters.store import (
     VersionConflictError,
     reminder_id,
     search_pattern,
+    thread_id,
 )
 from sotto_conversations.domain import (
     ClientRecord,
@@ -889,9 +891,9 @@ class Conversations:
 
     # ------------------------------------------------------------------------- announcements
 
-    async def send_announcement(
-        self, request: SendAnnouncement, batch_size: int
-    ) -> AnnouncementResult:
+    async def send_announcement(self, request: SendAnnouncement) -> AnnouncementResult:
+        """Accept an announcement: its recipients are fixed now and their conversations are
+        created in the background (`send_announcement_batch`); the reply says how far it got."""
         settings = await self._settings(request.practice_id)
         actor = await self._actor(request.practice_id, request.actor)
         staff = actor.require_staff()
@@ -904,55 +906,117 @@ class Conversations:
                 403,
             )
         domain.check_length(request.body, settings)
+        existing = await self._store.announcement(request.practice_id, request.announcement_id)
+        if existing is None:
+            recipients = sorted(
+                client.client_id
+                for client in await self._store.clients(
+                    request.practice_id, clinician_id=request.clinician_id, active_only=True
+                )
+                if client.messaging_enabled
+            )
+            accepted = domain.Announcement(
+                practice_id=request.practice_id,
+                announcement_id=request.announcement_id,
+                sender_id=staff.staff_id,
+                subject=request.subject,
+                body=request.body,
+                clinician_id=request.clinician_id,
+                recipient_ids=tuple(recipients),
+                clients=len(recipients),
+                accepted_at=self._clock(),
+            )
+            if not recipients:
+                accepted.finish(accepted.accepted_at)
+            existing = await self._store.insert_announcement(accepted)
+        if existing.sender_id != staff.staff_id:
+            raise RefusalError(
+                "duplicate_announcement_id", "that announcement id is already used", 409
+            )
+        return existing.result()
+
+    async def send_announcement_batch(
+        self, announcement: domain.Announcement, client_ids: Sequence[str]
+    ) -> int:
+        """Create the conversations of one batch of recipients; returns how many of them now
+        have theirs. Clients made inactive or disabled since the announcement was accepted are
+        skipped.
+
+        A batch may run again (its instance died, or lost its lease, before recording it): thread
+        ids derive from the announcement and the client, so only missing threads are inserted;
+        reminders are scheduled for the threads inserted now and, for threads that already
+        existed, only while the client has not read them (a stored reminder wins over a new one,
+        and one cancelled by reading is not created again).
+        """
+        settings = await self._settings(announcement.practice_id)
+        sender = domain.staff_ref(announcement.sender_id)
+        posted_message_id = derived_id("announcement", announcement.announcement_id)
         clients = [
             client
-            for client in await self._store.clients(
-                request.practice_id, clinician_id=request.clinician_id, active_only=True
-            )
-            if client.messaging_enabled
+            for client in await self._store.clients_by_id(announcement.practice_id, client_ids)
+            if client is not None and client.active and client.messaging_enabled
         ]
-        sent = 0
-        for start in range(0, len(clients), batch_size):
-            batch: list[tuple[Thread, list[Message]]] = []
-            reminders: list[Document] = []
-            for client in clients[start : start + batch_size]:
-                thread = self._new_thread(
-                    request.practice_id,
-                    derived_id("announcement", request.announcement_id, client.client_id),
-                    ConversationKind.CLIENT,
-                    request.subject,
-                    client=client,
-                    participant_keys=[f"client:{client.client_id}", actor.key],
-                    assignee_id=staff.staff_id,
-                )
-                change = Change(
-                    events=[
-                        ConversationOpened(
-                            practice_id=request.practice_id,
-                            conversation_id=thread.conversation_id,
-                            actor=actor.ref,
-                            kind=thread.kind,
-                            client_id=client.client_id,
-                            participants=[ref_of(k) for k in thread.participant_keys],
-                        )
-                    ]
-                )
-                await self._append(
-                    thread,
-                    actor.ref,
-                    derived_id("announcement", request.announcement_id),
-                    request.body,
-                    settings,
-                    change,
-                    recipients=[f"client:{client.client_id}"],
-                )
-                batch.append((thread, change.events))
-                reminders.extend(change.reminders)
-            sent += len(await self._store.insert_threads(batch))
-            await self._schedule(reminders)
-        return AnnouncementResult(
-            announcement_id=request.announcement_id, conversations=sent, clients=len(clients)
+        batch: list[tuple[Thread, list[Message]]] = []
+        new_reminders: dict[str, list[Document]] = {}
+        for client in clients:
+            thread = self._new_thread(
+                announcement.practice_id,
+                derived_id("announcement", announcement.announcement_id, client.client_id),
+                ConversationKind.CLIENT,
+                announcement.subject,
+                client=client,
+                participant_keys=[f"client:{client.client_id}", key_of(sender)],
+                assignee_id=announcement.sender_id,
+            )
+            change = Change(
+                events=[
+                    ConversationOpened(
+                        practice_id=announcement.practice_id,
+                        conversation_id=thread.conversation_id,
+                        actor=sender,
+                        kind=thread.kind,
+                        client_id=client.client_id,
+                        participants=[ref_of(k) for k in thread.participant_keys],
+                    )
+                ]
+            )
+            await self._append(
+                thread,
+                sender,
+                posted_message_id,
+                announcement.body,
+                settings,
+                change,
+                recipients=[f"client:{client.client_id}"],
+            )
+            batch.append((thread, change.events))
+            new_reminders[thread_id(thread.practice_id, thread.conversation_id)] = change.reminders
+        inserted = set(await self._store.insert_threads(batch))
+        reminders = [r for key in inserted for r in new_reminders[key]]
+        for thread, _ in batch:
+            if thread_id(thread.practice_id, thread.conversation_id) not in inserted:
+                reminders += await self._still_unread_reminders(thread, posted_message_id)
+        await self._schedule(reminders)
+        return len(clients)
+
+    async def _still_unread_reminders(
+        self, thread: Thread, posted_message_id: str
+    ) -> list[Document]:
+        stored = await self._store.load_thread(
+            thread.practice_id, thread.conversation_id, for_update=False
         )
+        message = stored.messages.get(posted_message_id) if stored else None
+        if stored is None or message is None:
+            return []
+        return await self._pending_reminders(stored, message)
+
+    async def get_announcement(self, request: GetAnnouncement) -> AnnouncementResult:
+        actor = await self._actor(request.practice_id, request.actor)
+        staff = actor.require_staff()
+        announcement = await self._store.announcement(request.practice_id, request.announcement_id)
+        if announcement is None or not domain.may_see_announcement(staff, announcement):
+            raise not_found("announcement")
+        return announcement.result()
 
     # ------------------------------------------------------------------------- queries
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sotto_contracts import conversations as contract
 from sotto_contracts import inbound
 from sotto_contracts.base import Command, Message, Reply, utc_now
+from sotto_conversations.adapters.announcements import AnnouncementSender
 from sotto_conversations.adapters.reminders import ReminderScheduler
 from sotto_conversations.adapters.store import ConversationStore
 from sotto_conversations.config import ConversationsSettings
@@ -101,9 +102,15 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         interval_seconds=settings.reminder_poll_seconds,
         scan_seconds=settings.reminder_scan_seconds,
     )
-
-    async def announce(request: contract.SendAnnouncement) -> contract.AnnouncementResult:
-        return await service.send_announcement(request, settings.announcement_batch_size)
+    announcements = AnnouncementSender(
+        store,
+        service.send_announcement_batch,
+        utc_now,
+        batch_size=settings.announcement_batch_size,
+        lease_seconds=settings.announcement_lease_seconds,
+        poll_seconds=settings.announcement_poll_seconds,
+        scan_seconds=settings.announcement_scan_seconds,
+    )
 
     answers: dict[type[Message], Answer] = {
         contract.OpenConversation: service.open_conversation,
@@ -118,7 +125,8 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         contract.UpdateTask: service.update_task,
         contract.UpdateSettings: service.update_settings,
         contract.SetMessagingEnabled: service.set_messaging_enabled,
-        contract.SendAnnouncement: announce,
+        contract.SendAnnouncement: service.send_announcement,
+        contract.GetAnnouncement: service.get_announcement,
         contract.GetInbox: service.get_inbox,
         contract.GetThread: service.get_thread,
         contract.ListClientConversations: service.list_client_conversations,
@@ -146,8 +154,10 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
     async def start_background() -> None:
         relay.start()
         scheduler.start()
+        announcements.start()
 
     async def stop_background() -> None:
+        await announcements.stop()
         await scheduler.stop()
         await relay.stop()
 

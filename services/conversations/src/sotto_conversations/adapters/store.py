@@ -1,4 +1,5 @@
-"""MongoDB persistence: threads (with their outbox), the people projection, settings, reminders.
+"""MongoDB persistence: threads (with their outbox), the people projection, settings, reminders,
+announcements.
 
 Each thread is one document, so a state change and its events are one atomic write. Dict keys
 that come from ids are escaped because ids may contain dots. Each message is stored as one JSON
@@ -16,7 +17,8 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -25,9 +27,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from sotto_contracts.base import Message
 from sotto_contracts.common import ContactRelation, StaffRole
-from sotto_contracts.conversations import ConversationKind, PracticeSettings
+from sotto_contracts.conversations import AnnouncementState, ConversationKind, PracticeSettings
 from sotto_contracts.topology import Topology
 from sotto_conversations.domain import (
+    Announcement,
     ClientRecord,
     ContactRecord,
     StaffMember,
@@ -74,6 +77,10 @@ def person_id(practice_id: str, kind: str, identifier: str) -> str:
 
 def reminder_id(practice_id: str, conversation_id: str, recipient_key: str) -> str:
     return f"{practice_id}:{conversation_id}:{recipient_key}"
+
+
+def announcement_key(practice_id: str, announcement_id: str) -> str:
+    return f"{practice_id}:{announcement_id}"
 
 
 # ----------------------------------------------------------------------------- thread codec
@@ -265,6 +272,60 @@ def client_from(document: Document) -> ClientRecord:
     )
 
 
+# ----------------------------------------------------------------------------- announcement codec
+
+
+def announcement_document(announcement: Announcement) -> Document:
+    return {
+        "_id": announcement_key(announcement.practice_id, announcement.announcement_id),
+        "practice_id": announcement.practice_id,
+        "announcement_id": announcement.announcement_id,
+        "sender_id": announcement.sender_id,
+        "subject": announcement.subject,
+        "body": announcement.body,
+        "clinician_id": announcement.clinician_id,
+        "recipient_ids": list(announcement.recipient_ids),
+        "clients": announcement.clients,
+        "accepted_at": announcement.accepted_at,
+        "processed": announcement.processed,
+        "conversations": announcement.conversations,
+        "state": announcement.state.value,
+        "finished_at": announcement.finished_at,
+        "lease_epoch": 0,
+        "lease_holder": None,
+        "lease_until": None,
+    }
+
+
+def announcement_from(document: Document) -> Announcement:
+    """A finished announcement no longer holds its recipients and body (see `finish`)."""
+    return Announcement(
+        practice_id=document["practice_id"],
+        announcement_id=document["announcement_id"],
+        sender_id=document["sender_id"],
+        subject=document["subject"],
+        body=document.get("body") or "",
+        clinician_id=document.get("clinician_id"),
+        recipient_ids=tuple(document.get("recipient_ids") or ()),
+        clients=int(document["clients"]),
+        accepted_at=document["accepted_at"],
+        processed=int(document.get("processed") or 0),
+        conversations=int(document.get("conversations") or 0),
+        state=AnnouncementState(document["state"]),
+        finished_at=document.get("finished_at"),
+    )
+
+
+@dataclass(frozen=True)
+class AnnouncementClaim:
+    """What trying to take an unfinished announcement on gave: the announcement and the lease
+    epoch when this holder has it now, or when another holder's lease runs out."""
+
+    announcement: Announcement | None = None
+    epoch: int = 0
+    held_until: datetime | None = None
+
+
 class ConversationStore:
     def __init__(
         self,
@@ -281,10 +342,13 @@ class ConversationStore:
         self.reminder_claims: AsyncCollection[Document] = database["reminder_claims"]
         self.client_sends: AsyncCollection[Document] = database["client_sends"]
         self.handled: AsyncCollection[Document] = database["handled_requests"]
+        self.announcements: AsyncCollection[Document] = database["announcements"]
+        self.announcement_claims: AsyncCollection[Document] = database["announcement_claims"]
         self._topology = topology
         self._publisher = publisher
         self._crash_after_write = crash_after_write
         self.on_reminder_scheduled: Callable[[datetime], None] | None = None
+        self.on_announcement_accepted: Callable[[str], None] | None = None
 
     @property
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
@@ -292,7 +356,13 @@ class ConversationStore:
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
-        return [*self.outbox_collections, self.client_sends, self.handled]
+        return [
+            *self.outbox_collections,
+            self.client_sends,
+            self.handled,
+            self.announcements,
+            self.announcement_claims,
+        ]
 
     async def ensure_indexes(self) -> None:
         await ensure_collections(self.collections)
@@ -453,6 +523,13 @@ class ConversationStore:
     async def client(self, practice_id: str, client_id: str) -> ClientRecord | None:
         document = await self.people.find_one({"_id": person_id(practice_id, "client", client_id)})
         return client_from(document) if document else None
+
+    async def clients_by_id(
+        self, practice_id: str, client_ids: Sequence[str]
+    ) -> list[ClientRecord | None]:
+        """One `_id` lookup per client (a filter on anything else reads the whole collection
+        on FerretDB), concurrently."""
+        return list(await asyncio.gather(*(self.client(practice_id, c) for c in client_ids)))
 
     async def client_of_contact(self, practice_id: str, contact_id: str) -> ClientRecord | None:
         document = await self.people.find_one(
@@ -691,6 +768,118 @@ class ConversationStore:
             await self.handled.insert_one({"_id": message_id, "reply": reply})
         except DuplicateKeyError:
             return
+
+    # ------------------------------------------------------------------------- announcements
+    #
+    # One document per accepted announcement, keyed by practice and announcement id. An
+    # instance works on one only while it holds its lease: a claim is a unique insert of
+    # (announcement, epoch) into `announcement_claims` (atomic on every backend), so of the
+    # instances that saw the same epoch one wins; the lease then names the holder and expires
+    # unless progress renews it. Progress and the finish are written only by the holder of the
+    # current epoch. On FerretDB that check is not atomic, so two instances could still run the
+    # same batch at a lease's edge: a batch is idempotent (derived thread ids), not exclusive.
+    # Finished announcements drop their recipients and body: the periodic query for unfinished
+    # ones reads every document on FerretDB.
+
+    async def insert_announcement(self, announcement: Announcement) -> Announcement:
+        """Store a newly accepted announcement; one already stored under its id wins and is
+        returned instead."""
+        document = announcement_document(announcement)
+        try:
+            await self.announcements.insert_one(document)
+        except DuplicateKeyError:
+            existing = await self.announcements.find_one({"_id": document["_id"]})
+            if existing is None:  # deleted between the insert and the read
+                raise
+            return announcement_from(existing)
+        if self.on_announcement_accepted is not None and not announcement.finished:
+            self.on_announcement_accepted(document["_id"])
+        return announcement
+
+    async def announcement(self, practice_id: str, announcement_id: str) -> Announcement | None:
+        document = await self.announcements.find_one(
+            {"_id": announcement_key(practice_id, announcement_id)}
+        )
+        return announcement_from(document) if document else None
+
+    async def unfinished_announcements(self) -> list[str]:
+        query = {"state": AnnouncementState.SENDING.value}
+        return [document["_id"] async for document in self.announcements.find(query, {"_id": 1})]
+
+    async def claim_announcement(
+        self, key: str, holder: str, now: datetime, lease: timedelta
+    ) -> AnnouncementClaim:
+        """Take an unfinished announcement on for `lease`, unless another holder's lease runs."""
+        document = await self.announcements.find_one({"_id": key})
+        if document is None or document["state"] != AnnouncementState.SENDING.value:
+            return AnnouncementClaim()
+        held_until: datetime | None = document.get("lease_until")
+        if held_until is not None and held_until > now and document.get("lease_holder") != holder:
+            return AnnouncementClaim(held_until=held_until)
+        epoch = int(document.get("lease_epoch") or 0) + 1
+        try:
+            await self.announcement_claims.insert_one(
+                {"_id": f"{key}:{epoch}", "holder": holder, "claimed_at": now}
+            )
+        except DuplicateKeyError:  # another instance claimed this epoch first
+            return AnnouncementClaim(held_until=now + lease)
+        taken = await self.announcements.update_one(
+            {"_id": key, "lease_epoch": epoch - 1, "state": AnnouncementState.SENDING.value},
+            {"$set": {"lease_epoch": epoch, "lease_holder": holder, "lease_until": now + lease}},
+        )
+        if not taken.matched_count:
+            return AnnouncementClaim()
+        return AnnouncementClaim(announcement_from(document), epoch)
+
+    async def record_announcement_progress(
+        self, announcement: Announcement, epoch: int, lease_until: datetime
+    ) -> bool:
+        """Record the batches done and renew the lease; False when the lease was lost."""
+        key = announcement_key(announcement.practice_id, announcement.announcement_id)
+        recorded = await self.announcements.update_one(
+            {"_id": key, "lease_epoch": epoch},
+            {
+                "$set": {
+                    "processed": announcement.processed,
+                    "conversations": announcement.conversations,
+                    "lease_until": lease_until,
+                }
+            },
+        )
+        return recorded.matched_count == 1
+
+    async def finish_announcement(self, announcement: Announcement, epoch: int) -> bool:
+        """Mark it sent (if this epoch still holds it) and drop what only the work needed."""
+        key = announcement_key(announcement.practice_id, announcement.announcement_id)
+        finished = await self.announcements.update_one(
+            {"_id": key, "lease_epoch": epoch},
+            {
+                "$set": {
+                    "state": announcement.state.value,
+                    "finished_at": announcement.finished_at,
+                    "processed": announcement.processed,
+                    "conversations": announcement.conversations,
+                    "lease_holder": None,
+                    "lease_until": None,
+                },
+                "$unset": {"recipient_ids": "", "body": ""},
+            },
+        )
+        if not finished.matched_count:
+            return False
+        await asyncio.gather(
+            *(
+                self.announcement_claims.delete_one({"_id": f"{key}:{claimed}"})
+                for claimed in range(1, epoch + 1)
+            )
+        )
+        return True
+
+    async def release_announcement(self, key: str, epoch: int) -> None:
+        """Give the lease up (a clean shutdown): any instance may go on at once."""
+        await self.announcements.update_one(
+            {"_id": key, "lease_epoch": epoch}, {"$set": {"lease_until": None}}
+        )
 
 
 async def _publish_entries(publisher: Publisher, entries: Sequence[tuple[str, Document]]) -> None:
