@@ -16,7 +16,15 @@ from sotto_contracts.gateway import SessionEnded
 from sotto_contracts.topology import Topology
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
-from sotto_kit.outbox import OUTBOX_PENDING, OutboxRelay, flush, new_document_outbox
+from sotto_kit.outbox import (
+    OUTBOX,
+    OUTBOX_PENDING,
+    OutboxRelay,
+    flush,
+    new_document_outbox,
+    outbox_update,
+    written_entries,
+)
 
 
 class RecordingPublisher(Publisher):
@@ -86,3 +94,29 @@ async def test_the_relay_publishes_what_a_crashed_writer_left_behind(
     assert await relay.sweep() == 0
 
     assert publisher.published == [event_id]
+
+
+async def test_a_writer_publishes_only_what_it_wrote_and_leaves_the_rest_pending(
+    documents: AsyncCollection[Document], topology: Topology
+) -> None:
+    publisher = RecordingPublisher()
+    first = await _write_with_event(documents, topology)
+    second = SessionEnded(
+        practice_id="p1",
+        session_ref=uuid.uuid4().hex,
+        principal=ParticipantRef(kind=ParticipantKind.CLIENT, id="c1"),
+        reason="timeout",
+    )
+    fields = outbox_update(topology, [second])
+    await documents.update_one({"_id": "d1"}, {"$set": fields})
+
+    assert await flush(documents, "d1", publisher, written=written_entries(fields)) == 1
+    stored = await documents.find_one({"_id": "d1"})
+    assert stored is not None
+    assert (list(stored[OUTBOX]), stored[OUTBOX_PENDING]) == ([first], True)
+
+    assert await flush(documents, "d1", publisher) == 1
+    assert publisher.published == [str(second.message_id), first]
+    stored = await documents.find_one({"_id": "d1"})
+    assert stored is not None
+    assert (stored[OUTBOX], stored[OUTBOX_PENDING]) == ({}, False)

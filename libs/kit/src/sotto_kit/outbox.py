@@ -67,6 +67,19 @@ def new_document_outbox(topology: Topology, events: Iterable[Message]) -> Docume
     return {OUTBOX: outbox, OUTBOX_PENDING: bool(outbox)}
 
 
+def written_entries(outbox_fields: Document) -> dict[str, Document]:
+    """The entries in fields made by `new_document_outbox` or `outbox_update`, by event id:
+    what a writer passes to `flush(written=...)` once the write succeeded."""
+    if OUTBOX in outbox_fields:
+        return dict(outbox_fields[OUTBOX])
+    prefix = f"{OUTBOX}."
+    return {
+        key.removeprefix(prefix): value
+        for key, value in outbox_fields.items()
+        if key.startswith(prefix)
+    }
+
+
 def retry_later(collection: AsyncCollection[Document], document_id: Any) -> None:
     """Have the relay retry this document's outbox soon (a writer's own publish failed)."""
     _unflushed.setdefault(collection.full_name, set()).add(document_id)
@@ -78,9 +91,14 @@ async def flush(
     publisher: Publisher,
     *,
     queued_before: datetime | None = None,
+    written: dict[str, Document] | None = None,
 ) -> int:
-    """Publish a document's pending events, then remove them. Returns how many were sent."""
-    sent, _ = await _flush(collection, document_id, publisher, queued_before)
+    """Publish a document's pending events, then remove them. Returns how many were sent.
+
+    `written`: the entries the caller has just stored (`written_entries`); they are published
+    without reading the document back, and entries other writers added are left to them.
+    """
+    sent, _ = await _flush(collection, document_id, publisher, queued_before, written)
     return sent
 
 
@@ -89,11 +107,15 @@ async def _flush(
     document_id: Any,
     publisher: Publisher,
     queued_before: datetime | None,
+    written: dict[str, Document] | None = None,
 ) -> tuple[int, bool]:
     """(events sent, whether entries younger than `queued_before` are left)."""
     try:
-        document = await collection.find_one({"_id": document_id}, {OUTBOX: 1})
-        pending: dict[str, Document] = (document or {}).get(OUTBOX) or {}
+        if written is None:
+            document = await collection.find_one({"_id": document_id}, {OUTBOX: 1})
+            pending: dict[str, Document] = (document or {}).get(OUTBOX) or {}
+        else:
+            pending = written
         left = False
         if queued_before is not None:
             due = {

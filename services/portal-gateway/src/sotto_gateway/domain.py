@@ -34,6 +34,13 @@ def token_digest(key: bytes, token: str) -> str:
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 
+def id_for_digest(digest: str) -> str:
+    """The id of a stored link, sign-in link or session, derived from its token's digest: the
+    token is then found by `_id` (the one lookup FerretDB's SQLite backend serves from an
+    index), and the stored digest is still compared in full."""
+    return digest[:32]
+
+
 def verification_digest(key: bytes, practice_id: str, person_key: str, value: date) -> str:
     message = f"{practice_id}\x1f{person_key}\x1f{value.isoformat()}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()

@@ -46,7 +46,7 @@ from sotto_gateway.domain import (
     SessionEndReason,
     SessionPolicy,
     email_display_name,
-    new_id,
+    id_for_digest,
     new_token,
     normalize_email,
     person_key,
@@ -239,7 +239,8 @@ class Portal:
             return
         expiry_hours = (await self._practice_settings.get(event.practice_id)).link_expiry_hours
         token = new_token()
-        link_id = new_id()
+        digest = token_digest(self._link_key, token)
+        link_id = id_for_digest(digest)
         now = self._clock()
         expires_at = now + timedelta(hours=expiry_hours)
         command = self._notification(
@@ -260,7 +261,7 @@ class Portal:
         )
         document = {
             "_id": link_id,
-            "token_digest": token_digest(self._link_key, token),
+            "token_digest": digest,
             "source_message_id": str(event.message_id),
             "practice_id": event.practice_id,
             "recipient": event.recipient.model_dump(mode="json"),
@@ -437,7 +438,8 @@ class Portal:
         usable.sort(key=lambda person: person.kind is not ParticipantKind.CLIENT)
         person = usable[0] if usable else None
         token = new_token()
-        link_id = new_id()
+        digest = token_digest(self._link_key, token)
+        link_id = id_for_digest(digest)
         now = self._clock()
         notification_id = f"sign-in-{link_id}"
         command = (
@@ -462,7 +464,7 @@ class Portal:
         document = {
             "_id": link_id,
             "practice_id": practice.practice_id,
-            "token_digest": token_digest(self._link_key, token),
+            "token_digest": digest,
             "recipient": known.ref.model_dump(mode="json") if known else None,
             "expires_at": now + timedelta(minutes=self._settings.sign_in_link_minutes),
             "created_at": now,
@@ -495,9 +497,10 @@ class Portal:
         self, person: Person, conversation_id: str | None, via: str, events: list[Message]
     ) -> StartedSession:
         key, csrf = new_token(), new_token()
+        key_digest = token_digest(self._link_key, key)
         now = self._clock()
         session = ClientSession(
-            session_ref=new_id(),
+            session_ref=id_for_digest(key_digest),
             practice_id=person.practice_id,
             principal=person.ref,
             client_id=person.client_id or person.id,
@@ -516,7 +519,7 @@ class Portal:
         await self._sessions.start(
             {
                 "_id": session.session_ref,
-                "key_digest": token_digest(self._link_key, key),
+                "key_digest": key_digest,
                 "csrf_digest": session.csrf_digest,
                 "practice_id": session.practice_id,
                 "principal": session.principal.model_dump(mode="json"),

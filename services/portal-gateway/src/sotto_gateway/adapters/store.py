@@ -6,7 +6,6 @@ Only the FerretDB-compatible subset is used: equality/range filters, `$set`, `$i
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,10 +18,10 @@ from pymongo.errors import DuplicateKeyError
 from sotto_contracts.base import Message
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.topology import Topology
-from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink
+from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink, id_for_digest
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
-from sotto_kit.outbox import flush, new_document_outbox, outbox_update
+from sotto_kit.outbox import flush, new_document_outbox, outbox_update, written_entries
 
 
 def _person_id(practice_id: str, kind: ParticipantKind, person_id: str) -> str:
@@ -92,8 +91,11 @@ class OutboxWriter:
 
     async def insert(
         self, collection: AsyncCollection[Document], document: Document, events: Sequence[Message]
-    ) -> None:
-        await collection.insert_one({**document, **new_document_outbox(self.topology, events)})
+    ) -> dict[str, Document]:
+        """Insert with the events; returns the outbox entries written (for `flush`)."""
+        outbox = new_document_outbox(self.topology, events)
+        await collection.insert_one({**document, **outbox})
+        return written_entries(outbox)
 
     async def update(
         self,
@@ -101,14 +103,20 @@ class OutboxWriter:
         selector: Document,
         changes: Document,
         events: Sequence[Message],
-    ) -> bool:
-        result = await collection.update_one(
-            selector, {"$set": {**changes, **outbox_update(self.topology, events)}}
-        )
-        return result.modified_count == 1
+    ) -> dict[str, Document] | None:
+        """Update with the events; the entries written, or None if the selector matched nothing."""
+        outbox = outbox_update(self.topology, events)
+        result = await collection.update_one(selector, {"$set": {**changes, **outbox}})
+        return written_entries(outbox) if result.modified_count == 1 else None
 
-    async def flush(self, collection: AsyncCollection[Document], document_id: Any) -> None:
-        await flush(collection, document_id, self.publisher)
+    async def flush(
+        self,
+        collection: AsyncCollection[Document],
+        document_id: Any,
+        written: dict[str, Document] | None = None,
+    ) -> None:
+        """Publish the document's pending events (only `written`, without a read, if given)."""
+        await flush(collection, document_id, self.publisher, written=written)
 
 
 class IdentityStore:
@@ -245,13 +253,16 @@ class LinkStore:
 
     async def add_notice(self, source_message_id: str, events: Sequence[Message]) -> None:
         """Record that a source message was turned into notices; once per message id."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._writer.insert(self.notices, {"_id": source_message_id}, events)
-        await self._writer.flush(self.notices, source_message_id)
+        try:
+            written = await self._writer.insert(self.notices, {"_id": source_message_id}, events)
+        except DuplicateKeyError:  # a redelivery: publish what the first attempt may have left
+            await self._writer.flush(self.notices, source_message_id)
+            return
+        await self._writer.flush(self.notices, source_message_id, written)
 
     async def add_link(self, document: Document, events: Sequence[Message]) -> None:
         try:
-            await self._writer.insert(self.links, document, events)
+            written = await self._writer.insert(self.links, document, events)
         except DuplicateKeyError:
             existing = await self.links.find_one(
                 {"source_message_id": document["source_message_id"]}, {"_id": 1}
@@ -260,24 +271,24 @@ class LinkStore:
                 raise
             await self._writer.flush(self.links, existing["_id"])
             return
-        await self._writer.flush(self.links, document["_id"])
+        await self._writer.flush(self.links, document["_id"], written)
 
     async def link_by_digest(self, digest: str) -> SecureLink | None:
-        document = await self.links.find_one({"token_digest": digest})
+        document = await self.links.find_one({"_id": id_for_digest(digest), "token_digest": digest})
         return None if document is None else _link(document)
 
     async def record_on_link(
         self, link: SecureLink, changes: Document, events: Sequence[Message]
     ) -> bool:
         """Apply `changes` if nobody else counted a failure meanwhile (optimistic)."""
-        applied = await self._writer.update(
+        written = await self._writer.update(
             self.links,
             {"_id": link.link_id, "failed_attempts": link.failed_attempts},
             changes,
             events,
         )
-        await self._writer.flush(self.links, link.link_id)
-        return applied
+        await self._writer.flush(self.links, link.link_id, written)
+        return written is not None
 
     async def links_for_message(self, practice_id: str, posted_message_id: str) -> list[SecureLink]:
         cursor = self.links.find(
@@ -286,10 +297,10 @@ class LinkStore:
         return [_link(document) async for document in cursor]
 
     async def revoke(self, link: SecureLink, events: Sequence[Message]) -> None:
-        await self._writer.update(
+        written = await self._writer.update(
             self.links, {"_id": link.link_id, "revoked": False}, {"revoked": True}, events
         )
-        await self._writer.flush(self.links, link.link_id)
+        await self._writer.flush(self.links, link.link_id, written)
 
     async def add_sign_in_link(
         self, document: Document, recipient_key: str, events: Sequence[Message]
@@ -309,7 +320,7 @@ class LinkStore:
     async def use_sign_in_link(self, digest: str) -> Document | None:
         """Mark a sign-in link used; only the first caller gets it back."""
         return await self.sign_in_links.find_one_and_update(
-            {"token_digest": digest, "used": False},
+            {"_id": id_for_digest(digest), "token_digest": digest, "used": False},
             {"$set": {"used": True}},
             return_document=ReturnDocument.BEFORE,
         )
@@ -329,21 +340,23 @@ class SessionStore:
         await self.sessions.create_index("key_digest", unique=True)
 
     async def start(self, document: Document, events: Sequence[Message]) -> None:
-        await self._writer.insert(self.sessions, document, events)
-        await self._writer.flush(self.sessions, document["_id"])
+        written = await self._writer.insert(self.sessions, document, events)
+        await self._writer.flush(self.sessions, document["_id"], written)
 
     async def by_key(self, digest: str) -> ClientSession | None:
-        document = await self.sessions.find_one({"key_digest": digest, "ended": False})
+        document = await self.sessions.find_one(
+            {"_id": id_for_digest(digest), "key_digest": digest, "ended": False}
+        )
         return None if document is None else _session(document)
 
     async def touch(self, session_ref: str, now: datetime) -> None:
         await self.sessions.update_one({"_id": session_ref}, {"$set": {"last_seen_at": now}})
 
     async def end(self, session_ref: str, reason: str, events: Sequence[Message]) -> None:
-        await self._writer.update(
+        written = await self._writer.update(
             self.sessions,
             {"_id": session_ref, "ended": False},
             {"ended": True, "end_reason": reason},
             events,
         )
-        await self._writer.flush(self.sessions, session_ref)
+        await self._writer.flush(self.sessions, session_ref, written)

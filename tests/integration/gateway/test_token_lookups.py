@@ -1,0 +1,90 @@
+"""Secure links, sign-in links and sessions are found by `_id`, derived from the token's
+digest: on FerretDB's SQLite backend any other lookup reads the whole collection, so each link
+opened and each client request would slow down as the practice's history grows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sotto_gateway.config import GatewaySettings
+from sotto_gateway.main import create_app
+from sotto_kit.mongo import COMMAND_LOG_ENV
+from sotto_kit.outbox import OUTBOX_PENDING
+from tests.integration.gateway.conftest import CLIENT_BIRTHDAY
+from tests.integration.gateway.support import Broker, Watch, adopt_session
+from tests.integration.gateway.test_links import issue_link
+from tests.integration.gateway.test_sign_in_and_sessions import request_link
+from tests.support.serving import serve
+
+TOKEN_COLLECTIONS = {"links", "sign_in_links", "sessions"}
+
+
+@pytest.fixture
+def command_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "gateway-commands.jsonl"
+    monkeypatch.setenv(COMMAND_LOG_ENV, str(log))
+    return log
+
+
+@pytest.fixture
+async def base_url(command_log: Path, gateway_settings: GatewaySettings) -> AsyncIterator[str]:
+    async with serve(create_app(gateway_settings)) as url:
+        yield url
+
+
+def token_lookups(log: Path, database: str) -> list[dict[str, Any]]:
+    commands = [json.loads(line) for line in log.read_text().splitlines()]
+    return [
+        command
+        for command in commands
+        if command["db"] == database
+        and command["collection"] in TOKEN_COLLECTIONS
+        and command["command"] in ("find", "update", "findAndModify", "delete")
+    ]
+
+
+async def test_links_sign_ins_and_sessions_are_looked_up_by_id(
+    broker: Broker,
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    command_log: Path,
+    gateway_settings: GatewaySettings,
+) -> None:
+    token = await issue_link(broker, notifications)
+    assert (await http.post(f"/api/client/links/{token}/open")).status_code == 200
+    verified = await http.post(
+        f"/api/client/links/{token}/verify", json={"date_of_birth": CLIENT_BIRTHDAY.isoformat()}
+    )
+    assert verified.status_code == 200, verified.text
+    adopt_session(http, verified)
+    assert (await http.get("/api/client/session")).status_code == 200
+
+    sign_in_token = await request_link(http, notifications, "sam@example.org")
+    assert (await http.post(f"/api/portal/sign-in/{sign_in_token}")).status_code == 200
+
+    lookups = token_lookups(command_log, gateway_settings.database)
+    looked_up = {command["collection"] for command in lookups}
+    assert looked_up == TOKEN_COLLECTIONS
+    # besides the outbox relay's sweep (at start-up, then every 30 s) and the replacement of a
+    # recipient's earlier sign-in links (once per sign-in request), everything a link or a
+    # session cookie does goes by `_id`
+    by_other_fields = [
+        command
+        for command in lookups
+        if "_id" not in command["filter"].split(",")
+        and command["filter"] != OUTBOX_PENDING
+        and command["collection"] != "sign_in_links"
+    ]
+    assert by_other_fields == []
+    assert all(
+        "_id" in command["filter"].split(",")
+        for command in lookups
+        if command["command"] == "findAndModify"
+    )
