@@ -1,8 +1,8 @@
 """Delivery records (one document per notification id) and the open SMTP windows.
 
 Every read and write of a delivery record filters on `_id` alone. FerretDB's SQLite backend
-only uses an index for a filter that is exactly `{"_id": <value>}`; any other filter (even
-`_id` plus another field) scans the whole collection, which grows by one document per
+only uses an index for an `_id` equality (with `scripts/infra`'s patch, also next to other
+fields); any other filter scans the whole collection, which grows by one document per
 email. Conditional updates would not buy safety there anyway (two concurrent updates can both
 match on FerretDB), so exclusivity comes from unique `_id` inserts into `send_windows`:
 
