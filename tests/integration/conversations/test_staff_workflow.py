@@ -89,6 +89,8 @@ async def test_inbox_views_filters_search_and_paging(harness: Harness, team: Tea
     assert ids(await harness.ok(inbox(team.primary, unread_only=True), InboxPage)) == ["older"]
     page_two = await harness.ok(inbox(team.primary, page=2, page_size=1), InboxPage)
     assert (ids(page_two), page_two.total) == (["newer"], 2)
+    beyond = await harness.ok(inbox(team.primary, page=10**30, page_size=200), InboxPage)
+    assert (ids(beyond), beyond.total) == ([], 2)
     searched = await harness.ok(inbox(team.primary, search="ANXIOUS"), InboxPage)
     assert ids(searched) == ["older"]
     future = datetime.now(UTC) + timedelta(hours=1)

@@ -509,6 +509,8 @@ class ConversationStore:
         self, query: Document, *, skip: int = 0, limit: int = 0
     ) -> tuple[list[Thread], int]:
         total = await self.threads.count_documents(query)
+        if skip and skip >= total:  # also keeps absurd page numbers away from the 64-bit skip
+            return [], total
         cursor = self.threads.find(query).sort("last_activity_at", DESCENDING).skip(skip)
         if limit:
             cursor = cursor.limit(limit)
