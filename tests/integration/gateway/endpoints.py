@@ -17,6 +17,7 @@ class Needs(StrEnum):
     OTHERS = "others"  # may see others' conversations
     MANAGER = "manager"  # owner or practice manager
     OWNER = "owner"  # the practice owner (audit log)
+    ANNOUNCER = "announcer"  # sent the announcement, or owner or practice manager
     EXPORT = "export"  # export permission
 
 
@@ -33,6 +34,7 @@ class Endpoint:
 
 
 CONVERSATION = "/api/staff/conversations/conv1"
+ANNOUNCEMENT_ID = "ann1"  # clin1's, to their own clients
 
 STAFF_ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/api/staff/me", None, Needs.NOTHING),
@@ -64,6 +66,7 @@ STAFF_ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST", "/api/staff/announcements", {"subject": "Hi", "body": "All well?"}, Needs.MANAGER
     ),
+    Endpoint("GET", f"/api/staff/announcements/{ANNOUNCEMENT_ID}", None, Needs.ANNOUNCER),
     Endpoint("GET", "/api/staff/audit/deliveries", None, Needs.OWNER),
     Endpoint("GET", "/api/staff/audit/access", None, Needs.OWNER),
     Endpoint("POST", "/api/staff/exports", {}, Needs.EXPORT),

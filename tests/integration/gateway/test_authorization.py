@@ -35,6 +35,7 @@ from tests.integration.gateway.conftest import (
     seed_world,
 )
 from tests.integration.gateway.endpoints import (
+    ANNOUNCEMENT_ID,
     CLIENT_ENDPOINTS,
     CONVERSATION,
     STAFF_ENDPOINTS,
@@ -155,6 +156,17 @@ async def _seed_conversation(world: Seeded) -> None:
     await post(f"{CONVERSATION}/messages", {"body": SECOND, "message_id": "m1"})
     await post(f"{CONVERSATION}/notes", {"body": NOTE_TEXT})
     await post(f"{CONVERSATION}/tasks", {"title": TASK_TITLE, "task_id": "t1"})
+    announced = await world.staff.post(
+        "/api/staff/announcements",
+        json={
+            "announcement_id": ANNOUNCEMENT_ID,
+            "subject": "Running late",
+            "body": "Starting at ten today",
+            "clinician_id": "clin1",
+        },
+        headers=staff_headers(world.settings, "clin1", PRACTICE),
+    )
+    assert announced.status_code == 202, announced.text
 
 
 def assert_no_seeded_data(answer: httpx.Response) -> None:
@@ -172,6 +184,7 @@ WITHOUT_PERMISSION: dict[Needs, tuple[str, set[int]]] = {
     Needs.OTHERS: ("clin2", {403}),
     Needs.MANAGER: ("biller1", {403}),
     Needs.OWNER: ("manager1", {403}),
+    Needs.ANNOUNCER: ("clin2", {404}),
     Needs.EXPORT: ("manager1", {403}),
 }
 
@@ -179,13 +192,13 @@ WITHOUT_PERMISSION: dict[Needs, tuple[str, set[int]]] = {
 def other_practice_answers(endpoint: Endpoint) -> set[int]:
     """Another practice's owner: 404 for anything of this practice; endpoints about the
     caller's own practice answer about theirs (and so show nothing of this one)."""
-    if endpoint.needs in (Needs.THREAD, Needs.CLIENT) or "/c1/" in endpoint.path:
+    if endpoint.needs in (Needs.THREAD, Needs.CLIENT, Needs.ANNOUNCER) or "/c1/" in endpoint.path:
         return {404}
     if "/team/clin1/" in endpoint.path:
         return {404}
     if endpoint.needs is Needs.EXPORT:
         return {403}  # owner9 has no export permission
-    return {200, 201}
+    return {200, 201, 202}
 
 
 @pytest.mark.parametrize("endpoint", STAFF_ENDPOINTS, ids=lambda endpoint: endpoint.id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,14 +15,20 @@ import jwt
 import pytest
 import pyzipper  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pymongo import AsyncMongoClient
 
+from sotto_contracts.inbound import ClientUpserted
+from sotto_conversations.config import ConversationsSettings
 from sotto_gateway.config import GatewaySettings
-from tests.integration.gateway.conftest import PRACTICE
+from sotto_kit.mongo import Document
+from tests.integration.gateway.conftest import CONVERSATIONS_OVERRIDES, PRACTICE
 from tests.integration.gateway.endpoints import STAFF_ENDPOINTS
-from tests.integration.gateway.support import Watch, sign_in, staff_headers
+from tests.integration.gateway.support import Broker, Watch, sign_in, staff_headers
 from tests.support.waiting import eventually
 
 CONVERSATION = "/api/staff/conversations/conv1"
+ANNOUNCEMENTS = "/api/staff/announcements"
+BULK_CLIENTS = 34
 NOTE_TEXT = "internal note: anxious about the move"
 TASK_TITLE = "call back about intake forms"
 FIRST = "See you Tuesday at 10."
@@ -46,6 +54,19 @@ class Staff:
     async def inbox(self, **params: Any) -> list[str]:
         page = await self.ok("GET", "/api/staff/inbox", **params)
         return [item["conversation_id"] for item in page["items"]]
+
+
+@pytest.fixture
+def conversations_settings(make_settings: Callable[..., Any]) -> ConversationsSettings:
+    """Announcements in small batches, so even a small practice's takes several."""
+    settings: ConversationsSettings = make_settings(
+        ConversationsSettings,
+        "conversations",
+        **CONVERSATIONS_OVERRIDES,
+        announcement_batch_size=3,
+        announcement_poll_seconds=0.05,
+    )
+    return settings
 
 
 @pytest.fixture
@@ -228,14 +249,102 @@ async def test_managers_run_the_practice(
         {"conversation_id": "conv-c2", "subject": "Hi", "client_id": "c2", "first_message": "x"},
     )
 
-    announced = await manager.ok(
-        "POST",
-        "/api/staff/announcements",
-        {"subject": "Holiday hours", "body": "Closed Friday", "announcement_id": "a1"},
+    location, accepted = await announce(
+        manager, {"subject": "Holiday hours", "body": "Closed Friday", "announcement_id": "a1"}
     )
-    assert announced["result"] == announced["result"] | {"clients": 2, "conversations": 2}
+    assert accepted == accepted | {"clients": 2, "state": "sending"}
+    sent = await until_sent(manager, location)
+    assert sent == sent | {"clients": 2, "conversations": 2}
     page = await manager.ok("GET", "/api/staff/inbox", search="Holiday hours")
     assert sorted(item["client_id"] for item in page["items"]) == ["c1", "c2"]
+
+
+async def announce(staff: Staff, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """POST an announcement: accepted (202) with where to follow it and its first status."""
+    answer = await staff.call("POST", ANNOUNCEMENTS, body)
+    assert answer.status_code == 202, answer.text
+    accepted: dict[str, Any] = answer.json()["result"]
+    return answer.headers["location"], accepted
+
+
+async def until_sent(staff: Staff, location: str) -> dict[str, Any]:
+    sent: dict[str, Any] = await eventually(
+        lambda: staff.ok("GET", location),
+        until=lambda progress: progress["state"] == "sent",
+        what=f"{location} sent",
+    )
+    return sent
+
+
+async def test_an_announcement_is_accepted_at_once_and_reaches_every_client_once(
+    http: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    broker: Broker,
+    mongo: AsyncMongoClient[Document],
+    conversations_settings: ConversationsSettings,
+    owner: Staff,
+    clinician: Staff,
+) -> None:
+    """With batches of three, the practice's announcement takes a dozen batches: the answer
+    comes before they are done, progress is followed at Location, and a repeat (same id)
+    sends nothing twice."""
+    for n in range(BULK_CLIENTS):
+        await broker.publish(
+            ClientUpserted(
+                practice_id=PRACTICE,
+                client_id=f"bulk-{n}",
+                display_name=f"Bulk Client {n}",
+                email=f"bulk-{n}@example.org",
+                primary_clinician_id="clin2",
+            )
+        )
+    database = mongo[conversations_settings.database]
+    clients = BULK_CLIENTS + 2  # and Alex and Blair
+    await eventually(
+        lambda: database["people"].count_documents({"practice_id": PRACTICE, "kind": "client"}),
+        until=lambda count: count == clients,
+        what="the practice's clients projected",
+    )
+    manager = Staff(http, gateway_settings, "manager1")
+    body = {"subject": "Holiday hours", "body": "Closed Friday", "announcement_id": "holiday"}
+
+    location, accepted = await announce(manager, body)
+    assert location == f"{ANNOUNCEMENTS}/holiday"
+    assert accepted == {
+        "announcement_id": "holiday",
+        "clients": clients,
+        "conversations": 0,
+        "state": "sending",
+    }
+    threads = database["threads"]
+    assert await threads.count_documents({"subject": "Holiday hours"}) < clients
+    _, repeated = await announce(manager, body)
+    assert repeated["clients"] == clients
+
+    sent = await until_sent(manager, location)
+    assert sent == accepted | {"conversations": clients, "state": "sent"}
+    per_client = Counter(
+        [document["client_id"] async for document in threads.find({"subject": "Holiday hours"})]
+    )
+    assert len(per_client) == clients
+    assert set(per_client.values()) == {1}
+    assert (await announce(manager, body))[1] == sent
+    assert await threads.count_documents({"subject": "Holiday hours"}) == clients
+
+    assert await owner.ok("GET", location) == sent
+    for hidden in (
+        await clinician.call("GET", location),  # neither a manager nor its sender
+        await manager.call("GET", f"{ANNOUNCEMENTS}/no-such-announcement"),
+    ):
+        assert hidden.status_code == 404, hidden.text
+        assert hidden.headers["content-type"].startswith("application/problem+json")
+
+    own_location, own = await announce(
+        clinician, {"subject": "Running late", "body": "Starting at ten", "clinician_id": "clin1"}
+    )
+    assert own["clients"] == 1
+    assert (await until_sent(clinician, own_location))["conversations"] == 1
 
 
 async def test_owner_downloads_an_export_and_reads_the_audit_logs(

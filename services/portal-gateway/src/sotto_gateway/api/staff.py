@@ -10,6 +10,7 @@ import base64
 from datetime import datetime
 
 from litestar import Controller, Response, Router, delete, get, patch, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -19,11 +20,13 @@ from sotto_contracts.base import Message
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
     AddNote,
+    AnnouncementResult,
     AssignConversation,
     CopyMessages,
     CreateTask,
     ExportPractice,
     ExportResult,
+    GetAnnouncement,
     GetInbox,
     GetThread,
     GetTranscript,
@@ -71,6 +74,7 @@ from sotto_gateway.api.state import Gateway, provide_gateway
 from sotto_gateway.domain import StaffPrincipal, new_id
 
 CONVERSATION = "/conversations/{conversation_id:str}"
+ANNOUNCEMENTS = "/api/staff/announcements"
 
 
 def _not_found() -> ApiProblemError:
@@ -393,13 +397,29 @@ class StaffController(Controller):
         )
         return await gateway.services.ask(query, TextResult)
 
-    @post("/announcements", status_code=201, summary="Send an announcement")
+    @post(
+        "/announcements",
+        status_code=202,
+        summary="Send an announcement",
+        description=(
+            "Accepted at once: the recipients are fixed now and their conversations are "
+            "created in the background. The Location header names the announcement's progress; "
+            "repeating the request with the same announcement_id sends nothing twice."
+        ),
+        response_headers=[
+            ResponseHeader(
+                name="Location",
+                description="The announcement's progress: GET it until state is sent.",
+                documentation_only=True,
+            )
+        ],
+    )
     async def announce(
         self,
         data: JSONBody[AnnouncementIn],
         staff: NamedDependency[StaffPrincipal],
         gateway: NamedDependency[Gateway],
-    ) -> CommandResult:
+    ) -> Response[CommandResult]:
         if not staff.manages_practice and not (
             staff.has_role(StaffRole.CLINICIAN) and data.clinician_id == staff.staff.id
         ):
@@ -416,7 +436,32 @@ class StaffController(Controller):
                 "clinician_id": data.clinician_id,
             }
         )
-        return CommandResult(result=await gateway.services.command(request))
+        result = await gateway.services.command(request)
+        return Response(
+            CommandResult(result=result),
+            status_code=202,
+            headers={"Location": f"{ANNOUNCEMENTS}/{request.announcement_id}"},
+        )
+
+    @get(
+        "/announcements/{announcement_id:str}",
+        summary="An announcement's progress",
+        description="For owners and managers, and for the team member who sent it.",
+    )
+    async def announcement(
+        self,
+        announcement_id: FromPath[str],
+        staff: NamedDependency[StaffPrincipal],
+        gateway: NamedDependency[Gateway],
+    ) -> AnnouncementResult:
+        query = GetAnnouncement.model_validate(
+            {
+                "practice_id": staff.practice_id,
+                "actor": staff.ref,
+                "announcement_id": announcement_id,
+            }
+        )
+        return await gateway.services.ask(query, AnnouncementResult)
 
     @get("/clients/{client_id:str}/transcript", summary="A client's transcript")
     async def transcript(
