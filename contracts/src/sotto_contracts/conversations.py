@@ -403,12 +403,10 @@ class AnnouncementResult(Contract):
     clients: int = Field(
         description="Active, enabled clients the announcement is for (fixed when accepted)."
     )
+    # the default: a reply without it comes from the earlier version, which answered when done
     state: AnnouncementState = Field(
         default=AnnouncementState.SENT,
-        description=(
-            "sending: accepted, conversations still being created; sent: finished. Absent from "
-            "the replies of the earlier version, which answered when finished."
-        ),
+        description="sending: accepted, conversations still being created; sent: finished.",
     )
 
 
