@@ -16,20 +16,41 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from pymongo.errors import PyMongoError
 
-from sotto_conversations.adapters.store import ConversationStore
+from sotto_conversations.adapters.store import AnnouncementClaim
 from sotto_conversations.domain import Announcement
 from sotto_kit.periodic import Periodic
 
 SendBatch = Callable[[Announcement, Sequence[str]], Awaitable[int]]
 
 
+class AnnouncementStore(Protocol):
+    """What the sender needs of `ConversationStore`."""
+
+    on_announcement_accepted: Callable[[str], None] | None
+
+    async def unfinished_announcements(self) -> list[str]: ...
+
+    async def claim_announcement(
+        self, key: str, holder: str, now: datetime, lease: timedelta
+    ) -> AnnouncementClaim: ...
+
+    async def record_announcement_progress(
+        self, announcement: Announcement, epoch: int, lease_until: datetime
+    ) -> bool: ...
+
+    async def finish_announcement(self, announcement: Announcement, epoch: int) -> bool: ...
+
+    async def release_announcement(self, key: str, epoch: int) -> None: ...
+
+
 class AnnouncementSender:
     def __init__(
         self,
-        store: ConversationStore,
+        store: AnnouncementStore,
         send_batch: SendBatch,
         clock: Callable[[], datetime],
         *,
