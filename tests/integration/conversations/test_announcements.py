@@ -231,6 +231,8 @@ async def test_two_instances_never_work_the_same_announcement(
     stored = await harness.database["announcements"].find_one({"_id": f"{PRACTICE}:holiday"})
     assert stored is not None
     assert stored["lease_epoch"] == 1, "another instance took the announcement over"
+    assert "recipient_ids" not in stored  # finished: only its status is kept
+    assert "body" not in stored
     threads = await announcement_threads(harness)
     assert set(threads) == expected
     assert set(threads.values()) == {1}
