@@ -82,6 +82,8 @@ CONVERSATIONS_COLLECTIONS = frozenset(
         "reminder_claims",
         "client_sends",
         "handled_requests",
+        "announcements",
+        "announcement_claims",
     }
 )
 GATEWAY_COLLECTIONS = frozenset(

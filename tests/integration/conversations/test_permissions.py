@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
+    CreateTask,
+    GetThread,
     MessageView,
     OpenConversation,
     PostMessage,
     SetMessagingEnabled,
+    TaskView,
     ThreadView,
+    UpdateTask,
 )
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team, staff
 
@@ -149,3 +153,42 @@ async def test_new_clients_follow_the_auto_enable_setting(harness: Harness, team
     await harness.add_client("c-auto", primary_clinician_id="dr-primary")
     auto_client = ParticipantRef(kind=ParticipantKind.CLIENT, id="c-auto")
     await harness.ok(opening(auto_client, "auto-1"), ThreadView)
+
+
+async def test_a_clinician_taken_off_a_clients_care_loses_the_clients_threads_and_tasks(
+    harness: Harness, team: Team
+) -> None:
+    await harness.ok(opening(team.other_clinician, "care", client_id="c1"), ThreadView)
+    await harness.ok(
+        CreateTask(
+            practice_id=PRACTICE,
+            actor=team.other_clinician,
+            conversation_id="care",
+            task_id="t-care",
+            title="Call back",
+        ),
+        TaskView,
+    )
+    await harness.add_client(
+        "c1", display_name="Alex Rivera", primary_clinician_id="dr-primary", clinician_ids=[]
+    )
+
+    for request in (
+        GetThread(practice_id=PRACTICE, actor=team.other_clinician, conversation_id="care"),
+        UpdateTask(practice_id=PRACTICE, actor=team.other_clinician, task_id="t-care", done=True),
+        PostMessage(
+            practice_id=PRACTICE,
+            actor=team.other_clinician,
+            conversation_id="care",
+            posted_message_id="after-removal",
+            body="Still here?",
+        ),
+    ):
+        problem = await harness.problem(request)
+        assert problem.status == 404, (request, problem)
+
+    seen_by_primary = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id="care"), ThreadView
+    )
+    assert [(task.task_id, task.done) for task in seen_by_primary.tasks] == [("t-care", False)]
+    assert seen_by_primary.messages == []

@@ -381,11 +381,15 @@ def check_client_opens_with(client: ClientRecord, staff: StaffMember) -> None:
 
 def staff_may_view(staff: StaffMember, thread: Thread, client: ClientRecord | None) -> bool:
     key = f"staff:{staff.staff_id}"
-    if key in thread.participant_keys or thread.assignee_id == staff.staff_id:
-        return True
+    involved = key in thread.participant_keys or thread.assignee_id == staff.staff_id
     if thread.kind == ConversationKind.STAFF:
-        return False
+        return involved
     if staff.may_view_others:
+        return True
+    if client is not None and not staff.reaches_client(client):
+        # taken off the client's care: their threads (and tasks, notes) go with the client
+        return False
+    if involved:
         return True
     # Billers and schedulers may *message* any client, but others' threads stay private
     # unless they have access to that client.
