@@ -120,3 +120,27 @@ async def test_a_writer_publishes_only_what_it_wrote_and_leaves_the_rest_pending
     stored = await documents.find_one({"_id": "d1"})
     assert stored is not None
     assert (stored[OUTBOX], stored[OUTBOX_PENDING]) == ({}, False)
+
+
+async def test_a_sole_writer_empties_the_outbox_of_a_fresh_document_in_one_go(
+    documents: AsyncCollection[Document], topology: Topology
+) -> None:
+    publisher = RecordingPublisher()
+    event = SessionEnded(
+        practice_id="p1",
+        session_ref=uuid.uuid4().hex,
+        principal=ParticipantRef(kind=ParticipantKind.CLIENT, id="c1"),
+        reason="sign_out",
+    )
+    fields = new_document_outbox(topology, [event])
+    await documents.insert_one({"_id": "fresh", **fields})
+
+    written = written_entries(fields)
+    assert await flush(documents, "fresh", publisher, written=written, sole_writer=True) == 1
+
+    assert publisher.published == [str(event.message_id)]
+    stored = await documents.find_one({"_id": "fresh"})
+    assert stored is not None
+    assert (stored[OUTBOX], stored[OUTBOX_PENDING]) == ({}, False)
+    relay = OutboxRelay([documents], publisher, grace_seconds=0)
+    assert await relay.sweep() == 0

@@ -92,14 +92,45 @@ async def flush(
     *,
     queued_before: datetime | None = None,
     written: dict[str, Document] | None = None,
+    sole_writer: bool = False,
 ) -> int:
     """Publish a document's pending events, then remove them. Returns how many were sent.
 
     `written`: the entries the caller has just stored (`written_entries`); they are published
     without reading the document back, and entries other writers added are left to them.
+    `sole_writer`: nobody else can have written to the document since (a fresh insert whose
+    key has not left this process yet), so one update empties the outbox instead of two.
     """
+    if written and sole_writer:
+        try:
+            await _publish(publisher, written)
+            await collection.update_one(
+                {"_id": document_id},
+                {
+                    "$unset": {f"{OUTBOX}.{event_id}": "" for event_id in written},
+                    "$set": {OUTBOX_PENDING: False},
+                },
+            )
+        except Exception:
+            retry_later(collection, document_id)
+            raise
+        return len(written)
     sent, _ = await _flush(collection, document_id, publisher, queued_before, written)
     return sent
+
+
+async def _publish(publisher: Publisher, entries: dict[str, Document]) -> None:
+    await asyncio.gather(
+        *(
+            publisher.publish_raw(
+                entry["body"].encode(),
+                exchange=entry["exchange"],
+                routing_key=entry["routing_key"],
+                message_id=event_id,
+            )
+            for event_id, entry in entries.items()
+        )
+    )
 
 
 async def _flush(
@@ -127,17 +158,7 @@ async def _flush(
             pending = due
         if not pending:
             return 0, left
-        await asyncio.gather(
-            *(
-                publisher.publish_raw(
-                    entry["body"].encode(),
-                    exchange=entry["exchange"],
-                    routing_key=entry["routing_key"],
-                    message_id=event_id,
-                )
-                for event_id, entry in pending.items()
-            )
-        )
+        await _publish(publisher, pending)
         await collection.update_one(
             {"_id": document_id},
             {"$unset": {f"{OUTBOX}.{event_id}": "" for event_id in pending}},

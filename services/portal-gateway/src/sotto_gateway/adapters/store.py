@@ -114,9 +114,14 @@ class OutboxWriter:
         collection: AsyncCollection[Document],
         document_id: Any,
         written: dict[str, Document] | None = None,
+        *,
+        sole_writer: bool = False,
     ) -> None:
-        """Publish the document's pending events (only `written`, without a read, if given)."""
-        await flush(collection, document_id, self.publisher, written=written)
+        """Publish the document's pending events (only `written`, without a read, if given;
+        `sole_writer`: see `sotto_kit.outbox.flush`)."""
+        await flush(
+            collection, document_id, self.publisher, written=written, sole_writer=sole_writer
+        )
 
 
 class IdentityStore:
@@ -258,7 +263,7 @@ class LinkStore:
         except DuplicateKeyError:  # a redelivery: publish what the first attempt may have left
             await self._writer.flush(self.notices, source_message_id)
             return
-        await self._writer.flush(self.notices, source_message_id, written)
+        await self._writer.flush(self.notices, source_message_id, written, sole_writer=True)
 
     async def add_link(self, document: Document, events: Sequence[Message]) -> None:
         try:
@@ -271,7 +276,8 @@ class LinkStore:
                 raise
             await self._writer.flush(self.links, existing["_id"])
             return
-        await self._writer.flush(self.links, document["_id"], written)
+        # nobody can touch the link before its email, which this flush sends
+        await self._writer.flush(self.links, document["_id"], written, sole_writer=True)
 
     async def link_by_digest(self, digest: str) -> SecureLink | None:
         document = await self.links.find_one({"_id": id_for_digest(digest), "token_digest": digest})
@@ -341,7 +347,8 @@ class SessionStore:
 
     async def start(self, document: Document, events: Sequence[Message]) -> None:
         written = await self._writer.insert(self.sessions, document, events)
-        await self._writer.flush(self.sessions, document["_id"], written)
+        # the session's key has not reached the browser yet
+        await self._writer.flush(self.sessions, document["_id"], written, sole_writer=True)
 
     async def by_key(self, digest: str) -> ClientSession | None:
         document = await self.sessions.find_one(
