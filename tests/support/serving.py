@@ -14,12 +14,20 @@ import uvicorn
 
 from tests.support.waiting import eventually
 
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port nothing listens on, never one this process handed out before: the kernel may
+    offer a just-released port again before the first caller's server has bound it (a gateway
+    and a notifier were once given the same port)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @asynccontextmanager

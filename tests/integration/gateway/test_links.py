@@ -20,6 +20,7 @@ from sotto_contracts.conversations import (
     UnreadReminderDue,
 )
 from sotto_kit.mongo import Document
+from sotto_kit.outbox import OUTBOX_PENDING
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
 from tests.integration.gateway.support import (
     Broker,
@@ -84,8 +85,15 @@ async def test_reminder_mints_one_link_and_one_generic_notice(
     expires = datetime.fromisoformat(issued["expires_at"])
     assert timedelta(hours=23) < expires - datetime.now(UTC) <= timedelta(hours=24)
 
-    [stored] = await database["links"].find({}).to_list()
+    # the notification command (and so the token) sits in the link's outbox from the write
+    # until it is published; once published, only the token's digest is kept
+    async def stored_link() -> Document | None:
+        return await database["links"].find_one({OUTBOX_PENDING: False})
+
+    stored = await eventually(stored_link, until=lambda link: link is not None, what="flushed")
     assert token not in str(stored)
+    assert stored is not None
+    assert stored["outbox"] == {}
 
     await broker.publish(event)
 
