@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import CLINICIAN, DESKTOP, Practice, link_from_mail
-from tests.browser.test_client_portal import SIGN_IN_LINK
+from tests.browser.conftest import (
+    CLIENT_BIRTHDAY,
+    CLINICIAN,
+    DESKTOP,
+    OWNER,
+    Practice,
+    link_from_mail,
+)
+from tests.browser.test_client_portal import SECURE_LINK, SIGN_IN_LINK
 from tests.support.mail import MailCatcher
 
 pytestmark = pytest.mark.browser
@@ -121,3 +128,40 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
     await expect(messages).not_to_contain_text("Sent to the wrong person.")
     await expect(client.get_by_text("Client called about billing")).to_have_count(0)
     await screenshot(client, "phone-client-sees-removal")
+
+
+async def test_the_owner_sends_an_announcement_and_the_client_opens_it(
+    practice: Practice,
+    mail: MailCatcher,
+    new_page: NewPage,
+    screenshot: Screenshot,
+) -> None:
+    page = await new_page(DESKTOP)
+    await sign_in(page, practice, OWNER)
+    await expect(page.get_by_text("Goes to every active client of the practice")).to_be_visible()
+    await page.get_by_label("Announcement subject").fill("   ")
+    await page.get_by_label("Announcement text").fill("   ")
+    await page.get_by_role("button", name="Send announcement").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        "Write a subject and the announcement first."
+    )
+    await page.get_by_label("Announcement subject").fill("Closed on Friday")
+    await page.get_by_label("Announcement text").fill("The office is closed on Friday the 4th.")
+    await page.get_by_role("button", name="Send announcement").click()
+    await expect(page.get_by_role("status")).to_have_text("Announcement accepted for 1 client.")
+    await expect(page.locator("#announcement-progress")).to_have_text(
+        "Announcement sent to 1 client."
+    )
+    await expect(
+        page.locator("#inbox").get_by_role("button", name="Closed on Friday")
+    ).to_be_visible()
+    await screenshot(page, "desktop-staff-announcement")
+
+    link = await link_from_mail(mail, practice.client_email, SECURE_LINK)
+    [email] = await mail.to_address(practice.client_email)
+    assert "Friday" not in email.all_text
+    client = await new_page()
+    await client.goto(link)
+    await client.get_by_label("Date of birth").fill(CLIENT_BIRTHDAY.isoformat())
+    await client.get_by_role("button", name="Continue").click()
+    await expect(client.get_by_text("The office is closed on Friday the 4th.")).to_be_visible()

@@ -1,4 +1,4 @@
-// The reference staff inbox: token sign-in, filtered inbox, thread with notes and tasks.
+// The reference staff inbox: token sign-in, filtered inbox, thread with notes and tasks, announcements.
 import { announce, api, characterCounter, formatTime, h, newId, problemText } from "./common.js";
 
 const TOKEN_KEY = "sotto.staffToken";
@@ -40,6 +40,7 @@ function signOut(message) {
   me = null;
   workspace.hidden = true;
   signOutButton.hidden = true;
+  announcementProgress.textContent = "";
   document.getElementById("who").textContent = "";
   tokenForm.hidden = false;
   document.getElementById("staff-token").focus();
@@ -65,6 +66,7 @@ async function start() {
   for (const option of document.querySelectorAll("#filter-view option")) {
     if (option.value !== "mine") option.disabled = !mayViewOthers;
   }
+  showAnnouncementForm();
   await loadInbox();
   document.getElementById("inbox-heading").focus();
 }
@@ -82,6 +84,74 @@ tokenForm.addEventListener("submit", async (event) => {
 });
 
 signOutButton.addEventListener("click", () => signOut("You have signed out."));
+
+// ------------------------------------------------------------------ announcements
+
+const announcementSection = document.getElementById("announcement");
+const announcementForm = document.getElementById("announcement-form");
+const announcementSubject = document.getElementById("announcement-subject");
+const announcementBody = document.getElementById("announcement-body");
+const announcementProgress = document.getElementById("announcement-progress");
+const ANNOUNCEMENT_POLL_MS = 1000;
+const updateAnnouncementCounter = characterCounter(announcementBody, document.getElementById("announcement-counter"), 5000);
+
+// Owners and managers announce to every client; a clinician to their own clients.
+function announcementAudience() {
+  if (me.roles.includes("owner") || me.roles.includes("practice_manager")) {
+    return { clinicianId: null, text: "Goes to every active client of the practice: one conversation and one email each." };
+  }
+  if (me.roles.includes("clinician")) {
+    return { clinicianId: me.staff_id, text: "Goes to each of your active clients: one conversation and one email each." };
+  }
+  return null;
+}
+
+function showAnnouncementForm() {
+  const audience = announcementAudience();
+  announcementSection.hidden = audience === null;
+  if (audience) document.getElementById("announcement-audience").textContent = audience.text;
+}
+
+function clientsText(count) {
+  return count === 1 ? "1 client" : `${count} clients`;
+}
+
+async function followAnnouncement(announcementId) {
+  while (me) {
+    const answer = await staffApi("GET", `/announcements/${encodeURIComponent(announcementId)}`);
+    if (await failed(answer)) return;
+    const progress = answer.data;
+    if (progress.state === "sent") {
+      announcementProgress.textContent = `Announcement sent to ${clientsText(progress.conversations)}.`;
+      await loadInbox();  // the sender is assigned every new conversation
+      return;
+    }
+    announcementProgress.textContent = `Sending the announcement: ${progress.conversations} of ${clientsText(progress.clients)} so far.`;
+    await new Promise((resolve) => window.setTimeout(resolve, ANNOUNCEMENT_POLL_MS));
+  }
+}
+
+announcementForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const subject = announcementSubject.value.trim();
+  const body = announcementBody.value.trim();
+  if (!subject || !body) {
+    announce(status, "Write a subject and the announcement first.", "error");
+    (subject ? announcementBody : announcementSubject).focus();
+    return;
+  }
+  const announcementId = newId();
+  const payload = { subject, body, announcement_id: announcementId };
+  const audience = announcementAudience();
+  if (audience && audience.clinicianId) payload.clinician_id = audience.clinicianId;
+  const answer = await staffApi("POST", "/announcements", payload);
+  if (await failed(answer)) return;
+  announcementSubject.value = "";
+  announcementBody.value = "";
+  updateAnnouncementCounter();
+  announce(status, `Announcement accepted for ${clientsText(answer.data.result.clients)}.`, "success");
+  await followAnnouncement(announcementId);
+});
 
 // ------------------------------------------------------------------ inbox
 
