@@ -37,6 +37,7 @@ from bench.practice import (
     purge_queues,
     seed,
     system_for,
+    wait_for_quiet_queues,
 )
 from bench.profiling import profiled
 from bench.read_path import ReadFigures, build_thread, gateway_target, measure, measure_bare
@@ -228,7 +229,8 @@ async def run_system_scenarios(
                     "fan-out", scenario_fanout(infra, system, crowd, catcher, options, baselines)
                 )
             )
-        if "read" in options.scenarios:  # last: an overloaded gateway leaves RPCs queued
+        if "read" in options.scenarios:  # last, once the steps above have drained
+            await wait_for_quiet_queues(infra.rabbitmq_management_url, namespace)
             figures.extend(await guarded("read", scenario_read(system, practice, options)))
 
     try:

@@ -26,6 +26,7 @@ from tests.e2e.portal import staff_token
 from tests.support.amqp import delete_namespace
 from tests.support.infra import REPO, Infrastructure
 from tests.support.system import RunningSystem, running_system
+from tests.support.waiting import eventually
 
 OWNER = "staff-owner"
 CLINICIAN = "staff-clinician"
@@ -219,6 +220,33 @@ def purge_queues(management_url: str | None, namespace: str) -> None:
             name = str(item.get("name", ""))
             if name.startswith(f"{namespace}."):
                 client.delete(f"/api/queues/%2F/{quote(name, safe='')}/contents")
+
+
+def _queued_messages(management_url: str, namespace: str) -> int:
+    with httpx.Client(base_url=management_url, auth=("guest", "guest"), timeout=30) as client:
+        listing = client.get("/api/queues/%2F", params={"columns": "name,messages"})
+        listing.raise_for_status()
+        return sum(
+            int(item.get("messages") or 0)
+            for item in listing.json()
+            if str(item.get("name", "")).startswith(f"{namespace}.")
+        )
+
+
+async def wait_for_quiet_queues(
+    management_url: str | None, namespace: str, timeout: float = 300.0
+) -> None:
+    """Wait until the namespace's queues are empty: an overloaded step leaves work queued, and
+    a scenario measured meanwhile measures that backlog instead."""
+    if not management_url:
+        return
+    await eventually(
+        lambda: asyncio.to_thread(_queued_messages, management_url, namespace),
+        until=lambda queued: queued == 0,
+        timeout=timeout,
+        interval=1.0,
+        what=f"the {namespace} queues to drain",
+    )
 
 
 async def drop_namespace(infra: Infrastructure, namespace: str) -> None:

@@ -15,9 +15,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from bench.loadgen import HttpPool
 from bench.practice import OWNER, BenchPractice, owner_pool
@@ -132,6 +135,7 @@ async def measure(target: Target, rate: float, seconds: float) -> ReadFigures:
     opened = await asyncio.to_thread(
         _loadgen, target, "--rate", str(rate), "--duration", str(seconds)
     )
+    await _until_caught_up(target)
     return ReadFigures(
         open_loop_rate=rate,
         achieved_per_second=opened["achieved_per_second"],
@@ -141,6 +145,23 @@ async def measure(target: Target, rate: float, seconds: float) -> ReadFigures:
         max_per_second=maximum,
         tool=tool,
     )
+
+
+async def _until_caught_up(target: Target, timeout: float = 180.0) -> None:
+    """Wait until single GETs are answered promptly again: the open loop leaves a backlog
+    behind an overloaded server, and the next repetition's closed loop would measure it."""
+    headers = dict(header.split(": ", 1) for header in target.headers)
+    deadline = time.monotonic() + timeout
+    prompt = 0
+    async with httpx.AsyncClient(headers=headers, timeout=5.0) as client:
+        while prompt < 3 and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                answered = (await client.get(target.url)).status_code == 200
+            except httpx.HTTPError:
+                answered = False
+            prompt = prompt + 1 if answered and time.monotonic() - started < 1.0 else 0
+            await asyncio.sleep(0.5)
 
 
 def gateway_target(system: RunningSystem, practice: BenchPractice, conversation_id: str) -> Target:
