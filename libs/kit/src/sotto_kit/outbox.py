@@ -101,36 +101,28 @@ async def flush(
     `sole_writer`: nobody else can have written to the document since (a fresh insert whose
     key has not left this process yet), so one update empties the outbox instead of two.
     """
-    if written and sole_writer:
-        try:
-            await _publish(publisher, written)
-            await collection.update_one(
-                {"_id": document_id},
-                {
-                    "$unset": {f"{OUTBOX}.{event_id}": "" for event_id in written},
-                    "$set": {OUTBOX_PENDING: False},
-                },
-            )
-        except Exception:
-            retry_later(collection, document_id)
-            raise
-        return len(written)
-    sent, _ = await _flush(collection, document_id, publisher, queued_before, written)
+    sent, _ = await _flush(
+        collection, document_id, publisher, queued_before, written, sole_writer=sole_writer
+    )
     return sent
 
 
-async def _publish(publisher: Publisher, entries: dict[str, Document]) -> None:
-    await asyncio.gather(
-        *(
-            publisher.publish_raw(
-                entry["body"].encode(),
-                exchange=entry["exchange"],
-                routing_key=entry["routing_key"],
-                message_id=event_id,
+async def publish_entries(publisher: Publisher, entries: Sequence[tuple[str, Document]]) -> None:
+    """Publish outbox entries (event id, entry) in chunks, so confirms are awaited
+    concurrently without flooding the channel."""
+    chunk_size = 500
+    for start in range(0, len(entries), chunk_size):
+        await asyncio.gather(
+            *(
+                publisher.publish_raw(
+                    entry["body"].encode(),
+                    exchange=entry["exchange"],
+                    routing_key=entry["routing_key"],
+                    message_id=event_id,
+                )
+                for event_id, entry in entries[start : start + chunk_size]
             )
-            for event_id, entry in entries.items()
         )
-    )
 
 
 async def _flush(
@@ -139,6 +131,8 @@ async def _flush(
     publisher: Publisher,
     queued_before: datetime | None,
     written: dict[str, Document] | None = None,
+    *,
+    sole_writer: bool = False,
 ) -> tuple[int, bool]:
     """(events sent, whether entries younger than `queued_before` are left)."""
     try:
@@ -158,11 +152,14 @@ async def _flush(
             pending = due
         if not pending:
             return 0, left
-        await _publish(publisher, pending)
-        await collection.update_one(
-            {"_id": document_id},
-            {"$unset": {f"{OUTBOX}.{event_id}": "" for event_id in pending}},
-        )
+        await publish_entries(publisher, list(pending.items()))
+        published = {f"{OUTBOX}.{event_id}": "" for event_id in pending}
+        if sole_writer and written is not None:  # the outbox holds nothing else
+            await collection.update_one(
+                {"_id": document_id}, {"$unset": published, "$set": {OUTBOX_PENDING: False}}
+            )
+            return len(pending), False
+        await collection.update_one({"_id": document_id}, {"$unset": published})
         if not left:
             await collection.update_one(
                 {"_id": document_id, OUTBOX: {}}, {"$set": {OUTBOX_PENDING: False}}

@@ -49,6 +49,7 @@ from sotto_kit.outbox import (
     flush,
     new_document_outbox,
     outbox_update,
+    publish_entries,
     retry_later,
 )
 
@@ -429,7 +430,7 @@ class ConversationStore:
         if not entries:
             return only_these_at is None
         try:
-            await _publish_entries(self._publisher, entries)
+            await publish_entries(self._publisher, entries)
         except Exception:
             retry_later(self.threads, identifier)
             raise
@@ -752,7 +753,7 @@ class ConversationStore:
             if claim["_id"] in inserted
             for event_id, entry in claim[OUTBOX].items()
         ]
-        await _publish_entries(self._publisher, entries)
+        await publish_entries(self._publisher, entries)
         # published: the claims are done (keeps the collection the relay scans small)
         await asyncio.gather(
             *(self.reminder_claims.delete_one({"_id": claim_id}) for claim_id in inserted)
@@ -884,23 +885,6 @@ class ConversationStore:
         )
 
 
-async def _publish_entries(publisher: Publisher, entries: Sequence[tuple[str, Document]]) -> None:
-    """Publish in chunks so confirms are awaited concurrently without flooding the channel."""
-    chunk_size = 500
-    for start in range(0, len(entries), chunk_size):
-        await asyncio.gather(
-            *(
-                publisher.publish_raw(
-                    entry["body"].encode(),
-                    exchange=entry["exchange"],
-                    routing_key=entry["routing_key"],
-                    message_id=event_id,
-                )
-                for event_id, entry in entries[start : start + chunk_size]
-            )
-        )
-
-
 async def _insert_new(
     collection: AsyncCollection[Document], documents: Sequence[Document]
 ) -> set[str]:
@@ -933,7 +917,7 @@ async def _publish_inserted(
     ]
     if not entries:
         return
-    await _publish_entries(publisher, entries)
+    await publish_entries(publisher, entries)
     published = sorted(inserted)
     clear = {"$set": {OUTBOX: {}, OUTBOX_PENDING: False}}
     if len(published) > 50:  # one pass over the collection beats many round trips
