@@ -3,17 +3,20 @@
 `scripts/infra` builds FerretDB with patches that push an `_id` string condition down to
 SQLite even when the filter has other fields too (optimistic updates such as
 `{"_id": id, "version": n}`). The server must still apply the whole filter: a stale version or
-a mismatched field matches nothing. The same assertions hold on MongoDB.
+a mismatched field matches nothing. Another patch lets one `update` command carry any number
+of statements (a bulk write): unpatched, 100 or more waited forever for a database connection.
+The same assertions hold on MongoDB.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_kit.mongo import COMMAND_LOG_ENV, Document, connect, ensure_collections
@@ -52,6 +55,18 @@ async def test_id_with_other_fields_applies_the_whole_filter(
     assert await documents.count_documents({"_id": "d9", "n": 9}) == 1
     assert await documents.count_documents({"_id": "d9", "n": 10}) == 0
     assert await documents.count_documents({"state": "open"}) == 49
+
+
+async def test_one_update_command_carries_many_statements(
+    documents: AsyncCollection[Document],
+) -> None:
+    statements = [
+        UpdateOne({"_id": f"d{i % 50}"}, {"$inc": {"version": 1}}) for i in range(250)
+    ]
+    result = await asyncio.wait_for(documents.bulk_write(statements, ordered=False), 30)
+    assert result.modified_count == 250
+    versions = [document["version"] async for document in documents.find({})]
+    assert versions == [6] * 50
 
 
 async def test_command_log_records_shapes_not_values(
