@@ -60,9 +60,7 @@ async def test_id_with_other_fields_applies_the_whole_filter(
 async def test_one_update_command_carries_many_statements(
     documents: AsyncCollection[Document],
 ) -> None:
-    statements = [
-        UpdateOne({"_id": f"d{i % 50}"}, {"$inc": {"version": 1}}) for i in range(250)
-    ]
+    statements = [UpdateOne({"_id": f"d{i % 50}"}, {"$inc": {"version": 1}}) for i in range(250)]
     result = await asyncio.wait_for(documents.bulk_write(statements, ordered=False), 30)
     assert result.modified_count == 250
     versions = [document["version"] async for document in documents.find({})]

@@ -29,6 +29,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_contracts.base import Message, utc_now
 from sotto_contracts.topology import Topology
+from sotto_kit.batching import UpdateBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document
 from sotto_kit.periodic import Periodic
@@ -93,16 +94,24 @@ async def flush(
     queued_before: datetime | None = None,
     written: dict[str, Document] | None = None,
     sole_writer: bool = False,
+    updates: UpdateBatcher | None = None,
 ) -> int:
     """Publish a document's pending events, then remove them. Returns how many were sent.
 
     `written`: the entries the caller has just stored (`written_entries`); they are published
     without reading the document back, and entries other writers added are left to them.
     `sole_writer`: nobody else can have written to the document since (a fresh insert whose
-    key has not left this process yet), so one update empties the outbox instead of two.
+    key has not left this process yet), so one update empties the outbox instead of two;
+    `updates` (the collection's batcher) sends that update together with concurrent ones.
     """
     sent, _ = await _flush(
-        collection, document_id, publisher, queued_before, written, sole_writer=sole_writer
+        collection,
+        document_id,
+        publisher,
+        queued_before,
+        written,
+        sole_writer=sole_writer,
+        updates=updates,
     )
     return sent
 
@@ -133,6 +142,7 @@ async def _flush(
     written: dict[str, Document] | None = None,
     *,
     sole_writer: bool = False,
+    updates: UpdateBatcher | None = None,
 ) -> tuple[int, bool]:
     """(events sent, whether entries younger than `queued_before` are left)."""
     try:
@@ -155,9 +165,11 @@ async def _flush(
         await publish_entries(publisher, list(pending.items()))
         published = {f"{OUTBOX}.{event_id}": "" for event_id in pending}
         if sole_writer and written is not None:  # the outbox holds nothing else
-            await collection.update_one(
-                {"_id": document_id}, {"$unset": published, "$set": {OUTBOX_PENDING: False}}
-            )
+            emptied = {"$unset": published, "$set": {OUTBOX_PENDING: False}}
+            if updates is None:
+                await collection.update_one({"_id": document_id}, emptied)
+            else:
+                await updates.update(document_id, emptied)
             return len(pending), False
         await collection.update_one({"_id": document_id}, {"$unset": published})
         if not left:

@@ -42,5 +42,12 @@ class GatewaySettings(ServiceSettings):
     sign_in_link_minutes: float = Field(default=15, gt=0)
     max_verification_failures: int = Field(default=5, ge=1)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
-    settings_cache_seconds: float = Field(default=30.0, ge=0)
+    settings_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "How long a practice's settings, name and slug are kept in memory; a change "
+            "shows on every instance within this long."
+        ),
+    )
     max_request_bytes: int = Field(default=64_000, ge=1024)

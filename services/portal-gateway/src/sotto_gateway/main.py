@@ -136,7 +136,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     install_request_id_logging()
     runtime = create_runtime(SERVICE, settings)
     writer = OutboxWriter(runtime.topology, runtime.publisher)
-    identity = IdentityStore(runtime.database)
+    identity = IdentityStore(
+        runtime.database, practice_cache_seconds=settings.settings_cache_seconds
+    )
     links = LinkStore(runtime.database, writer)
     sessions = SessionStore(runtime.database, writer)
     rpc = RpcClient(settings.rabbitmq_url, runtime.topology, timeout=settings.rpc_timeout_seconds)

@@ -15,9 +15,9 @@ match on FerretDB), so exclusivity comes from unique `_id` inserts into `send_wi
 - the result of an attempt and its event are one `_id` update (the outbox in the same write);
   after the event is published, one more `_id` update clears it.
 
-Claims of concurrently received commands are inserted together (`insert_many`), since one
-insert of many documents costs FerretDB about what one insert of one costs; so are windows
-opened at the same time, and closed windows are deleted together.
+Writes of concurrently handled commands go out together (`sotto_kit.batching`): claims and
+windows in one `insert_many`, results and outbox clears in one bulk write of `_id` updates,
+closed windows in one `delete_many`.
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
 from sotto_contracts.base import Message, utc_now
 from sotto_contracts.common import NotificationKind, ParticipantRef
 from sotto_contracts.notifier import SendNotification
 from sotto_contracts.topology import Topology
+from sotto_kit.batching import DeleteBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import OUTBOX, OUTBOX_PENDING, new_document_outbox, outbox_update
@@ -52,8 +52,6 @@ from sotto_notifier.domain import (
 
 COLLECTION = "deliveries"
 WINDOWS = "send_windows"
-DUPLICATE_KEY = 11000
-BATCH_LIMIT = 256
 
 
 def _record(document: Document) -> DeliveryRecord:
@@ -79,109 +77,6 @@ def _open_window(document: Document) -> OpenWindow | None:
     return OpenWindow(notification_id, int(attempt), document["at"])
 
 
-@dataclass
-class _PendingClaim:
-    document: Document
-    done: asyncio.Future[bool]
-
-
-class _InsertBatcher:
-    """Inserts the documents that arrive while the previous insert runs in one `insert_many`.
-
-    Each caller learns whether its own document was inserted (True) or already existed
-    (False); any other error is raised to the callers whose documents it concerns.
-    """
-
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
-        self._collection = collection
-        self._queue: list[_PendingClaim] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def insert(self, document: Document) -> bool:
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_PendingClaim(document, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="insert-batcher")
-        return await asyncio.shield(done)
-
-    async def _drain(self) -> None:
-        batch: list[_PendingClaim] = []
-        try:
-            while self._queue:
-                batch = self._queue[:BATCH_LIMIT]
-                del self._queue[:BATCH_LIMIT]
-                await self._write(batch)
-        except BaseException as error:  # cancelled at shutdown: nobody may wait forever
-            for claim in [*batch, *self._queue]:
-                if not claim.done.done():
-                    claim.done.set_exception(
-                        error if isinstance(error, Exception) else RuntimeError("stopping")
-                    )
-            self._queue.clear()
-            raise
-
-    async def _write(self, batch: list[_PendingClaim]) -> None:
-        try:
-            await self._collection.insert_many([claim.document for claim in batch], ordered=False)
-        except BulkWriteError as error:
-            problems = {int(e["index"]): e for e in error.details.get("writeErrors", [])}
-            for index, claim in enumerate(batch):
-                problem = problems.get(index)
-                if problem is None:
-                    claim.done.set_result(True)
-                elif problem.get("code") == DUPLICATE_KEY:
-                    claim.done.set_result(False)
-                else:
-                    claim.done.set_exception(
-                        OperationFailure(str(problem.get("errmsg")), problem.get("code"))
-                    )
-            return
-        except Exception as error:  # handed to each waiting caller
-            for claim in batch:
-                claim.done.set_exception(error)
-            return
-        for claim in batch:
-            claim.done.set_result(True)
-
-
-class _DeleteBatcher:
-    """Deletes by `_id` what is handed in while the previous delete runs, in one `delete_many`.
-
-    Only for the small windows collection: `$in` is not an index lookup on FerretDB.
-    """
-
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
-        self._collection = collection
-        self._queue: list[tuple[Any, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def delete(self, document_id: Any) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((document_id, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="delete-batcher")
-        await asyncio.shield(done)
-
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = self._queue[:BATCH_LIMIT]
-            del self._queue[:BATCH_LIMIT]
-            try:
-                await self._collection.delete_many({"_id": {"$in": [key for key, _ in batch]}})
-            except BaseException as error:
-                for _, done in [*batch, *self._queue]:
-                    if not done.done():
-                        done.set_exception(
-                            error if isinstance(error, Exception) else RuntimeError("stopping")
-                        )
-                self._queue.clear()
-                if not isinstance(error, Exception):
-                    raise
-                return
-            for _, done in batch:
-                done.set_result(None)
-
-
 class DeliveryStore:
     def __init__(
         self, database: AsyncDatabase[Document], topology: Topology, publisher: Publisher
@@ -190,9 +85,10 @@ class DeliveryStore:
         self._windows: AsyncCollection[Document] = database[WINDOWS]
         self._topology = topology
         self._publisher = publisher
-        self._claims = _InsertBatcher(self.collection)
-        self._window_inserts = _InsertBatcher(self._windows)
-        self._window_deletes = _DeleteBatcher(self._windows)
+        self._claims = InsertBatcher(self.collection)
+        self._updates = UpdateBatcher(self.collection)
+        self._window_inserts = InsertBatcher(self._windows)
+        self._window_deletes = DeleteBatcher(self._windows)
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
@@ -266,8 +162,8 @@ class DeliveryStore:
         if outcome is not None:
             entry |= {"smtp_code": outcome.code, "smtp_reply": redact_reply(outcome.reply)}
         queued = outbox_update(self._topology, [event])
-        await self.collection.update_one(
-            {"_id": notification_id},
+        await self._updates.update(
+            notification_id,
             {
                 "$set": {"state": state.value, "attempts": attempt, "updated_at": now, **queued},
                 "$unset": {"sending_since": ""},
@@ -298,8 +194,8 @@ class DeliveryStore:
                 for event_id, entry in entries.items()
             )
         )
-        await self.collection.update_one(
-            {"_id": notification_id},
+        await self._updates.update(
+            notification_id,
             {
                 "$unset": {f"{OUTBOX}.{event_id}": "" for event_id in entries},
                 # Safe without checking for other entries: an event is only added by the holder

@@ -6,6 +6,7 @@ Only the FerretDB-compatible subset is used: equality/range filters, `$set`, `$i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from sotto_contracts.base import Message
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.topology import Topology
 from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink, id_for_digest
+from sotto_kit.batching import InsertBatcher, UpdateBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update, written_entries
@@ -83,18 +85,26 @@ def _session(document: Document) -> ClientSession:
 
 
 class OutboxWriter:
-    """Writes documents together with the events they must publish, then publishes them."""
+    """Writes documents together with the events they must publish, then publishes them.
+
+    Inserts and sole-writer outbox clears of concurrently handled messages share commands
+    (`sotto_kit.batching`); one batcher per collection."""
 
     def __init__(self, topology: Topology, publisher: Publisher) -> None:
         self.topology = topology
         self.publisher = publisher
+        self._inserts: dict[str, InsertBatcher] = {}
+        self._updates: dict[str, UpdateBatcher] = {}
 
     async def insert(
         self, collection: AsyncCollection[Document], document: Document, events: Sequence[Message]
     ) -> dict[str, Document]:
-        """Insert with the events; returns the outbox entries written (for `flush`)."""
+        """Insert with the events; returns the outbox entries written (for `flush`).
+        DuplicateKeyError if a document with its `_id` or another unique key exists."""
         outbox = new_document_outbox(self.topology, events)
-        await collection.insert_one({**document, **outbox})
+        inserts = self._inserts.setdefault(collection.full_name, InsertBatcher(collection))
+        if not await inserts.insert({**document, **outbox}):
+            raise DuplicateKeyError(f"{collection.name} {document['_id']} exists")
         return written_entries(outbox)
 
     async def update(
@@ -119,15 +129,27 @@ class OutboxWriter:
     ) -> None:
         """Publish the document's pending events (only `written`, without a read, if given;
         `sole_writer`: see `sotto_kit.outbox.flush`)."""
+        updates = self._updates.setdefault(collection.full_name, UpdateBatcher(collection))
         await flush(
-            collection, document_id, self.publisher, written=written, sole_writer=sole_writer
+            collection,
+            document_id,
+            self.publisher,
+            written=written,
+            sole_writer=sole_writer,
+            updates=updates,
         )
 
 
 class IdentityStore:
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Document], *, practice_cache_seconds: float = 0.0
+    ) -> None:
         self.practices = database["practices"]
         self.people = database["people"]
+        # Every email names its practice: read it once per `practice_cache_seconds`, not per
+        # email. A change arriving at another instance shows here that much later.
+        self._practice_cache_seconds = practice_cache_seconds
+        self._practice_cache: dict[str, tuple[float, Practice]] = {}
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
@@ -146,10 +168,18 @@ class IdentityStore:
             {"slug": practice.slug, "display_name": practice.display_name},
             version,
         )
+        self._practice_cache.pop(practice.practice_id, None)
 
     async def practice(self, practice_id: str) -> Practice | None:
+        cached = self._practice_cache.get(practice_id)
+        if cached is not None and time.monotonic() - cached[0] < self._practice_cache_seconds:
+            return cached[1]
         document = await self.practices.find_one({"_id": practice_id})
-        return None if document is None else _practice(document)
+        if document is None:
+            return None
+        practice = _practice(document)
+        self._practice_cache[practice_id] = (time.monotonic(), practice)
+        return practice
 
     async def practice_by_slug(self, slug: str) -> Practice | None:
         document = await self.practices.find_one({"slug": slug})

@@ -1,0 +1,118 @@
+"""Group commit on the real database: concurrent writers share one command, and each learns the
+outcome of its own document."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.collection import AsyncCollection
+
+from sotto_kit.batching import DeleteBatcher, InsertBatcher, UpdateBatcher
+from sotto_kit.mongo import Document, ensure_collections
+from tests.support.infra import Infrastructure
+
+
+class CommandCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def commands() -> CommandCounter:
+    return CommandCounter()
+
+
+@pytest.fixture
+async def documents(
+    infra: Infrastructure, namespace: str, commands: CommandCounter
+) -> AsyncIterator[AsyncCollection[Document]]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        infra.mongodb_url, event_listeners=[commands]
+    )
+    collection = client[f"{namespace}_batching"]["documents"]
+    await ensure_collections([collection])
+    await collection.insert_one({"_id": "taken", "n": 0})
+    commands.sent.clear()
+    yield collection
+    await client.drop_database(f"{namespace}_batching")
+    await client.close()
+
+
+async def test_concurrent_inserts_share_commands_and_report_duplicates(
+    documents: AsyncCollection[Document], commands: CommandCounter
+) -> None:
+    inserts = InsertBatcher(documents)
+    names = [f"d{i}" for i in range(100)]
+
+    outcomes = await asyncio.gather(
+        *(inserts.insert({"_id": name, "n": 0}) for name in [*names, "taken"])
+    )
+
+    assert outcomes == [True] * 100 + [False]
+    assert await documents.count_documents({}) == 101
+    assert commands.sent["insert"] <= 3
+
+
+async def test_concurrent_updates_share_commands_and_each_lands(
+    documents: AsyncCollection[Document], commands: CommandCounter
+) -> None:
+    await documents.insert_many([{"_id": f"d{i}", "n": 0} for i in range(150)])
+    updates = UpdateBatcher(documents)
+    commands.sent.clear()
+
+    await asyncio.gather(
+        *(updates.update(f"d{i}", {"$set": {"n": i}, "$unset": {"x": ""}}) for i in range(150))
+    )
+
+    stored = {document["_id"]: document["n"] async for document in documents.find({})}
+    assert all(stored[f"d{i}"] == i for i in range(150))
+    assert 3 <= commands.sent["update"] <= 10  # batches of at most 64 statements
+
+
+async def test_a_failed_update_is_never_reported_as_done(
+    documents: AsyncCollection[Document],
+) -> None:
+    """MongoDB fails only the bad statement's caller. FerretDB stops the command at the bad
+    statement and answers without `nModified`, so every caller of that batch gets an error and
+    redoes its write (all batched writes are idempotent or re-checked by their callers)."""
+    await documents.insert_many([{"_id": "a", "n": 1}, {"_id": "b", "n": 1}])
+    updates = UpdateBatcher(documents)
+
+    good, bad = await asyncio.gather(
+        updates.update("a", {"$inc": {"n": 1}}),
+        updates.update("b", {"$inc": {"n": "not a number"}}),
+        return_exceptions=True,
+    )
+
+    assert isinstance(bad, Exception)
+    assert (await documents.find_one({"_id": "b"}) or {})["n"] == 1
+    if good is None:
+        assert (await documents.find_one({"_id": "a"}) or {})["n"] == 2
+    else:
+        assert isinstance(good, Exception)
+
+
+async def test_concurrent_deletes_share_commands(
+    documents: AsyncCollection[Document], commands: CommandCounter
+) -> None:
+    await documents.insert_many([{"_id": f"d{i}"} for i in range(40)])
+    deletes = DeleteBatcher(documents)
+    commands.sent.clear()
+
+    await asyncio.gather(*(deletes.delete(f"d{i}") for i in range(40)))
+
+    assert await documents.count_documents({}) == 1
+    assert commands.sent["delete"] <= 2
