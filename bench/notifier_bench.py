@@ -97,9 +97,7 @@ async def raw_smtp_rate(count: int, connections: int) -> float:
         )
         await client.connect()
         for message, recipient in share:
-            await client.send_message(
-                message, sender="no-reply@sotto.local", recipients=[recipient]
-            )
+            await client.sendmail("no-reply@sotto.local", [recipient], message)
         await client.quit()
 
     started = time.perf_counter()

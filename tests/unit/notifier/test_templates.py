@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import email
+import email.policy
+from email.message import EmailMessage
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +14,7 @@ from pydantic import ValidationError
 
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
 from sotto_contracts.notifier import SendNotification
-from sotto_notifier.composing import compose_email
+from sotto_notifier.composing import HeaderInjectionError, compose_email
 from sotto_notifier.domain import DISCREET_TEMPLATE, TEMPLATE_FIELDS, draft_email
 from sotto_notifier.rendering import FORMATS, TemplateCatalogue, TemplateFieldError
 
@@ -73,34 +78,62 @@ def test_html_is_escaped() -> None:
     assert "&lt;b&gt;" in body.html
 
 
-def test_discreet_email_names_neither_practice_nor_kind() -> None:
-    command = notification(kind=NotificationKind.BILLING_NOTICE, discreet=True)
+def _composed(
+    command: SendNotification, header_changes: dict[str, str] | None = None
+) -> tuple[bytes, EmailMessage]:
+    """The bytes handed to SMTP, and how a mail client reads them."""
     draft = draft_email(command, "Secure portal")
-    email = compose_email(
+    if header_changes:
+        draft = dataclasses.replace(
+            draft,
+            subject=header_changes.get("subject", draft.subject),
+            sender_name=header_changes.get("sender_name", draft.sender_name),
+            to_address=header_changes.get("to_address", draft.to_address),
+        )
+    raw = compose_email(
         draft,
         CATALOGUE.render(draft.template, draft.fields),
-        from_address="a@b.c",
-        notification_id="n1",
+        from_address="no-reply@sotto.example",
+        notification_id=command.notification_id,
     )
-    raw = email.as_string()
-    assert "Lakeside" not in raw
-    assert "billing" not in raw.lower()
-    assert email["Subject"] == "You have a new notification"
-    assert email["From"].addresses[0].display_name == "Secure portal"
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return raw, parsed
+
+
+def test_discreet_email_names_neither_practice_nor_kind() -> None:
+    raw, parsed = _composed(notification(kind=NotificationKind.BILLING_NOTICE, discreet=True))
+    assert b"Lakeside" not in raw
+    assert b"billing" not in raw.lower()
+    assert parsed["Subject"] == "You have a new notification"
+    assert parsed["From"].addresses[0].display_name == "Secure portal"
 
 
 def test_email_has_one_recipient_header_and_no_copies() -> None:
-    command = notification()
-    draft = draft_email(command, "Secure portal")
-    email = compose_email(
-        draft,
-        CATALOGUE.render(draft.template, draft.fields),
-        from_address="a@b.c",
-        notification_id="n1",
-    )
-    assert email.get_all("To") == ["client@example.org"]
-    assert email.get_all("Cc") is None
-    assert email.get_all("Bcc") is None
+    _, parsed = _composed(notification())
+    assert parsed.get_all("To") == ["client@example.org"]
+    assert parsed.get_all("Cc") is None
+    assert parsed.get_all("Bcc") is None
+
+
+def test_email_reads_back_as_sent_with_non_ascii_names() -> None:
+    _, parsed = _composed(notification(practice_display_name="Clínica Zoë (Nord)"))
+    assert parsed["From"].addresses[0].display_name == "Clínica Zoë (Nord)"
+    assert parsed["From"].addresses[0].addr_spec == "no-reply@sotto.example"
+    assert parsed["Subject"].endswith("from Clínica Zoë (Nord)")
+    assert parsed["Message-ID"] == _composed(notification())[1]["Message-ID"]
+    plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    assert LINK in plain.get_content()
+    assert "Clínica Zoë" in plain.get_content()
+    assert LINK in html.get_content()
+
+
+@pytest.mark.parametrize("field", ["subject", "sender_name", "to_address"])
+def test_a_line_break_in_a_header_value_is_refused(field: str) -> None:
+    with pytest.raises(HeaderInjectionError):
+        _composed(notification(), {field: "Hello\r\nBcc: someone@example.org"})
 
 
 CONTENT_FIELDS = ("body", "message", "note", "diagnosis", "amount", "appointment_at", "attachment")

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any, Protocol
 
 from sotto_contracts.base import Message, utc_now
@@ -62,7 +61,7 @@ class Deliveries(Protocol):
 
 
 class Connection(Protocol):
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> SmtpOutcome: ...
+    async def send(self, message: bytes, *, sender: str, recipient: str) -> SmtpOutcome: ...
 
 
 class Mailer(Protocol):
@@ -107,7 +106,7 @@ class NotificationSender:
         self._catalogue = catalogue
         self._policy = policy
 
-    def _email(self, command: SendNotification) -> EmailMessage:
+    def _email(self, command: SendNotification) -> bytes:
         draft = draft_email(command, self._policy.neutral_sender_name)
         try:
             body = self._catalogue.render(draft.template, draft.fields)

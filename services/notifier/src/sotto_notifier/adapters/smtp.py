@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from email.message import EmailMessage
 
 import aiosmtplib
 
@@ -71,10 +70,10 @@ class SmtpConnection:
         self._client = client
         return client
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> SmtpOutcome:
+    async def send(self, message: bytes, *, sender: str, recipient: str) -> SmtpOutcome:
         try:
             client = await self._connected()
-            _, reply = await client.send_message(message, sender=sender, recipients=[recipient])
+            _, reply = await client.sendmail(sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as refused:
             first = refused.recipients[0]
             return _outcome_of_code(first.code, first.message)
