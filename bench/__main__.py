@@ -215,6 +215,8 @@ async def run_system_scenarios(
     async def single(system: RunningSystem) -> None:
         print(f"seeding {practice.clients} clients ...", flush=True)
         print(f"  seeded in {await seed(infra, system, practice):.1f} s", flush=True)
+        # the projections have every client, but audit may still be recording the seeding
+        await wait_for_quiet_queues(infra.rabbitmq_management_url, namespace)
         if "e2e" in options.scenarios:
             figures.extend(
                 await guarded("e2e", scenario_e2e(system, practice, catcher, options, baselines))
@@ -255,6 +257,7 @@ async def scenario_fanout(
 ) -> list[Figure]:
     print(f"seeding {crowd.clients} clients for the fan-out ...", flush=True)
     print(f"  seeded in {await seed(infra, system, crowd):.1f} s", flush=True)
+    await wait_for_quiet_queues(infra.rabbitmq_management_url, system.namespace)
     services = ("gateway", "conversations", "notifier")
     async with profiled(system, services, "fanout", options.profile):
         runs = [await fan_out(system, crowd, catcher) for _ in range(options.repetitions)]
