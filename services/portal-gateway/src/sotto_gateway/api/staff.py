@@ -71,7 +71,7 @@ from sotto_gateway.api.schemas import (
     TaskPatch,
 )
 from sotto_gateway.api.state import Gateway, provide_gateway
-from sotto_gateway.domain import StaffPrincipal, new_id
+from sotto_gateway.domain import Person, StaffPrincipal, new_id
 
 CONVERSATION = "/conversations/{conversation_id:str}"
 ANNOUNCEMENTS = "/api/staff/announcements"
@@ -81,22 +81,26 @@ def _not_found() -> ApiProblemError:
     return ApiProblemError(404, "not_found", "Nothing here, or you may not see it.")
 
 
-async def _require_client_access(gateway: Gateway, staff: StaffPrincipal, client_id: str) -> None:
+async def _require_client_access(
+    gateway: Gateway, staff: StaffPrincipal, client_id: str
+) -> Person | None:
+    """The client, if this team member may see them; 404 otherwise."""
     client = await gateway.portal.person(
         staff.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=client_id)
     )
     if not staff.may_access_client(client):
         raise _not_found()
+    return client
 
 
 async def _require_participants_access(
-    gateway: Gateway, staff: StaffPrincipal, client_id: str, participants: list[ParticipantRef]
+    gateway: Gateway,
+    staff: StaffPrincipal,
+    client: Person | None,
+    participants: list[ParticipantRef],
 ) -> None:
     """Team members added to a client's thread must be allowed to see that client: the gateway
     would hide the thread from them, but not a task of it (PATCH /tasks names no thread)."""
-    client = await gateway.portal.person(
-        staff.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=client_id)
-    )
     for participant in participants:
         if participant.kind is not ParticipantKind.STAFF:
             continue
@@ -198,8 +202,8 @@ class StaffController(Controller):
         gateway: NamedDependency[Gateway],
     ) -> CommandResult:
         if data.client_id is not None:
-            await _require_client_access(gateway, staff, data.client_id)
-            await _require_participants_access(gateway, staff, data.client_id, data.participants)
+            client = await _require_client_access(gateway, staff, data.client_id)
+            await _require_participants_access(gateway, staff, client, data.participants)
         request = OpenConversation.model_validate(
             {
                 "practice_id": staff.practice_id,
