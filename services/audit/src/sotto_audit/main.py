@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
-from faststream.rabbit import RabbitMessage
 
 from sotto_audit import handlers
 from sotto_audit.adapters.store import AuditStore
 from sotto_audit.config import AuditSettings
 from sotto_contracts.audit import GetAccessLog, GetDeliveryLog, VerifyChain
 from sotto_contracts.base import Reply
-from sotto_kit.messaging import ok
+from sotto_kit.messaging import IncomingMessage, ok
 from sotto_kit.runtime import create_runtime, worker_app
 
 SERVICE = "audit"
@@ -33,7 +32,7 @@ def create_app(settings: AuditSettings | None = None) -> AsgiFastStream:
     events = topology.work_queue(SERVICE, "events", "#", single_active_consumer=True)
 
     @subscriber(events, topology.events)
-    async def on_event(message: RabbitMessage) -> None:
+    async def on_event(message: IncomingMessage) -> None:
         event = handlers.decode_event(message.raw_message.routing_key or "", message.body)
         await handlers.record_event(event, recorder)
 

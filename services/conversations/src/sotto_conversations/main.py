@@ -4,7 +4,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from faststream.asgi import AsgiFastStream
-from faststream.rabbit import RabbitMessage
 from pydantic import BaseModel
 
 from sotto_contracts import conversations as contract
@@ -16,7 +15,7 @@ from sotto_conversations.adapters.store import ConversationStore
 from sotto_conversations.config import ConversationsSettings
 from sotto_conversations.domain import RefusalError
 from sotto_conversations.handlers import Conversations, reminder_event
-from sotto_kit.messaging import ok, refused
+from sotto_kit.messaging import IncomingMessage, ok, refused
 from sotto_kit.outbox import OutboxRelay
 from sotto_kit.parking import PoisonMessageError
 from sotto_kit.runtime import Runtime, create_runtime, worker_app
@@ -40,7 +39,7 @@ def _answer_requests(
     @runtime.broker.subscriber(
         topology.work_queue(SERVICE, "requests", f"{SERVICE}.*.v1"), topology.commands
     )
-    async def answer(message: RabbitMessage) -> Reply:
+    async def answer(message: IncomingMessage) -> Reply:
         message_type, handle = _route(by_key, message)
         request = message_type.model_validate_json(message.body)
         is_command = isinstance(request, Command)
@@ -65,13 +64,13 @@ def _consume_inbound(runtime: Runtime, consumers: dict[type[Message], Consume]) 
     @runtime.broker.subscriber(
         topology.work_queue(SERVICE, "inbound", "practice.#"), topology.inbound
     )
-    async def consume(message: RabbitMessage) -> None:
+    async def consume(message: IncomingMessage) -> None:
         message_type, handle = _route(by_key, message)
         await handle(message_type.model_validate_json(message.body))
 
 
 def _route(
-    by_key: dict[str, tuple[type[Message], T]], message: RabbitMessage
+    by_key: dict[str, tuple[type[Message], T]], message: IncomingMessage
 ) -> tuple[type[Message], T]:
     routing_key = message.raw_message.routing_key or ""
     try:

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 from aiolimiter import AsyncLimiter
 from faststream.asgi import AsgiFastStream
-from faststream.rabbit import RabbitMessage
 
 from sotto_contracts.notifier import SendNotification
+from sotto_kit.messaging import IncomingMessage
 from sotto_kit.periodic import Periodic
 from sotto_kit.runtime import create_runtime, worker_app
 from sotto_notifier.adapters.retries import DelayedRetries
@@ -56,7 +56,7 @@ def create_app(settings: NotifierSettings | None = None) -> AsgiFastStream:
     @runtime.broker.subscriber(
         topology.queue_for(SERVICE, SendNotification), topology.exchange_of(SendNotification)
     )
-    async def on_send_notification(command: SendNotification, message: RabbitMessage) -> None:
+    async def on_send_notification(command: SendNotification, message: IncomingMessage) -> None:
         await sender.handle(command, redelivered=bool(message.raw_message.redelivered))
 
     async def start_background_work() -> None:
