@@ -45,6 +45,7 @@ from tests.support.infra import Infrastructure, heal_local_broker, infrastructur
 from tests.support.system import RunningSystem
 
 SCENARIOS = ("e2e", "read", "fanout", "scaling", "notifier", "audit")
+SYSTEM_SCENARIOS = frozenset({"e2e", "read", "fanout", "scaling"})  # on one seeded system
 SCALING = (
     {"notifier": 2, "conversations": 1},
     {"notifier": 1, "conversations": 2},
@@ -432,10 +433,12 @@ async def run(infra: Infrastructure, options: Options) -> list[Figure]:
     catcher = Catcher(infra.smtp_api_url)
     try:
         baselines = await measure_baselines(infra, options, catcher)
-        figures = await guarded(
-            "system scenarios", run_system_scenarios(infra, options, catcher, baselines)
-        )
-        save_partial(figures, options)
+        figures: list[Figure] = []
+        if options.scenarios & SYSTEM_SCENARIOS:
+            figures = await guarded(
+                "system scenarios", run_system_scenarios(infra, options, catcher, baselines)
+            )
+            save_partial(figures, options)
         if "notifier" in options.scenarios:
             figures.extend(await guarded("notifier", scenario_notifier(options, catcher)))
             save_partial(figures, options)
