@@ -5,6 +5,7 @@ SQLite even when the filter has other fields too (optimistic updates such as
 `{"_id": id, "version": n}`). The server must still apply the whole filter: a stale version or
 a mismatched field matches nothing. Another patch lets one `update` command carry any number
 of statements (a bulk write): unpatched, 100 or more waited forever for a database connection.
+And `{_id: {$in: [...]}}` is looked up by index; it must still match exactly what MongoDB does.
 The same assertions hold on MongoDB.
 """
 
@@ -65,6 +66,26 @@ async def test_one_update_command_carries_many_statements(
     assert result.modified_count == 250
     versions = [document["version"] async for document in documents.find({})]
     assert versions == [6] * 50
+
+
+async def test_id_in_matches_exactly_the_listed_documents(
+    documents: AsyncCollection[Document],
+) -> None:
+    listed = {"_id": {"$in": ["d3", "d5", "d7", "missing"]}}
+    found = sorted([document["_id"] async for document in documents.find(listed)])
+    assert found == ["d3", "d5", "d7"]
+    assert await documents.count_documents({**listed, "n": {"$gt": 4}}) == 2
+    assert await documents.count_documents({"_id": {"$in": ["d1", 2]}}) == 1
+    assert await documents.count_documents({"_id": {"$in": []}}) == 0
+    assert await documents.count_documents({"_id": {"$nin": ["d1"]}}) == 49
+
+    updated = await documents.update_many(listed, {"$set": {"state": "closed"}})
+    assert updated.modified_count == 3
+    assert await documents.count_documents({"state": "closed"}) == 3
+
+    deleted = await documents.delete_many({"_id": {"$in": ["d3", "d4"]}})
+    assert deleted.deleted_count == 2
+    assert await documents.count_documents({}) == 48
 
 
 async def test_command_log_records_shapes_not_values(
