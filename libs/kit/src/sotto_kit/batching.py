@@ -25,8 +25,9 @@ from sotto_kit.mongo import Document
 
 DUPLICATE_KEY = 11000
 # Upstream FerretDB 1.24 holds a database connection per statement of an update command until
-# the command ends, from a pool of 100 (`scripts/infra` patches that); stay well below.
-UPDATE_BATCH_LIMIT = 64
+# the command ends, from a pool of 100 shared by every client (`scripts/infra` patches that):
+# stay well below, at what one consumer's prefetch hands in at once anyway.
+UPDATE_BATCH_LIMIT = 32
 BATCH_LIMIT = 256
 
 ItemT = TypeVar("ItemT")
