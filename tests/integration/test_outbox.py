@@ -55,13 +55,17 @@ async def documents(
     await mongo.drop_database(f"{namespace}_outbox")
 
 
-async def _write_with_event(collection: AsyncCollection[Document], topology: Topology) -> str:
-    event = SessionEnded(
+def _session_ended(reason: str) -> SessionEnded:
+    return SessionEnded(
         practice_id="p1",
         session_ref=uuid.uuid4().hex,
         principal=ParticipantRef(kind=ParticipantKind.CLIENT, id="c1"),
-        reason="sign_out",
+        reason=reason,
     )
+
+
+async def _write_with_event(collection: AsyncCollection[Document], topology: Topology) -> str:
+    event = _session_ended("sign_out")
     await collection.insert_one({"_id": "d1", **new_document_outbox(topology, [event])})
     return str(event.message_id)
 
@@ -101,12 +105,7 @@ async def test_a_writer_publishes_only_what_it_wrote_and_leaves_the_rest_pending
 ) -> None:
     publisher = RecordingPublisher()
     first = await _write_with_event(documents, topology)
-    second = SessionEnded(
-        practice_id="p1",
-        session_ref=uuid.uuid4().hex,
-        principal=ParticipantRef(kind=ParticipantKind.CLIENT, id="c1"),
-        reason="timeout",
-    )
+    second = _session_ended("timeout")
     fields = outbox_update(topology, [second])
     await documents.update_one({"_id": "d1"}, {"$set": fields})
 
@@ -126,12 +125,7 @@ async def test_a_sole_writer_empties_the_outbox_of_a_fresh_document_in_one_go(
     documents: AsyncCollection[Document], topology: Topology
 ) -> None:
     publisher = RecordingPublisher()
-    event = SessionEnded(
-        practice_id="p1",
-        session_ref=uuid.uuid4().hex,
-        principal=ParticipantRef(kind=ParticipantKind.CLIENT, id="c1"),
-        reason="sign_out",
-    )
+    event = _session_ended("sign_out")
     fields = new_document_outbox(topology, [event])
     await documents.insert_one({"_id": "fresh", **fields})
 

@@ -7,8 +7,8 @@ of, its own document. One command of many documents costs the server about what 
 does (FerretDB: an update by `_id` 1.2 ms of its CPU alone, 0.65 ms within a bulk write of 32,
 and the client side a tenth), and under no load nothing waits: a lone write goes out at once.
 
-Only `_id` equality is used, the one lookup FerretDB's SQLite backend does by index
-(`delete_many` on `$in` scans, so `DeleteBatcher` is for small collections only).
+Documents are found by `_id` only: an equality, or `$in` for deletes, which FerretDB's SQLite
+backend looks up by index only as `scripts/infra` builds it (upstream, `$in` scans).
 """
 
 from __future__ import annotations
@@ -139,8 +139,9 @@ class UpdateBatcher(_Batcher[tuple[Any, Document], None]):
 
 
 class DeleteBatcher(_Batcher[Any, None]):
-    """`delete(document_id)`, batched into one `delete_many` on `$in`: on FerretDB that reads
-    the whole collection, so only for collections kept small."""
+    """`delete(document_id)`, batched into one `delete_many` on `_id` `$in` (string ids: an
+    index lookup on the patched FerretDB; upstream it reads the whole collection, so keep
+    such collections small)."""
 
     def __init__(self, collection: AsyncCollection[Document], limit: int = BATCH_LIMIT) -> None:
         super().__init__(collection, limit)

@@ -22,7 +22,6 @@ closed windows in one `delete_many`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -39,7 +38,14 @@ from sotto_contracts.topology import Topology
 from sotto_kit.batching import DeleteBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
-from sotto_kit.outbox import OUTBOX, OUTBOX_PENDING, new_document_outbox, outbox_update
+from sotto_kit.outbox import (
+    OUTBOX,
+    OUTBOX_PENDING,
+    new_document_outbox,
+    outbox_update,
+    publish_entries,
+    written_entries,
+)
 from sotto_notifier.domain import (
     SENDABLE_STATES,
     DeliveryRecord,
@@ -170,12 +176,7 @@ class DeliveryStore:
                 "$push": {"history": entry},
             },
         )
-        prefix = f"{OUTBOX}."
-        return {
-            key.removeprefix(prefix): value
-            for key, value in queued.items()
-            if key.startswith(prefix)
-        }
+        return written_entries(queued)
 
     async def publish_events(self, notification_id: str, entries: Mapping[str, Any]) -> None:
         """Publish the outbox entries `record_attempt` wrote, then clear them."""
@@ -183,17 +184,7 @@ class DeliveryStore:
             await self._publish(notification_id, entries)
 
     async def _publish(self, notification_id: str, entries: Mapping[str, Document]) -> None:
-        await asyncio.gather(
-            *(
-                self._publisher.publish_raw(
-                    entry["body"].encode(),
-                    exchange=entry["exchange"],
-                    routing_key=entry["routing_key"],
-                    message_id=event_id,
-                )
-                for event_id, entry in entries.items()
-            )
-        )
+        await publish_entries(self._publisher, list(entries.items()))
         await self._updates.update(
             notification_id,
             {

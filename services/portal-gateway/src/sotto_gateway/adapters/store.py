@@ -102,7 +102,9 @@ class OutboxWriter:
         """Insert with the events; returns the outbox entries written (for `flush`).
         DuplicateKeyError if a document with its `_id` or another unique key exists."""
         outbox = new_document_outbox(self.topology, events)
-        inserts = self._inserts.setdefault(collection.full_name, InsertBatcher(collection))
+        inserts = self._inserts.get(collection.full_name)
+        if inserts is None:
+            inserts = self._inserts[collection.full_name] = InsertBatcher(collection)
         if not await inserts.insert({**document, **outbox}):
             raise DuplicateKeyError(f"{collection.name} {document['_id']} exists")
         return written_entries(outbox)
@@ -129,7 +131,9 @@ class OutboxWriter:
     ) -> None:
         """Publish the document's pending events (only `written`, without a read, if given;
         `sole_writer`: see `sotto_kit.outbox.flush`)."""
-        updates = self._updates.setdefault(collection.full_name, UpdateBatcher(collection))
+        updates = self._updates.get(collection.full_name)
+        if updates is None:
+            updates = self._updates[collection.full_name] = UpdateBatcher(collection)
         await flush(
             collection,
             document_id,
