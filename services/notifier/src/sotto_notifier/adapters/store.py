@@ -16,8 +16,8 @@ match on FerretDB), so exclusivity comes from unique `_id` inserts into `send_wi
   after the event is published, one more `_id` update clears it.
 
 Writes of concurrently handled commands go out together (`sotto_kit.batching`): claims and
-windows in one `insert_many`, results and outbox clears in one bulk write of `_id` updates,
-closed windows in one `delete_many`.
+windows in one `insert_many`, outbox clears in one bulk write of `_id` updates, closed windows
+in one `delete_many`. An attempt's result is written on its own, at once.
 """
 
 from __future__ import annotations
@@ -168,8 +168,11 @@ class DeliveryStore:
         if outcome is not None:
             entry |= {"smtp_code": outcome.code, "smtp_reply": redact_reply(outcome.reply)}
         queued = outbox_update(self._topology, [event])
-        await self._updates.update(
-            notification_id,
+        # Not batched: until this write lands, a crash leaves the attempt ambiguous, and
+        # queueing it behind other writes would let more sends than the pool has connections
+        # be done but unrecorded at once.
+        await self.collection.update_one(
+            {"_id": notification_id},
             {
                 "$set": {"state": state.value, "attempts": attempt, "updated_at": now, **queued},
                 "$unset": {"sending_since": ""},
