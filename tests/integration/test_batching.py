@@ -11,7 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 
-from sotto_kit.batching import DeleteBatcher, InsertBatcher, UpdateBatcher
+from sotto_kit.batching import DeleteBatcher, FindBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.mongo import Document, ensure_collections
 from tests.support.infra import Infrastructure
 
@@ -116,3 +116,34 @@ async def test_concurrent_deletes_share_commands(
 
     assert await documents.count_documents({}) == 1
     assert commands.sent["delete"] <= 2
+
+
+async def test_concurrent_reads_share_commands_and_each_gets_its_own_document(
+    documents: AsyncCollection[Document], commands: CommandCounter
+) -> None:
+    await documents.insert_many([{"_id": f"d{i}", "n": i, "tags": ["x"]} for i in range(60)])
+    reads = FindBatcher(documents, projection={"tags": 0})
+    commands.sent.clear()
+    wanted = [f"d{i}" for i in range(60)] + ["d7", "d7", "missing"]
+
+    found = await asyncio.gather(*(reads.find(key) for key in wanted))
+
+    assert [document and document["n"] for document in found[:60]] == list(range(60))
+    assert all("tags" not in document for document in found if document)
+    assert found[-1] is None
+    assert found[7] == found[60] == found[61]
+    assert found[7] is not found[60]  # one caller's changes never show in another's copy
+    assert commands.sent["find"] <= 2
+
+
+async def test_a_read_sees_every_write_finished_before_it_was_asked(
+    documents: AsyncCollection[Document],
+) -> None:
+    reads = FindBatcher(documents)
+    before = asyncio.create_task(reads.find("taken"))  # on its way while the update runs
+    await documents.update_one({"_id": "taken"}, {"$set": {"n": 1}})
+
+    after = await reads.find("taken")
+
+    assert after is not None and after["n"] == 1
+    assert (await before) is not None

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
@@ -15,7 +15,7 @@ from faststream._internal.context import Context  # the class `faststream.Contex
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 from opentelemetry import propagate
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from sotto_contracts.base import Message, Problem, Reply
 from sotto_contracts.topology import Topology
@@ -154,6 +154,10 @@ class RpcClient:
             future.set_result(message.body)
 
     async def call(self, request: Message, *, timeout: float | None = None) -> Reply:
+        return Reply.model_validate_json(await self._answer(request, timeout))
+
+    async def _answer(self, request: Message, timeout: float | None) -> bytes:
+        """The reply's body, as the answering service sent it."""
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
@@ -185,20 +189,36 @@ class RpcClient:
             raise RequestTimeoutError(f"{request.ROUTING_KEY}: broker unavailable") from error
         finally:
             self._pending.pop(correlation_id, None)
-        return Reply.model_validate_json(body)
+        return body
 
     async def result(
         self, request: Message, result_type: type[ResultT], *, timeout: float | None = None
     ) -> ResultT:
-        """Call and return the typed result, or raise ProblemError."""
-        reply = await self.call(request, timeout=timeout)
+        """Call and return the typed result, or raise ProblemError. The reply is parsed once,
+        straight into `result_type` (for a 50-message thread a quarter of the gateway's CPU went
+        to parsing it into a `Reply` and then again from that `Reply`'s dicts)."""
+        body = await self._answer(request, timeout)
+        reply_type = TypedReply[result_type]  # type: ignore[valid-type]
+        reply: TypedReply[ResultT] = reply_type.model_validate_json(body)
         if not reply.ok:
             raise ProblemError(reply.problem or Problem(code="unknown", detail="no detail"))
-        return result_type.model_validate(reply.result)
+        if reply.result is None:
+            raise ProblemError(Problem(code="no_result", detail=f"{request.ROUTING_KEY}: empty"))
+        return reply.result
 
     async def close(self) -> None:
         async with self._lock:
             await self._reset()
+
+
+class TypedReply(BaseModel, Generic[ResultT]):
+    """A `Reply` whose result is read as `ResultT` in the same pass."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    result: ResultT | None = None
+    problem: Problem | None = None
 
 
 def ok(result: BaseModel | list[BaseModel] | None = None) -> Reply:

@@ -41,6 +41,7 @@ from sotto_conversations.domain import (
     key_of,
     ref_of,
 )
+from sotto_kit.batching import FindBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import (
@@ -345,6 +346,11 @@ class ConversationStore:
         self.handled: AsyncCollection[Document] = database["handled_requests"]
         self.announcements: AsyncCollection[Document] = database["announcements"]
         self.announcement_claims: AsyncCollection[Document] = database["announcement_claims"]
+        # concurrent requests mostly read the same few documents (the practice's settings,
+        # the team member asking, the thread): one `find` serves all that are waiting
+        self._thread_reads = FindBatcher(self.threads)
+        self._person_reads = FindBatcher(self.people)
+        self._settings_reads = FindBatcher(self.settings)
         self._topology = topology
         self._publisher = publisher
         self._crash_after_write = crash_after_write
@@ -394,7 +400,7 @@ class ConversationStore:
     async def load_thread(
         self, practice_id: str, conversation_id: str, *, for_update: bool = True
     ) -> Thread | None:
-        document = await self.threads.find_one({"_id": thread_id(practice_id, conversation_id)})
+        document = await self._thread_reads.find(thread_id(practice_id, conversation_id))
         return thread_from(document, for_update=for_update) if document else None
 
     async def thread_with_task(self, practice_id: str, task_id: str) -> Thread | None:
@@ -520,18 +526,18 @@ class ConversationStore:
     # ------------------------------------------------------------------------- people
 
     async def staff(self, practice_id: str, staff_id: str) -> StaffMember | None:
-        document = await self.people.find_one({"_id": person_id(practice_id, "staff", staff_id)})
+        document = await self._person_reads.find(person_id(practice_id, "staff", staff_id))
         return staff_from(document) if document else None
 
     async def client(self, practice_id: str, client_id: str) -> ClientRecord | None:
-        document = await self.people.find_one({"_id": person_id(practice_id, "client", client_id)})
+        document = await self._person_reads.find(person_id(practice_id, "client", client_id))
         return client_from(document) if document else None
 
     async def clients_by_id(
         self, practice_id: str, client_ids: Sequence[str]
     ) -> list[ClientRecord | None]:
-        """One `_id` lookup per client (a filter on anything else reads the whole collection
-        on FerretDB), concurrently."""
+        """By `_id` (a filter on anything else reads the whole collection on FerretDB), all
+        at once: the concurrent lookups go out as one `$in`."""
         return list(await asyncio.gather(*(self.client(practice_id, c) for c in client_ids)))
 
     async def client_of_contact(self, practice_id: str, contact_id: str) -> ClientRecord | None:
@@ -623,7 +629,7 @@ class ConversationStore:
         await self.settings.update_one({"_id": practice_id}, update, upsert=True)
 
     async def practice_settings(self, practice_id: str) -> PracticeSettings | None:
-        document = await self.settings.find_one({"_id": practice_id})
+        document = await self._settings_reads.find(practice_id)
         if document is None:
             return None
         return PracticeSettings.model_validate(document.get("values") or {})

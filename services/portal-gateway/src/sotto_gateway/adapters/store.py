@@ -20,7 +20,7 @@ from sotto_contracts.base import Message
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.topology import Topology
 from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink, id_for_digest
-from sotto_kit.batching import InsertBatcher, UpdateBatcher
+from sotto_kit.batching import FindBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update, written_entries
@@ -154,6 +154,10 @@ class IdentityStore:
         # email. A change arriving at another instance shows here that much later.
         self._practice_cache_seconds = practice_cache_seconds
         self._practice_cache: dict[str, tuple[float, Practice]] = {}
+        # a request reads the signed-in person and often the client they act on; concurrent
+        # requests' reads go out as one `find` (a team member's or client's own requests, and
+        # a fan-out's emails, read the same and neighbouring people)
+        self._person_reads = FindBatcher(self.people)
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
@@ -227,7 +231,7 @@ class IdentityStore:
         )
 
     async def person(self, practice_id: str, ref: ParticipantRef) -> Person | None:
-        document = await self.people.find_one({"_id": _person_id(practice_id, ref.kind, ref.id)})
+        document = await self._person_reads.find(_person_id(practice_id, ref.kind, ref.id))
         return None if document is None else _person(document)
 
     async def contacts_of(self, practice_id: str, client_id: str) -> list[Person]:
