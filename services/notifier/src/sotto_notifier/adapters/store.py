@@ -35,7 +35,7 @@ from sotto_contracts.base import Message, utc_now
 from sotto_contracts.common import NotificationKind, ParticipantRef
 from sotto_contracts.notifier import SendNotification
 from sotto_contracts.topology import Topology
-from sotto_kit.batching import DeleteBatcher, InsertBatcher, UpdateBatcher
+from sotto_kit.batching import DeleteBatcher, FindBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import (
@@ -92,6 +92,7 @@ class DeliveryStore:
         self._topology = topology
         self._publisher = publisher
         self._claims = InsertBatcher(self.collection)
+        self._reads = FindBatcher(self.collection)
         self._updates = UpdateBatcher(self.collection)
         self._window_inserts = InsertBatcher(self._windows)
         self._window_deletes = DeleteBatcher(self._windows)
@@ -131,7 +132,7 @@ class DeliveryStore:
         return existing
 
     async def get(self, notification_id: str) -> DeliveryRecord | None:
-        document = await self.collection.find_one({"_id": notification_id})
+        document = await self._reads.find(notification_id)
         return None if document is None else _record(document)
 
     async def open_window(self, notification_id: str, attempt: int) -> WindowOutcome:
