@@ -145,5 +145,6 @@ async def test_a_read_sees_every_write_finished_before_it_was_asked(
 
     after = await reads.find("taken")
 
-    assert after is not None and after["n"] == 1
+    assert after is not None
+    assert after["n"] == 1
     assert (await before) is not None

@@ -111,3 +111,19 @@ async def test_command_log_records_shapes_not_values(
     assert {"command": "find", "collection": "people", "filter": "_id,email"}.items() <= next(
         shape for shape in shapes if shape["command"] == "find"
     ).items()
+
+
+async def test_instances_starting_together_all_get_their_collections(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> None:
+    """Replicas of a service start at once on a fresh database: each finds the collections
+    missing and creates them; the ones that lose the race carry on instead of failing."""
+    database = mongo[f"{namespace}_startup"]
+    collections = [database[name] for name in ("deliveries", "send_windows", "outbox")]
+    try:
+        await asyncio.gather(*(ensure_collections(collections) for _ in range(6)))
+
+        created = set(await database.list_collection_names())
+        assert created >= {"deliveries", "send_windows", "outbox"}
+    finally:
+        await mongo.drop_database(database.name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -11,12 +10,13 @@ from typing import Any
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, PyMongoError
+from pymongo.errors import CollectionInvalid, OperationFailure, PyMongoError
 
 Document = dict[str, Any]
 
 
 COMMAND_LOG_ENV = "SOTTO_MONGO_COMMAND_LOG"
+NAMESPACE_EXISTS = 48
 
 
 def connect(url: str, *, timeout_ms: int = 3000) -> AsyncMongoClient[Document]:
@@ -104,6 +104,11 @@ async def ensure_collections(collections: Iterable[AsyncCollection[Document]]) -
         if database.name not in existing:
             existing[database.name] = set(await database.list_collection_names())
         if collection.name not in existing[database.name]:
-            with contextlib.suppress(CollectionInvalid):  # another instance was first
+            try:
                 await database.create_collection(collection.name)
+            except CollectionInvalid:  # another instance created it since the listing
+                pass
+            except OperationFailure as error:  # ... or while this one was creating it
+                if error.code != NAMESPACE_EXISTS:
+                    raise
             existing[database.name].add(collection.name)
