@@ -11,16 +11,19 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from sotto_contracts import conversations, gateway, notifier
 from sotto_contracts.audit import ChainVerification
 from sotto_contracts.base import Event, Message
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 GENESIS_HASH = "0" * 64
 
@@ -227,6 +230,19 @@ def milliseconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+def fields_of(instance: DataclassInstance) -> dict[str, Any]:
+    """A dataclass's fields as a dict, values as they are. `asdict` deep-copies each one: 45 us
+    per record here against 1.3, three times per event; these values are scalars or flat dicts
+    of scalars, which nothing changes."""
+    names = _FIELD_NAMES.get(type(instance))
+    if names is None:
+        names = _FIELD_NAMES[type(instance)] = tuple(each.name for each in fields(instance))
+    return {name: getattr(instance, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _timestamp(moment: datetime) -> str:
     return milliseconds(moment).isoformat(timespec="milliseconds")
 
@@ -325,12 +341,12 @@ class AuditRecord:
     hash: str
 
     def hashed_fields(self) -> dict[str, Any]:
-        fields = asdict(self)
-        del fields["hash"]
-        fields["category"] = self.category.value
-        fields["occurred_at"] = _timestamp(self.occurred_at)
-        fields["recorded_at"] = _timestamp(self.recorded_at)
-        return fields
+        hashed = fields_of(self)
+        del hashed["hash"]
+        hashed["category"] = self.category.value
+        hashed["occurred_at"] = _timestamp(self.occurred_at)
+        hashed["recorded_at"] = _timestamp(self.recorded_at)
+        return hashed
 
     def computed_hash(self) -> str:
         return digest(self.hashed_fields())
@@ -354,7 +370,7 @@ def seal(drafts: Iterable[Draft], head: ChainHead, recorded_at: datetime) -> lis
     recorded_at = milliseconds(recorded_at)
     for draft in drafts:
         unsealed = AuditRecord(
-            **asdict(draft),
+            **fields_of(draft),
             sequence=head.sequence + 1,
             recorded_at=recorded_at,
             previous_hash=head.hash,
@@ -431,10 +447,10 @@ class Checkpoint:
     signature: str = ""
 
     def signed_fields(self) -> dict[str, Any]:
-        fields = asdict(self)
-        del fields["signature"]
-        fields["created_at"] = _timestamp(self.created_at)
-        return fields
+        signed = fields_of(self)
+        del signed["signature"]
+        signed["created_at"] = _timestamp(self.created_at)
+        return signed
 
     def signed_with(self, key: bytes) -> Checkpoint:
         return replace(self, created_at=milliseconds(self.created_at), signature=self._mac(key))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from sotto_audit.domain import (
     ChainHead,
     Checkpoint,
     Draft,
+    fields_of,
     seal,
 )
 from sotto_kit.mongo import Document, ensure_collections
@@ -68,7 +69,7 @@ class RecordFilter:
 
 
 def _document(record: AuditRecord) -> Document:
-    return asdict(record) | {"category": record.category.value}
+    return fields_of(record) | {"category": record.category.value}
 
 
 def _record(document: Document) -> AuditRecord:
@@ -252,7 +253,7 @@ class AuditStore:
         return None if document is None else _checkpoint(document)
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        document: dict[str, Any] = asdict(checkpoint)
+        document: dict[str, Any] = fields_of(checkpoint)
         with contextlib.suppress(DuplicateKeyError):  # the same prune already wrote it
             await self._checkpoints.insert_one(document)
 
