@@ -15,7 +15,7 @@ from faststream._internal.context import Context  # the class `faststream.Contex
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 from opentelemetry import propagate
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from sotto_contracts.base import Message, Problem, Reply
 from sotto_contracts.topology import Topology
@@ -211,14 +211,10 @@ class RpcClient:
             await self._reset()
 
 
-class TypedReply(BaseModel, Generic[ResultT]):
+class TypedReply(Reply, Generic[ResultT]):
     """A `Reply` whose result is read as `ResultT` in the same pass."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ok: bool
-    result: ResultT | None = None
-    problem: Problem | None = None
+    result: ResultT | None = None  # type: ignore[assignment]
 
 
 def ok(result: BaseModel | list[BaseModel] | None = None) -> Reply:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import TypeVar
 
+from cachetools import TTLCache
 from pydantic import BaseModel
 
 from sotto_contracts.base import Message, Problem
 from sotto_contracts.conversations import GetSettings, PracticeSettings
+from sotto_gateway.adapters.store import PRACTICES_CACHED
 from sotto_kit.messaging import ProblemError, RpcClient
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
@@ -21,13 +22,14 @@ class Services:
 
     def __init__(self, rpc: RpcClient, *, settings_cache_seconds: float) -> None:
         self._rpc = rpc
-        self._cache_seconds = settings_cache_seconds
-        self._settings: dict[str, tuple[float, PracticeSettings]] = {}
+        self._settings: TTLCache[str, PracticeSettings] = TTLCache(
+            maxsize=PRACTICES_CACHED, ttl=settings_cache_seconds
+        )
 
     async def ask(self, request: Message, result_type: type[ResultT]) -> ResultT:
         result = await self._rpc.result(request, result_type)
         if isinstance(result, PracticeSettings):
-            self._remember(request.practice_id, result)
+            self._settings[request.practice_id] = result
         return result
 
     async def ask_many(self, request: Message, item_type: type[ResultT]) -> list[ResultT]:
@@ -46,15 +48,12 @@ class Services:
 
     async def get(self, practice_id: str) -> PracticeSettings:
         cached = self._settings.get(practice_id)
-        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
-            return cached[1]
+        if cached is not None:
+            return cached
         return await self.ask(GetSettings(practice_id=practice_id), PracticeSettings)
 
     def forget(self, practice_id: str) -> None:
         self._settings.pop(practice_id, None)
-
-    def _remember(self, practice_id: str, settings: PracticeSettings) -> None:
-        self._settings[practice_id] = (time.monotonic(), settings)
 
     async def close(self) -> None:
         await self._rpc.close()

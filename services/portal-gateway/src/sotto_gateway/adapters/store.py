@@ -6,11 +6,11 @@ Only the FerretDB-compatible subset is used: equality/range filters, `$set`, `$i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from cachetools import TTLCache
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -24,6 +24,8 @@ from sotto_kit.batching import FindBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update, written_entries
+
+PRACTICES_CACHED = 10_000  # per in-memory cache of practice details, oldest evicted first
 
 
 def _person_id(practice_id: str, kind: ParticipantKind, person_id: str) -> str:
@@ -152,8 +154,9 @@ class IdentityStore:
         self.people = database["people"]
         # Every email names its practice: read it once per `practice_cache_seconds`, not per
         # email. A change arriving at another instance shows here that much later.
-        self._practice_cache_seconds = practice_cache_seconds
-        self._practice_cache: dict[str, tuple[float, Practice]] = {}
+        self._practice_cache: TTLCache[str, Practice] = TTLCache(
+            maxsize=PRACTICES_CACHED, ttl=practice_cache_seconds
+        )
         # a request reads the signed-in person and often the client they act on; concurrent
         # requests' reads go out as one `find` (a team member's or client's own requests, and
         # a fan-out's emails, read the same and neighbouring people)
@@ -180,13 +183,13 @@ class IdentityStore:
 
     async def practice(self, practice_id: str) -> Practice | None:
         cached = self._practice_cache.get(practice_id)
-        if cached is not None and time.monotonic() - cached[0] < self._practice_cache_seconds:
-            return cached[1]
+        if cached is not None:
+            return cached
         document = await self.practices.find_one({"_id": practice_id})
         if document is None:
             return None
         practice = _practice(document)
-        self._practice_cache[practice_id] = (time.monotonic(), practice)
+        self._practice_cache[practice_id] = practice
         return practice
 
     async def practice_by_slug(self, slug: str) -> Practice | None:
