@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.trace [--messages 5] [--gap 1.0]
     .venv/bin/python -m bench.trace --read [--seconds 5]
+    .venv/bin/python -m bench.trace --e2e 20 [--seconds 5]
     .venv/bin/python -m bench.trace --db-log /tmp/ops.jsonl [--read]   (+ bench.db_ops summary)
 
 Starts the whole system on a fresh namespace (like `make bench`), seeds a few clients, then
@@ -9,7 +10,8 @@ posts one message at a time and prints, relative to the start of each POST, when
 answered, when each event and command of that conversation reached the broker (a private queue
 bound to the events and commands exchanges) and when the catcher accepted the email.
 With `--read`: the CPU seconds each process (services, FerretDB, RabbitMQ) spends per staff GET
-of a 50-message thread under `wrk -c8`: which process the read path's cost lands on.
+of a 50-message thread under `wrk -c8`: which process the read path's cost lands on. With
+`--e2e RATE`: the same per staff message, POST to email, offered at RATE/s.
 Not a benchmark: a diagnosis aid.
 """
 
@@ -24,16 +26,21 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import aio_pika
 
 from bench.catcher import Catcher
 from bench.db_ops import summary
+from bench.e2e import run_step
 from bench.practice import BenchPractice, drop_namespace, owner_pool, seed, system_for
 from bench.read_path import build_thread, ensure_wrk, gateway_target
 from sotto_kit.mongo import COMMAND_LOG_ENV
 from tests.support.infra import Infrastructure, infrastructure
+from tests.support.system import RunningSystem
 
 Arrivals = dict[str, list[tuple[str, float]]]
 
@@ -134,6 +141,37 @@ def _pids_of(pattern: str) -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
+def _processes(system: RunningSystem) -> dict[str, int]:
+    processes = {
+        name: service.process.pid
+        for name, service in system.services.items()
+        if service.process is not None
+    }
+    for name, pattern in (("ferretdb", "ferretdb --handler"), ("rabbitmq", "beam.smp")):
+        processes.update({f"{name}-{pid}": pid for pid in _pids_of(pattern)})
+    return processes
+
+
+@asynccontextmanager
+async def _cpu_cost(system: RunningSystem, unit: str) -> AsyncIterator[list[int]]:
+    """CPU ms per unit of work by process, over the block; the block appends the unit count."""
+    processes = _processes(system)
+    log_offset = _db_log_size()
+    before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+    counted: list[int] = []
+    yield counted
+    after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+    units = sum(counted)
+    total = 0.0
+    print(f"{units} {unit}; CPU ms per unit by process (shared machine: others add noise)")
+    for name in processes:
+        spent = after[name] - before[name]
+        total += spent
+        print(f"  {name:28} {spent * 1000 / max(units, 1):7.2f} ms  ({spent:.1f} s)")
+    print(f"  {'all':28} {total * 1000 / max(units, 1):7.2f} ms  ({total:.1f} s)")
+    _print_db_ops(log_offset, units)
+
+
 async def read_cost(infra: Infrastructure, seconds: float) -> None:
     namespace = f"trace{uuid.uuid4().hex[:8]}"
     practice = BenchPractice(f"{namespace}-p", 2)
@@ -144,29 +182,32 @@ async def read_cost(infra: Infrastructure, seconds: float) -> None:
             await seed(infra, system, practice)
             conversation_id, _ = await build_thread(system, practice)
             target = gateway_target(system, practice, conversation_id)
-            processes = {
-                name: service.process.pid
-                for name, service in system.services.items()
-                if service.process is not None
-            }
-            for name, pattern in (("ferretdb", "ferretdb --handler"), ("rabbitmq", "beam.smp")):
-                processes.update({f"{name}-{pid}": pid for pid in _pids_of(pattern)})
-            log_offset = _db_log_size()
-            before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
             headers = [option for header in target.headers for option in ("-H", header)]
             command = [wrk, "-t1", "-c8", f"-d{max(1, round(seconds))}s", *headers, target.url]
-            output = (
-                await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
-            ).stdout
-            after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
-            found = re.search(r"(\d+) requests in", output)
-            requests = int(found.group(1)) if found else 0
-            print(output)
-            print(f"{requests} GETs; CPU ms per GET by process (shared machine: others add noise)")
-            for name in processes:
-                spent = after[name] - before[name]
-                print(f"  {name:28} {spent * 1000 / max(requests, 1):7.2f} ms  ({spent:.1f} s)")
-            _print_db_ops(log_offset, requests)
+            async with _cpu_cost(system, "GETs of a 50-message thread") as counted:
+                output = (
+                    await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+                ).stdout
+                found = re.search(r"(\d+) requests in", output)
+                counted.append(int(found.group(1)) if found else 0)
+                print(output)
+    finally:
+        await drop_namespace(infra, namespace)
+
+
+async def e2e_cost(infra: Infrastructure, rate: float, seconds: float) -> None:
+    """CPU per staff message, POST to email, at a fixed offered rate (the e2e scenario's step)."""
+    namespace = f"trace{uuid.uuid4().hex[:8]}"
+    count = max(1, int(rate * seconds))
+    practice = BenchPractice(f"{namespace}-p", count + 2)
+    catcher = Catcher(infra.smtp_api_url)
+    try:
+        async with system_for(infra, namespace) as system:
+            await seed(infra, system, practice)
+            async with _cpu_cost(system, "staff messages, POST to email") as counted:
+                step = await run_step(system, practice, catcher, rate, seconds)
+                counted.append(step.delivered)
+                print(json.dumps(asdict(step)))
     finally:
         await drop_namespace(infra, namespace)
 
@@ -176,6 +217,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5)
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--read", action="store_true")
+    parser.add_argument("--e2e", type=float, metavar="RATE", help="CPU per message at RATE/s")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--db-log", type=Path, help="log every service's database commands here")
     args = parser.parse_args()
@@ -184,6 +226,8 @@ def main() -> None:
     with infrastructure() as infra:
         if args.read:
             asyncio.run(read_cost(infra, args.seconds))
+        elif args.e2e:
+            asyncio.run(e2e_cost(infra, args.e2e, args.seconds))
         else:
             asyncio.run(trace(infra, args.messages, args.gap))
 
