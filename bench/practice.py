@@ -24,7 +24,7 @@ from sotto_contracts.topology import Topology
 from sotto_kit.mongo import connect
 from tests.e2e.portal import staff_token
 from tests.support.amqp import delete_namespace
-from tests.support.infra import REPO, Infrastructure
+from tests.support.infra import REPO, Infrastructure, drop_namespace_databases
 from tests.support.system import RunningSystem, running_system
 from tests.support.waiting import eventually
 
@@ -251,11 +251,5 @@ async def wait_for_quiet_queues(
 
 async def drop_namespace(infra: Infrastructure, namespace: str) -> None:
     """Drop the namespace's databases, queues and exchanges."""
-    client = connect(infra.mongodb_url)
-    try:
-        for name in await client.list_database_names():
-            if name.startswith(f"{namespace}_"):
-                await client.drop_database(name)
-    finally:
-        await client.close()
+    await asyncio.to_thread(drop_namespace_databases, infra.mongodb_url, [namespace])
     await asyncio.to_thread(delete_namespace, infra.rabbitmq_management_url, namespace)

@@ -13,7 +13,12 @@ from sotto_contracts.topology import Topology
 from sotto_kit.mongo import Document, connect
 from sotto_kit.settings import ServiceSettings
 from tests.support.amqp import Amqp, delete_namespace
-from tests.support.infra import Infrastructure, heal_local_broker, infrastructure
+from tests.support.infra import (
+    Infrastructure,
+    drop_namespace_databases,
+    heal_local_broker,
+    infrastructure,
+)
 from tests.support.mail import MailCatcher
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -25,11 +30,21 @@ def infra() -> Iterator[Infrastructure]:
         yield found
 
 
+@pytest.fixture(scope="session")
+def used_namespaces(infra: Infrastructure) -> Iterator[set[str]]:
+    """Every namespace the session's tests used; their databases are dropped at the end (one
+    database listing per session, not per test)."""
+    used: set[str] = set()
+    yield used
+    drop_namespace_databases(infra.mongodb_url, used)
+
+
 @pytest.fixture
-def namespace(infra: Infrastructure) -> Iterator[str]:
+def namespace(infra: Infrastructure, used_namespaces: set[str]) -> Iterator[str]:
     """Unique prefix for every exchange, queue and database this test touches."""
     heal_local_broker(infra)
     name = f"t{uuid.uuid4().hex[:12]}"
+    used_namespaces.add(name)
     yield name
     delete_namespace(infra.rabbitmq_management_url, name)
 

@@ -6,7 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,3 +117,21 @@ def heal_local_broker(found: Infrastructure) -> None:
     """RabbitMQ 3.10 under gVisor can stop answering AMQP; the local script restarts it."""
     if found.local and INFRA_SCRIPT.exists() and not broker_answers(found.rabbitmq_url):
         subprocess.run([str(INFRA_SCRIPT), "up"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+
+
+def drop_namespace_databases(mongodb_url: str, namespaces: Iterable[str]) -> None:
+    """Drop the databases (`<namespace>_...`) of these namespaces: left behind, thousands of them
+    pile up in the local server's data directory, and FerretDB's database listing (which sizes
+    every database) slows to seconds."""
+    from pymongo import MongoClient
+
+    prefixes = tuple(f"{namespace}_" for namespace in namespaces)
+    if not prefixes:
+        return
+    client: MongoClient[dict[str, object]] = MongoClient(mongodb_url, serverSelectionTimeoutMS=5000)
+    try:
+        for name in client.list_database_names():
+            if name.startswith(prefixes):
+                client.drop_database(name)
+    finally:
+        client.close()
