@@ -33,9 +33,12 @@ REFUSED = {401, 403, 404}
 
 
 @pytest.fixture(scope="module")
-async def world(infra: Infrastructure) -> AsyncIterator[dict[str, Practice]]:
+async def world(
+    infra: Infrastructure, used_namespaces: set[str]
+) -> AsyncIterator[dict[str, Practice]]:
     """Two practices on one running system; Sam's partner Robin may not message."""
     namespace = f"t{uuid.uuid4().hex[:12]}"
+    used_namespaces.add(namespace)
     amqp = Amqp(infra.rabbitmq_url, Topology(namespace=namespace))
     try:
         async with running_system(infra, namespace, OUTPUT / "attacks") as system:

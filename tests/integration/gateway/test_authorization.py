@@ -85,9 +85,10 @@ class Seeded:
 
 
 @pytest.fixture(scope="module")
-async def seeded(infra: Infrastructure) -> AsyncIterator[Seeded]:
+async def seeded(infra: Infrastructure, used_namespaces: set[str]) -> AsyncIterator[Seeded]:
     heal_local_broker(infra)
     namespace = f"t{uuid.uuid4().hex[:12]}"
+    used_namespaces.add(namespace)
 
     def settings(kind: type[Any], service: str, **overrides: Any) -> Any:
         return kind(
