@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from sotto_contracts.base import Message, utc_now
 from sotto_contracts.common import ParticipantKind, ParticipantRef
@@ -97,6 +97,9 @@ from sotto_kit.mongo import Document
 from sotto_kit.parking import PoisonMessageError
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
 SAVE_ATTEMPTS = 8
 
 
@@ -104,6 +107,22 @@ def derived_id(prefix: str, *parts: str) -> str:
     """A bounded, stable id derived from other ids (idempotency across redeliveries)."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
     return f"{prefix}-{digest}"
+
+
+@overload
+async def concurrently(first: Awaitable[A], second: Awaitable[B], /) -> tuple[A, B]: ...
+@overload
+async def concurrently(
+    first: Awaitable[A], second: Awaitable[B], third: Awaitable[C], /
+) -> tuple[A, B, C]: ...
+async def concurrently(*reads: Awaitable[Any]) -> tuple[Any, ...]:
+    """Independent reads at once (one round trip's wait, not one each); a failure is raised in
+    argument order, as if they had run one after the other."""
+    outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return tuple(outcomes)
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,11 @@ class Conversations:
         if settings is None:
             raise not_found("practice")
         return settings
+
+    async def _settings_and_actor(
+        self, practice_id: str, ref: ParticipantRef
+    ) -> tuple[PracticeSettings, Actor]:
+        return await concurrently(self._settings(practice_id), self._actor(practice_id, ref))
 
     async def _actor(self, practice_id: str, ref: ParticipantRef) -> Actor:
         if ref.kind == ParticipantKind.STAFF:
@@ -400,8 +424,7 @@ class Conversations:
         return reminders
 
     async def post_message(self, request: PostMessage) -> MessageView:
-        settings = await self._settings(request.practice_id)
-        actor = await self._actor(request.practice_id, request.actor)
+        settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
 
         async def apply(thread: Thread) -> tuple[MessageView, Change]:
             existing = thread.messages.get(request.posted_message_id)
@@ -499,9 +522,11 @@ class Conversations:
     # ------------------------------------------------------------------------- opening
 
     async def open_conversation(self, request: OpenConversation) -> ThreadView:
-        settings = await self._settings(request.practice_id)
-        actor = await self._actor(request.practice_id, request.actor)
-        existing = await self._store.load_thread(request.practice_id, request.conversation_id)
+        settings, actor, existing = await concurrently(
+            self._settings(request.practice_id),
+            self._actor(request.practice_id, request.actor),
+            self._store.load_thread(request.practice_id, request.conversation_id),
+        )
         if existing is not None:
             if not await self._may_view(actor, existing):
                 raise RefusalError(
@@ -834,8 +859,7 @@ class Conversations:
         return await self._settings(request.practice_id)
 
     async def update_settings(self, request: UpdateSettings) -> PracticeSettings:
-        current = await self._settings(request.practice_id)
-        actor = await self._actor(request.practice_id, request.actor)
+        current, actor = await self._settings_and_actor(request.practice_id, request.actor)
         if not actor.require_staff().is_admin:
             raise RefusalError(
                 "not_permitted", "only owners and practice managers change settings", 403
@@ -849,8 +873,7 @@ class Conversations:
         return updated
 
     async def set_messaging_enabled(self, request: SetMessagingEnabled) -> None:
-        settings = await self._settings(request.practice_id)
-        actor = await self._actor(request.practice_id, request.actor)
+        settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
         if not actor.require_staff().is_admin:
             raise RefusalError(
                 "not_permitted", "only owners and practice managers switch messaging", 403
@@ -894,8 +917,7 @@ class Conversations:
     async def send_announcement(self, request: SendAnnouncement) -> AnnouncementResult:
         """Accept an announcement: its recipients are fixed now and their conversations are
         created in the background (`send_announcement_batch`); the reply says how far it got."""
-        settings = await self._settings(request.practice_id)
-        actor = await self._actor(request.practice_id, request.actor)
+        settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
         staff = actor.require_staff()
         domain.require_practice_enabled(settings)
         domain.require_staff_enabled(staff)
@@ -1021,21 +1043,11 @@ class Conversations:
     # ------------------------------------------------------------------------- queries
 
     async def get_thread(self, request: GetThread) -> ThreadView:
-        # the three reads are independent: one round trip's wait instead of three
-        settings, actor, thread = await asyncio.gather(
-            self._store.practice_settings(request.practice_id),
+        settings, actor, thread = await concurrently(
+            self._settings(request.practice_id),
             self._actor(request.practice_id, request.actor),
             self._store.load_thread(request.practice_id, request.conversation_id, for_update=False),
-            return_exceptions=True,
         )
-        if settings is None:
-            raise not_found("practice")
-        for outcome in (settings, actor, thread):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        assert isinstance(settings, PracticeSettings)
-        assert isinstance(actor, Actor)
-        assert not isinstance(thread, BaseException)
         visible = await self._checked_visible(actor, thread)
         return domain.thread_view(visible, actor.ref, settings)
 
