@@ -11,6 +11,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymongo import MongoClient
+
 REPO = Path(__file__).resolve().parents[2]
 INFRA_SCRIPT = REPO / "scripts" / "infra"
 
@@ -123,8 +125,6 @@ def drop_namespace_databases(mongodb_url: str, namespaces: Iterable[str]) -> Non
     """Drop the databases (`<namespace>_...`) of these namespaces: left behind, thousands of them
     pile up in the local server's data directory, and FerretDB's database listing (which sizes
     every database) slows to seconds."""
-    from pymongo import MongoClient
-
     prefixes = tuple(f"{namespace}_" for namespace in namespaces)
     if not prefixes:
         return
