@@ -13,6 +13,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from pymongo import MongoClient
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "3"))
 
@@ -45,6 +47,21 @@ async def median_of(
     return statistics.median(runs), runs
 
 
+def database_server() -> str:
+    """What answers at MONGODB_URL (a local FerretDB's handler is the one scripts/infra ran)."""
+    local = "mongodb://127.0.0.1:27017/"
+    url = os.environ.get("MONGODB_URL", local)
+    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=5_000)
+    with client:
+        info = client.admin.command("buildInfo")
+    if "ferretdbVersion" not in info:
+        return f"MongoDB {info['version']}"
+    if url != local:
+        return f"FerretDB {info['ferretdbVersion']} at {url}"
+    handler = os.environ.get("SOTTO_FERRETDB_HANDLER", "sqlite")
+    return f"FerretDB {info['ferretdbVersion']} ({handler} handler, patched by scripts/infra)"
+
+
 def machine() -> dict[str, Any]:
     meminfo = (
         Path("/proc/meminfo").read_text().splitlines()[0] if Path("/proc/meminfo").exists() else ""
@@ -61,7 +78,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "rabbitmq": rabbit,
-        "database": os.environ.get("BENCH_DATABASE_NAME", "FerretDB 1.24.2 (SQLite handler)"),
+        "database": os.environ.get("BENCH_DATABASE_NAME") or database_server(),
         "faststream": version("faststream"),
         "pymongo": version("pymongo"),
         "litestar": version("litestar"),
