@@ -6,7 +6,9 @@ SQLite even when the filter has other fields too (optimistic updates such as
 a mismatched field matches nothing. Another patch lets one `update` command carry any number
 of statements (a bulk write): unpatched, 100 or more waited forever for a database connection.
 And `{_id: {$in: [...]}}` is looked up by index; it must still match exactly what MongoDB does.
-The same assertions hold on MongoDB.
+On FerretDB's PostgreSQL backend (`SOTTO_FERRETDB_HANDLER=postgresql`) two more patches compare
+`_id` by equality and push `$in` down, so its `_id` index serves them: the same assertions
+cover them. The same assertions hold on MongoDB.
 """
 
 from __future__ import annotations
