@@ -423,13 +423,13 @@ def run_notes(options: Options) -> dict[str, Any]:
     return {"repetitions": options.repetitions, "options": asdict(options)}
 
 
-def save_partial(figures: list[Figure], options: Options) -> None:
+def save_partial(figures: list[Figure], facts: dict[str, Any]) -> None:
     """Figures so far, in case the run is cut short."""
     print(render_table(figures), flush=True)
-    write_results(figures, notes={**run_notes(options), "partial": True})
+    write_results(figures, {**facts, "partial": True})
 
 
-async def run(infra: Infrastructure, options: Options) -> list[Figure]:
+async def run(infra: Infrastructure, options: Options, facts: dict[str, Any]) -> list[Figure]:
     catcher = Catcher(infra.smtp_api_url)
     try:
         baselines = await measure_baselines(infra, options, catcher)
@@ -438,10 +438,10 @@ async def run(infra: Infrastructure, options: Options) -> list[Figure]:
             figures = await guarded(
                 "system scenarios", run_system_scenarios(infra, options, catcher, baselines)
             )
-            save_partial(figures, options)
+            save_partial(figures, facts)
         if "notifier" in options.scenarios:
             figures.extend(await guarded("notifier", scenario_notifier(options, catcher)))
-            save_partial(figures, options)
+            save_partial(figures, facts)
         if "audit" in options.scenarios:
             figures.extend(await guarded("audit", scenario_audit(options)))
         return figures
@@ -454,14 +454,14 @@ def main() -> None:
     started = time.monotonic()
     with infrastructure() as infra:
         heal_local_broker(infra)
-        figures = asyncio.run(run(infra, options))
-    facts = machine()
+        facts = {**machine(infra.mongodb_url), **run_notes(options)}
+        figures = asyncio.run(run(infra, options, facts))
     print()
     print(f"machine: {facts['cores']} cores, {facts['memory']} memory, {facts['platform']}")
     print(f"database: {facts['database']}; RabbitMQ {facts['rabbitmq']}; Python {facts['python']}")
     print(f"repetitions per figure: {options.repetitions} (median)")
     print(render_table(figures))
-    written = write_results(figures, notes=run_notes(options))
+    written = write_results(figures, facts)
     print(f"\nwritten to {written} in {time.monotonic() - started:.0f} s")
 
 

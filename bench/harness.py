@@ -47,10 +47,9 @@ async def median_of(
     return statistics.median(runs), runs
 
 
-def database_server() -> str:
-    """What answers at MONGODB_URL (a local FerretDB's handler is the one scripts/infra ran)."""
+def database_server(url: str) -> str:
+    """What answers at `url` (a local FerretDB's handler is the one scripts/infra ran)."""
     local = "mongodb://127.0.0.1:27017/"
-    url = os.environ.get("MONGODB_URL", local)
     client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=5_000)
     with client:
         info = client.admin.command("buildInfo")
@@ -62,7 +61,7 @@ def database_server() -> str:
     return f"FerretDB {info['ferretdbVersion']} ({handler} handler, patched by scripts/infra)"
 
 
-def machine() -> dict[str, Any]:
+def machine(mongodb_url: str) -> dict[str, Any]:
     meminfo = (
         Path("/proc/meminfo").read_text().splitlines()[0] if Path("/proc/meminfo").exists() else ""
     )
@@ -78,7 +77,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "rabbitmq": rabbit,
-        "database": os.environ.get("BENCH_DATABASE_NAME") or database_server(),
+        "database": os.environ.get("BENCH_DATABASE_NAME") or database_server(mongodb_url),
         "faststream": version("faststream"),
         "pymongo": version("pymongo"),
         "litestar": version("litestar"),
@@ -98,14 +97,12 @@ def render_table(figures: list[Figure]) -> str:
 
 
 def write_results(
-    figures: list[Figure],
-    path: Path = RESULTS / "latest.json",
-    notes: dict[str, Any] | None = None,
+    figures: list[Figure], facts: dict[str, Any], path: Path = RESULTS / "latest.json"
 ) -> Path:
-    """`notes` (the run's options) are merged over the machine facts."""
+    """`facts`: the machine's (`machine()`) and the run's options."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "machine": {**machine(), **(notes or {})},
+        "machine": facts,
         "figures": [{**asdict(f), "ratio": f.ratio} for f in figures],
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
