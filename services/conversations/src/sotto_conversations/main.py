@@ -8,14 +8,14 @@ from pydantic import BaseModel
 
 from sotto_contracts import conversations as contract
 from sotto_contracts import inbound
-from sotto_contracts.base import Command, Message, Reply, utc_now
+from sotto_contracts.base import Command, Message, utc_now
 from sotto_conversations.adapters.announcements import AnnouncementSender
 from sotto_conversations.adapters.reminders import ReminderScheduler
 from sotto_conversations.adapters.store import ConversationStore
 from sotto_conversations.config import ConversationsSettings
 from sotto_conversations.domain import RefusalError
 from sotto_conversations.handlers import Conversations, reminder_event
-from sotto_kit.messaging import IncomingMessage, ok, refused
+from sotto_kit.messaging import IncomingMessage, ok_json, refused
 from sotto_kit.outbox import OutboxRelay
 from sotto_kit.parking import PoisonMessageError
 from sotto_kit.runtime import Runtime, create_runtime, worker_app
@@ -39,18 +39,18 @@ def _answer_requests(
     @runtime.broker.subscriber(
         topology.work_queue(SERVICE, "requests", f"{SERVICE}.*.v1"), topology.commands
     )
-    async def answer(message: IncomingMessage) -> Reply:
+    async def answer(message: IncomingMessage) -> bytes:
         message_type, handle = _route(by_key, message)
         request = message_type.model_validate_json(message.body)
         is_command = isinstance(request, Command)
         if is_command and (stored := await store.handled_reply(str(request.message_id))):
-            return Reply.model_validate_json(stored)
+            return stored.encode()
         try:
-            reply = ok(await handle(request))
+            reply = ok_json(await handle(request))
         except RefusalError as refusal:
-            reply = refused(refusal.code, refusal.detail, refusal.status)
+            reply = refused(refusal.code, refusal.detail, refusal.status).model_dump_json().encode()
         if is_command:
-            await store.remember_reply(str(request.message_id), reply.model_dump_json())
+            await store.remember_reply(str(request.message_id), reply.decode())
         return reply
 
 

@@ -32,6 +32,10 @@ class Services:
             self._settings[request.practice_id] = result
         return result
 
+    async def ask_json(self, request: Message) -> bytes:
+        """The result's JSON as the answering service wrote it, for a caller that passes it on."""
+        return await self._rpc.result_json(request)
+
     async def ask_many(self, request: Message, item_type: type[ResultT]) -> list[ResultT]:
         reply = await self._rpc.call(request)
         if not reply.ok:
