@@ -197,19 +197,7 @@ class RpcClient:
 
         Only the envelope is read: a caller that passes the result on (the gateway serving a
         thread) never builds it as objects, and one that wants it typed parses it once."""
-        body = await self._answer(request, timeout)
-        envelope = msgspec.json.decode(body, type=_Envelope)
-        if not envelope.ok:
-            problem = bytes(envelope.problem)
-            raise ProblemError(
-                Problem.model_validate_json(problem)
-                if problem != b"null"
-                else Problem(code="unknown", detail="no detail")
-            )
-        result = bytes(envelope.result)
-        if result == b"null":
-            raise ProblemError(Problem(code="no_result", detail=f"{request.ROUTING_KEY}: empty"))
-        return result
+        return result_json_of(await self._answer(request, timeout), request.ROUTING_KEY)
 
     async def result(
         self, request: Message, result_type: type[ResultT], *, timeout: float | None = None
@@ -230,10 +218,27 @@ class _Envelope(msgspec.Struct):
     problem: msgspec.Raw = msgspec.Raw(b"null")
 
 
-def ok(result: BaseModel | list[BaseModel] | None = None) -> Reply:
-    if isinstance(result, list):
-        return Reply(ok=True, result=[item.model_dump(mode="json") for item in result])
-    return Reply(ok=True, result=None if result is None else result.model_dump(mode="json"))
+def result_json_of(reply: bytes, what: str) -> bytes:
+    """The JSON of a reply's result, read no further than its envelope; ProblemError if the
+    reply is a refusal or has no result (`what` names the request in that problem)."""
+    envelope = msgspec.json.decode(reply, type=_Envelope)
+    if not envelope.ok:
+        problem = bytes(envelope.problem)
+        raise ProblemError(
+            Problem.model_validate_json(problem)
+            if problem != b"null"
+            else Problem(code="unknown", detail="no detail")
+        )
+    result = bytes(envelope.result)
+    if result == b"null":
+        raise ProblemError(Problem(code="no_result", detail=f"{what}: empty"))
+    return result
+
+
+def ok(result: BaseModel | Sequence[BaseModel] | None = None) -> Reply:
+    if result is None or isinstance(result, BaseModel):
+        return Reply(ok=True, result=None if result is None else result.model_dump(mode="json"))
+    return Reply(ok=True, result=[item.model_dump(mode="json") for item in result])
 
 
 def ok_json(result: BaseModel | Sequence[BaseModel] | None = None) -> bytes:
