@@ -10,7 +10,7 @@ import pytest
 from sotto_contracts.base import Reply
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.conversations import ConversationKind, ConversationSummary
-from sotto_kit.messaging import ProblemError, ok, ok_json, refused, result_json_of
+from sotto_kit.messaging import ProblemError, ok_json, refused, result_json_of
 
 SUMMARY = ConversationSummary(
     conversation_id="c1",
@@ -25,11 +25,20 @@ SUMMARY = ConversationSummary(
 )
 
 
-@pytest.mark.parametrize("result", [SUMMARY, [SUMMARY, SUMMARY], [], None])
+@pytest.mark.parametrize(
+    ("result", "as_reply"),
+    [
+        (SUMMARY, SUMMARY.model_dump(mode="json")),
+        ([SUMMARY, SUMMARY], [SUMMARY.model_dump(mode="json")] * 2),
+        ([], []),
+        (None, None),
+    ],
+)
 def test_a_reply_written_once_reads_as_the_same_reply(
     result: ConversationSummary | list[ConversationSummary] | None,
+    as_reply: dict[str, object] | list[object] | None,
 ) -> None:
-    assert Reply.model_validate_json(ok_json(result)) == ok(result)
+    assert Reply.model_validate_json(ok_json(result)) == Reply(ok=True, result=as_reply)
 
 
 def test_the_result_is_handed_back_as_the_service_wrote_it() -> None:

@@ -235,16 +235,9 @@ def result_json_of(reply: bytes, what: str) -> bytes:
     return result
 
 
-def ok(result: BaseModel | Sequence[BaseModel] | None = None) -> Reply:
-    if result is None or isinstance(result, BaseModel):
-        return Reply(ok=True, result=None if result is None else result.model_dump(mode="json"))
-    return Reply(ok=True, result=[item.model_dump(mode="json") for item in result])
-
-
 def ok_json(result: BaseModel | Sequence[BaseModel] | None = None) -> bytes:
-    """The JSON of `ok(result)`, with the result serialized once by pydantic: `ok` dumps it to
-    dicts that the `Reply` validates again before it is serialized (a 50-message thread went
-    through three copies)."""
+    """An ok `Reply` as JSON, the result serialized once by pydantic (building a `Reply` of the
+    result's dicts and serializing that made three copies of a 50-message thread)."""
     if result is None:
         return b'{"ok":true,"result":null}'
     if isinstance(result, BaseModel):

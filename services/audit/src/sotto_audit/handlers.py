@@ -28,9 +28,8 @@ from sotto_contracts.audit import (
     GetAccessLog,
     GetDeliveryLog,
 )
-from sotto_contracts.base import Message, Reply, utc_now
+from sotto_contracts.base import Message, utc_now
 from sotto_contracts.registry import message_type
-from sotto_kit.messaging import ok
 from sotto_kit.parking import PoisonMessageError
 
 Clock = Callable[[], datetime]
@@ -139,19 +138,17 @@ def _view(record: AuditRecord) -> AuditRecordView:
     )
 
 
-async def _page(store: AuditStore, where: RecordFilter, page: int, page_size: int) -> Reply:
+async def _page(store: AuditStore, where: RecordFilter, page: int, page_size: int) -> AuditPage:
     records, total = await store.page(where, page=page, page_size=page_size)
-    return ok(
-        AuditPage(
-            items=[_view(record) for record in records],
-            total=total,
-            page=page,
-            page_size=page_size,
-        )
+    return AuditPage(
+        items=[_view(record) for record in records],
+        total=total,
+        page=page,
+        page_size=page_size,
     )
 
 
-async def delivery_log(query: GetDeliveryLog, store: AuditStore) -> Reply:
+async def delivery_log(query: GetDeliveryLog, store: AuditStore) -> AuditPage:
     """Emails sent, deferred, failed or ambiguous and links issued, per recipient/conversation."""
     where = RecordFilter(
         practice_id=query.practice_id,
@@ -164,7 +161,7 @@ async def delivery_log(query: GetDeliveryLog, store: AuditStore) -> Reply:
     return await _page(store, where, query.page, query.page_size)
 
 
-async def access_log(query: GetAccessLog, store: AuditStore) -> Reply:
+async def access_log(query: GetAccessLog, store: AuditStore) -> AuditPage:
     """Link opens and refusals, verification, sessions, views and exports: per client or staff."""
     where = RecordFilter(
         practice_id=query.practice_id,

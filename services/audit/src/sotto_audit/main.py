@@ -6,8 +6,7 @@ from sotto_audit import handlers
 from sotto_audit.adapters.store import AuditStore
 from sotto_audit.config import AuditSettings
 from sotto_contracts.audit import GetAccessLog, GetDeliveryLog, VerifyChain
-from sotto_contracts.base import Reply
-from sotto_kit.messaging import IncomingMessage, ok
+from sotto_kit.messaging import IncomingMessage, ok_json
 from sotto_kit.runtime import create_runtime, worker_app
 
 SERVICE = "audit"
@@ -37,15 +36,15 @@ def create_app(settings: AuditSettings | None = None) -> AsgiFastStream:
         await handlers.record_event(event, recorder)
 
     @subscriber(topology.queue_for(SERVICE, GetDeliveryLog), topology.commands)
-    async def on_delivery_log(query: GetDeliveryLog) -> Reply:
-        return await handlers.delivery_log(query, store)
+    async def on_delivery_log(query: GetDeliveryLog) -> bytes:
+        return ok_json(await handlers.delivery_log(query, store))
 
     @subscriber(topology.queue_for(SERVICE, GetAccessLog), topology.commands)
-    async def on_access_log(query: GetAccessLog) -> Reply:
-        return await handlers.access_log(query, store)
+    async def on_access_log(query: GetAccessLog) -> bytes:
+        return ok_json(await handlers.access_log(query, store))
 
     @subscriber(topology.queue_for(SERVICE, VerifyChain), topology.commands)
-    async def on_verify_chain(query: VerifyChain) -> Reply:
-        return ok(await handlers.verify_chain(store, query.practice_id, checkpoint_key))
+    async def on_verify_chain(query: VerifyChain) -> bytes:
+        return ok_json(await handlers.verify_chain(store, query.practice_id, checkpoint_key))
 
     return worker_app(runtime, title="Sotto audit", on_startup=[store.ensure_indexes])
