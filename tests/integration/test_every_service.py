@@ -87,7 +87,7 @@ CONVERSATIONS_COLLECTIONS = frozenset(
     }
 )
 GATEWAY_COLLECTIONS = frozenset(
-    {"practices", "people", "links", "sign_in_links", "notices", "sessions"}
+    {"practices", "people", "links", "sign_in_links", "sign_in_link_uses", "notices", "sessions"}
 )
 
 CASES = [

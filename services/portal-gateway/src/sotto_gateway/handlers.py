@@ -480,7 +480,9 @@ class Portal:
             logger.warning("sign-in notice left for the outbox relay", exc_info=True)
 
     async def consume_sign_in(self, token: str) -> StartedSession:
-        document = await self._links.use_sign_in_link(token_digest(self._link_key, token))
+        document = await self._links.use_sign_in_link(
+            token_digest(self._link_key, token), self._clock()
+        )
         if document is None or document.get("recipient") is None:
             raise NotFoundError("sign-in link")
         if self._clock() >= document["expires_at"]:

@@ -278,6 +278,7 @@ class LinkStore:
     def __init__(self, database: AsyncDatabase[Document], writer: OutboxWriter) -> None:
         self.links = database["links"]
         self.sign_in_links = database["sign_in_links"]
+        self.sign_in_link_uses = database["sign_in_link_uses"]
         self.notices = database["notices"]
         self._writer = writer
 
@@ -287,7 +288,7 @@ class LinkStore:
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
-        return self.outbox_collections
+        return [*self.outbox_collections, self.sign_in_link_uses]
 
     async def ensure_indexes(self) -> None:
         await ensure_collections(self.collections)
@@ -364,13 +365,25 @@ class LinkStore:
     async def flush_sign_in_link(self, link_id: str) -> None:
         await self._writer.flush(self.sign_in_links, link_id)
 
-    async def use_sign_in_link(self, digest: str) -> Document | None:
-        """Mark a sign-in link used; only the first caller gets it back."""
-        return await self.sign_in_links.find_one_and_update(
+    async def use_sign_in_link(self, digest: str, now: datetime) -> Document | None:
+        """Mark a sign-in link used; only the first caller gets it back.
+
+        The use is also claimed by inserting the link's id: FerretDB rewrites a whole document
+        on update, so the link's outbox flush, running at the moment the emailed link is
+        followed, can write `used: False` back. A unique `_id` holds on every server.
+        """
+        document = await self.sign_in_links.find_one_and_update(
             {"_id": id_for_digest(digest), "token_digest": digest, "used": False},
             {"$set": {"used": True}},
             return_document=ReturnDocument.BEFORE,
         )
+        if document is None:
+            return None
+        try:
+            await self.sign_in_link_uses.insert_one({"_id": document["_id"], "used_at": now})
+        except DuplicateKeyError:
+            return None
+        return document
 
 
 class SessionStore:
