@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -93,6 +92,7 @@ from sotto_conversations.domain import (
     not_found,
     ref_of,
 )
+from sotto_kit.locks import KeyedLocks
 from sotto_kit.mongo import Document
 from sotto_kit.parking import PoisonMessageError
 
@@ -155,7 +155,7 @@ class Conversations:
     def __init__(self, store: ConversationStore, clock: Callable[[], datetime] = utc_now) -> None:
         self._store = store
         self._raw_clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._thread_locks = KeyedLocks()
 
     def _clock(self) -> datetime:
         """Now, at the millisecond precision the database keeps, so replays compare equal."""
@@ -235,11 +235,7 @@ class Conversations:
         Writes to one thread are serialised within this process as well, because FerretDB
         does not make the version check atomic.
         """
-        key = f"{practice_id}:{conversation_id}"
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        async with lock:
+        async with self._thread_locks((practice_id, conversation_id)):
             return await self._update_unlocked(practice_id, conversation_id, actor, apply)
 
     async def _update_unlocked(

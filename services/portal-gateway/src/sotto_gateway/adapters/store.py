@@ -6,6 +6,7 @@ Only the FerretDB-compatible subset is used: equality/range filters, `$set`, `$i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.topology import Topology
 from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink, id_for_digest
 from sotto_kit.batching import FindBatcher, InsertBatcher, UpdateBatcher
+from sotto_kit.locks import KeyedLocks
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update, written_entries
@@ -90,13 +92,20 @@ class OutboxWriter:
     """Writes documents together with the events they must publish, then publishes them.
 
     Inserts and sole-writer outbox clears of concurrently handled messages share commands
-    (`sotto_kit.batching`); one batcher per collection."""
+    (`sotto_kit.batching`); one batcher per collection. Updates and flushes of one document
+    take its lock (`sotto_kit.locks`): a flush clears the outbox right after its events (a
+    link's email among them) went out, when the link may already be in use."""
 
     def __init__(self, topology: Topology, publisher: Publisher) -> None:
         self.topology = topology
         self.publisher = publisher
         self._inserts: dict[str, InsertBatcher] = {}
         self._updates: dict[str, UpdateBatcher] = {}
+        self._document_locks = KeyedLocks()
+
+    def exclusive(self, collection: AsyncCollection[Document], document_id: Any) -> asyncio.Lock:
+        """The lock this process holds while it writes the document."""
+        return self._document_locks((collection.full_name, document_id))
 
     async def insert(
         self, collection: AsyncCollection[Document], document: Document, events: Sequence[Message]
@@ -120,7 +129,8 @@ class OutboxWriter:
     ) -> dict[str, Document] | None:
         """Update with the events; the entries written, or None if the selector matched nothing."""
         outbox = outbox_update(self.topology, events)
-        result = await collection.update_one(selector, {"$set": {**changes, **outbox}})
+        async with self.exclusive(collection, selector["_id"]):
+            result = await collection.update_one(selector, {"$set": {**changes, **outbox}})
         return written_entries(outbox) if result.modified_count == 1 else None
 
     async def flush(
@@ -136,14 +146,15 @@ class OutboxWriter:
         updates = self._updates.get(collection.full_name)
         if updates is None:
             updates = self._updates[collection.full_name] = UpdateBatcher(collection)
-        await flush(
-            collection,
-            document_id,
-            self.publisher,
-            written=written,
-            sole_writer=sole_writer,
-            updates=updates,
-        )
+        async with self.exclusive(collection, document_id):
+            await flush(
+                collection,
+                document_id,
+                self.publisher,
+                written=written,
+                sole_writer=sole_writer,
+                updates=updates,
+            )
 
 
 class IdentityStore:
@@ -368,15 +379,17 @@ class LinkStore:
     async def use_sign_in_link(self, digest: str, now: datetime) -> Document | None:
         """Mark a sign-in link used; only the first caller gets it back.
 
-        The use is also claimed by inserting the link's id: FerretDB rewrites a whole document
-        on update, so the link's outbox flush, running at the moment the emailed link is
-        followed, can write `used: False` back. A unique `_id` holds on every server.
+        The use is also claimed by inserting the link's id: on FerretDB another instance's
+        write to the link (its outbox flush, when the emailed link is followed at once) can put
+        `used: False` back (`sotto_kit.locks`). A unique `_id` holds on every server.
         """
-        document = await self.sign_in_links.find_one_and_update(
-            {"_id": id_for_digest(digest), "token_digest": digest, "used": False},
-            {"$set": {"used": True}},
-            return_document=ReturnDocument.BEFORE,
-        )
+        link_id = id_for_digest(digest)
+        async with self._writer.exclusive(self.sign_in_links, link_id):
+            document = await self.sign_in_links.find_one_and_update(
+                {"_id": link_id, "token_digest": digest, "used": False},
+                {"$set": {"used": True}},
+                return_document=ReturnDocument.BEFORE,
+            )
         if document is None:
             return None
         try:
@@ -411,7 +424,8 @@ class SessionStore:
         return None if document is None else _session(document)
 
     async def touch(self, session_ref: str, now: datetime) -> None:
-        await self.sessions.update_one({"_id": session_ref}, {"$set": {"last_seen_at": now}})
+        async with self._writer.exclusive(self.sessions, session_ref):
+            await self.sessions.update_one({"_id": session_ref}, {"$set": {"last_seen_at": now}})
 
     async def end(self, session_ref: str, reason: str, events: Sequence[Message]) -> None:
         written = await self._writer.update(
