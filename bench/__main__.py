@@ -274,7 +274,8 @@ async def scenario_e2e(
     baselines: Baselines,
 ) -> list[Figure]:
     print("scenario 1: end to end", flush=True)
-    async with profiled(system, ("gateway", "conversations", "notifier"), "e2e", options.profile):
+    services = ("gateway", "conversations", "notifier", "audit")
+    async with profiled(system, services, "e2e", options.profile):
         result = await ramp(
             system,
             practice,

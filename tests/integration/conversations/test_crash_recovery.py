@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from sotto_contracts.conversations import MessagePosted, OpenConversation, PostMessage, ThreadView
+from sotto_contracts.conversations import (
+    MessagePosted,
+    OpenConversation,
+    PostMessage,
+    ThreadView,
+    UnreadReminderDue,
+)
 from sotto_kit.messaging import RequestTimeoutError
 from tests.integration.conversations.conftest import (
     PRACTICE,
@@ -122,3 +128,37 @@ async def test_killed_after_the_write_publishes_after_restart(
     final = await harness.database["threads"].find_one({"conversation_id": "conv"})
     assert final is not None
     assert list(final["messages"]) == ["m-crash"]
+
+
+async def test_killed_after_opening_with_a_first_message_still_reminds_the_client(
+    parts: Harness, infra_url: str
+) -> None:
+    """The thread is written, the process dies before the first message's reminder is: the
+    redelivered request finds the thread and must still remind the client."""
+    harness = parts
+    async with running_service(harness.settings, infra_url):
+        team = await seed_team(harness)
+        await harness.configure(team.owner, client_notification_delay_seconds=0)
+    request = OpenConversation(
+        practice_id=PRACTICE,
+        actor=team.primary,
+        conversation_id="conv-first",
+        subject="Plan",
+        client_id="c1",
+        first_message="Written, then the process died",
+    )
+
+    with service_process(harness, crash_after_write=True) as doomed:
+        await wait_until_consuming(infra_url, harness.settings.topology)
+        with pytest.raises(RequestTimeoutError):
+            await harness.rpc.call(request, timeout=5)
+        await eventually(
+            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
+        )
+    assert await harness.database["threads"].find_one({"conversation_id": "conv-first"})
+    assert await harness.database["reminders"].count_documents({}) == 0
+
+    with service_process(harness, crash_after_write=False):
+        await wait_until_consuming(infra_url, harness.settings.topology)
+        reminded = await harness.events.wait_for(UnreadReminderDue, conversation_id="conv-first")
+    assert reminded[0]["recipient"] == {"kind": "client", "id": "c1"}

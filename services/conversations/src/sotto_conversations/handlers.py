@@ -528,6 +528,7 @@ class Conversations:
                 raise RefusalError(
                     "conversation_exists", "that conversation id is already used", 409
                 )
+            await self._schedule(await self._first_message_reminders(existing, request, actor))
             return domain.thread_view(existing, actor.ref, settings)
         domain.require_practice_enabled(settings)
         if actor.staff is not None:
@@ -564,6 +565,18 @@ class Conversations:
         if request.first_message is not None:
             await self._record_client_send(actor, request.practice_id)
         return domain.thread_view(thread, actor.ref, settings)
+
+    async def _first_message_reminders(
+        self, thread: Thread, request: OpenConversation, actor: Actor
+    ) -> list[Document]:
+        """On a repeated open (a crash may have come between the thread and its reminders):
+        reminders of the opener's first message for recipients who still have not read it."""
+        if request.first_message is None:
+            return []
+        first = thread.messages.get(derived_id("first", request.conversation_id))
+        if first is None or first.sender != actor.ref:
+            return []
+        return await self._pending_reminders(thread, first)
 
     def _new_thread(
         self,
