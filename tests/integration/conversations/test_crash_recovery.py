@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sotto_contracts.conversations import (
+    MarkRead,
     MessagePosted,
     OpenConversation,
     PostMessage,
@@ -162,3 +163,41 @@ async def test_killed_after_opening_with_a_first_message_still_reminds_the_clien
         await wait_until_consuming(infra_url, harness.settings.topology)
         reminded = await harness.events.wait_for(UnreadReminderDue, conversation_id="conv-first")
     assert reminded[0]["recipient"] == {"kind": "client", "id": "c1"}
+
+
+async def test_killed_after_marking_read_leaves_no_reminder_to_send(
+    parts: Harness, infra_url: str
+) -> None:
+    """A repeated mark-read finds the thread read and changes nothing, so the reminder must
+    already be gone when the read is written."""
+    harness = parts
+    async with running_service(harness.settings, infra_url):
+        team = await seed_team(harness)
+        await harness.configure(team.owner, client_notification_delay_seconds=3600)
+        await harness.ok(
+            OpenConversation(
+                practice_id=PRACTICE,
+                actor=team.primary,
+                conversation_id="conv-read",
+                subject="Plan",
+                client_id="c1",
+                first_message="Please read this",
+            ),
+            ThreadView,
+        )
+    assert await harness.database["reminders"].count_documents({"recipient": "client:c1"}) == 1
+
+    with service_process(harness, crash_after_write=True) as doomed:
+        await wait_until_consuming(infra_url, harness.settings.topology)
+        with pytest.raises(RequestTimeoutError):
+            await harness.rpc.call(
+                MarkRead(practice_id=PRACTICE, actor=team.client, conversation_id="conv-read"),
+                timeout=5,
+            )
+        await eventually(
+            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
+        )
+    thread = await harness.database["threads"].find_one({"conversation_id": "conv-read"})
+    assert thread is not None
+    assert "client:c1" not in thread["unread_by"]
+    assert await harness.database["reminders"].count_documents({"recipient": "client:c1"}) == 0

@@ -250,13 +250,15 @@ class Conversations:
                 practice_id, conversation_id, actor, for_update=True
             )
             result, change = await apply(thread)
+            # Before the save: a crash after it must not leave the reminder of a read message
+            # (a repeated request finds nothing to mark). A failed save's retry cancels again.
+            for key in change.read_by:
+                await self._store.cancel_reminders(practice_id, conversation_id, key)
             try:
                 if change.events:
                     await self._store.save_thread(thread, change.events)
             except VersionConflictError:
                 continue
-            for key in change.read_by:
-                await self._store.cancel_reminders(practice_id, conversation_id, key)
             await self._schedule(change.reminders)
             return result
         raise RefusalError("busy", "the conversation is changing too fast; try again", 503)
