@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
@@ -69,7 +70,9 @@ async def provide_staff(request: Request[Any, Any, Any]) -> StaffPrincipal:
     return _principal(request)
 
 
-async def provide_session(request: Request[Any, Any, Any], gateway: Gateway) -> ClientSession:
+async def provide_session(
+    request: Request[Any, Any, Any], gateway: NamedDependency[Gateway]
+) -> ClientSession:
     """The caller's live client session; state-changing calls must echo the CSRF token."""
     key = request.cookies.get(SESSION_COOKIE)
     if not key:
