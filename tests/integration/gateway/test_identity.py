@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.inbound import ClientUpserted
+from sotto_gateway.adapters.store import IdentityStore
 from sotto_kit.mongo import Document
 from tests.integration.gateway.conftest import PRACTICE
 from tests.integration.gateway.support import Broker
@@ -27,13 +32,88 @@ async def test_a_contact_dropped_from_the_client_loses_portal_access(
         ClientUpserted(**alex.model_dump(exclude={"message_id", "occurred_at", "contacts"}))
     )
 
-    async def partner_active() -> bool:
+    async def alex_now() -> Document:
+        document = await people.find_one({"_id": f"{PRACTICE}|client|c1"})
+        assert document is not None
+        return document
+
+    # the client is written last
+    await eventually(alex_now, until=lambda alex: alex["contact_ids"] == [], what="client saved")
+    assert (await alex_now())["active"] is True
+    assert await partner_active(people, partner)() is False
+
+
+def partner_active(people: Any, partner: str) -> Callable[[], Awaitable[bool]]:
+    async def active() -> bool:
         document = await people.find_one({"_id": partner})
         assert document is not None
         return bool(document["active"])
 
-    await eventually(partner_active, until=lambda active: not active, what="partner deactivated")
-    alex_now = await people.find_one({"_id": f"{PRACTICE}|client|c1"})
-    assert alex_now is not None
-    assert alex_now["active"] is True
-    assert alex_now["contact_ids"] == []
+    return active
+
+
+async def test_a_contact_dropped_is_switched_off_even_when_the_first_attempt_fails_midway(
+    broker: Broker,
+    database: AsyncDatabase[Document],
+    world: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first delivery fails after part of its writes (as a crash would); the redelivered
+    event must still find the contact it drops."""
+    alex: ClientUpserted = world["clients"][0]
+    partner = f"{PRACTICE}|contact|k1"
+    deactivate = IdentityStore.deactivate
+    failures: list[ParticipantRef] = []
+
+    async def fails_once(store: IdentityStore, practice_id: str, ref: ParticipantRef) -> None:
+        if not failures:
+            failures.append(ref)
+            raise ConnectionError("the database went away")
+        await deactivate(store, practice_id, ref)
+
+    monkeypatch.setattr(IdentityStore, "deactivate", fails_once)
+    await broker.publish(
+        ClientUpserted(**alex.model_dump(exclude={"message_id", "occurred_at", "contacts"}))
+    )
+
+    active = partner_active(database["people"], partner)
+    await eventually(active, until=lambda on: not on, what="partner deactivated")
+    assert failures == [ParticipantRef(kind=ParticipantKind.CONTACT, id="k1")]
+
+
+async def test_an_older_client_event_arriving_late_changes_nothing(
+    broker: Broker, database: AsyncDatabase[Document], world: dict[str, Any]
+) -> None:
+    alex: ClientUpserted = world["clients"][0]
+    people = database["people"]
+    newer = ClientUpserted(
+        **alex.model_dump(exclude={"message_id", "occurred_at", "display_name"}),
+        display_name="Alex Newer",
+    )
+    older = ClientUpserted(
+        **alex.model_dump(exclude={"message_id", "occurred_at", "contacts"}),
+        occurred_at=newer.occurred_at - timedelta(minutes=5),
+    )
+    await broker.publish(newer)
+
+    async def name() -> str:
+        document = await people.find_one({"_id": f"{PRACTICE}|client|c1"})
+        assert document is not None
+        return str(document["display_name"])
+
+    await eventually(name, until=lambda value: value == "Alex Newer", what="newer applied")
+    await broker.publish(older)
+    marker = ClientUpserted(
+        **world["clients"][1].model_dump(exclude={"message_id", "occurred_at", "display_name"}),
+        display_name="Marker",
+    )
+    await broker.publish(marker)
+
+    async def marker_name() -> str:
+        document = await people.find_one({"_id": f"{PRACTICE}|client|{marker.client_id}"})
+        assert document is not None
+        return str(document["display_name"])
+
+    await eventually(marker_name, until=lambda value: value == "Marker", what="marker applied")
+    assert await partner_active(people, f"{PRACTICE}|contact|k1")() is True
+    assert await name() == "Alex Newer"

@@ -85,6 +85,8 @@ class Person:
     email_notifications: bool = True
     # A client's contacts as of its last event; None for records written before it was kept.
     contact_ids: frozenset[str] | None = None
+    # When the stored record's event happened (None: not stored yet)
+    version: datetime | None = None
 
     @property
     def ref(self) -> ParticipantRef:

@@ -143,8 +143,15 @@ class Portal:
             contact_ids=frozenset(contact.contact_id for contact in event.contacts),
         )
         previous = await self._identity.person(event.practice_id, client.ref)
-        await self._identity.upsert_person(client, event.occurred_at)
+        if previous and previous.version and previous.version > event.occurred_at:
+            return  # a newer event came first
         current = {contact.contact_id for contact in event.contacts}
+        # Before the client is saved: after a crash in between, the redelivered event still
+        # finds the contacts it removes on the stored client.
+        for former in await self._former_contacts(previous, current):
+            if former.active:
+                await self._identity.deactivate(event.practice_id, former.ref)
+        await self._identity.upsert_person(client, event.occurred_at)
         for contact in event.contacts:
             person = Person(
                 practice_id=event.practice_id,
@@ -165,9 +172,6 @@ class Portal:
                 can_message=contact.can_message,
             )
             await self._identity.upsert_person(person, event.occurred_at)
-        for former in await self._former_contacts(previous, current):
-            if former.active:
-                await self._identity.deactivate(event.practice_id, former.ref)
 
     async def _former_contacts(self, previous: Person | None, current: set[str]) -> list[Person]:
         """Contacts the client had before this event and no longer has, looked up by id."""

@@ -57,6 +57,7 @@ def _person(document: Document) -> Person:
         contact_ids=(
             frozenset(document["contact_ids"]) if document.get("contact_ids") is not None else None
         ),
+        version=document.get("version"),
     )
 
 
