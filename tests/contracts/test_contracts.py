@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from sotto_contracts.audit import GetAccessLog
 from sotto_contracts.base import Message
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
 from sotto_contracts.notifier import SendNotification
@@ -75,6 +76,13 @@ def test_timestamps_must_be_timezone_aware() -> None:
             practice_display_name="Calm Waters",
             link_url="https://portal.example.org/l/abc",
         )
+
+
+def test_a_timestamp_that_leaves_the_calendar_in_utc_is_refused_as_invalid() -> None:
+    with pytest.raises(ValidationError, match="out of range"):
+        GetAccessLog(practice_id="p", until=datetime.fromisoformat("0001-01-01T01:02:03+23:08"))
+    with pytest.raises(ValidationError, match="out of range"):
+        GetAccessLog(practice_id="p", since=datetime.fromisoformat("9999-12-31T23:00:00-05:00"))
 
 
 def test_notification_command_has_no_free_text_field() -> None:

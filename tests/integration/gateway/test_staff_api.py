@@ -436,3 +436,14 @@ async def test_without_a_valid_token_nothing_is_answered(
     assert [m["body"] for m in thread["messages"]] == [FIRST]
     assert thread["notes"] == []
     assert thread["conversation"]["archived"] is False
+
+
+async def test_a_date_beyond_the_calendar_is_a_bad_request(
+    world: dict[str, Any], owner: Staff
+) -> None:
+    # Year 1 at +23:08 is in year 0 in UTC: found by schemathesis as a 500.
+    answer = await owner.call(
+        "GET", "/api/staff/audit/access", until="0001-01-01T01:02:03+23:08", staff_id="owner1"
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("application/problem+json")
