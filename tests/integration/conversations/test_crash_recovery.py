@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sotto_contracts.conversations import (
+    ConversationKind,
     MarkRead,
     MessagePosted,
     OpenConversation,
@@ -20,6 +21,7 @@ from sotto_contracts.conversations import (
     ThreadView,
     UnreadReminderDue,
 )
+from sotto_contracts.inbound import InquiryReceived
 from sotto_kit.messaging import RequestTimeoutError
 from tests.integration.conversations.conftest import (
     PRACTICE,
@@ -163,6 +165,40 @@ async def test_killed_after_opening_with_a_first_message_still_reminds_the_clien
         await wait_until_consuming(infra_url, harness.settings.topology)
         reminded = await harness.events.wait_for(UnreadReminderDue, conversation_id="conv-first")
     assert reminded[0]["recipient"] == {"kind": "client", "id": "c1"}
+
+
+async def test_killed_after_an_inquiry_is_written_still_reminds_its_clinician(
+    parts: Harness, infra_url: str
+) -> None:
+    harness = parts
+    async with running_service(harness.settings, infra_url):
+        team = await seed_team(harness)
+        await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    inquiry = InquiryReceived(
+        practice_id=PRACTICE,
+        inquiry_id="inq-crash",
+        client_id="prospect-1",
+        display_name="Riley Prospect",
+        clinician_id="dr-primary",
+        body="Do you take new clients?",
+    )
+
+    with service_process(harness, crash_after_write=True) as doomed:
+        await wait_until_consuming(infra_url, harness.settings.topology)
+        await harness.amqp.publish(inquiry)
+        await eventually(
+            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
+        )
+    thread = await harness.database["threads"].find_one({"kind": ConversationKind.INQUIRY.value})
+    assert thread is not None
+    assert await harness.database["reminders"].count_documents({}) == 0
+
+    with service_process(harness, crash_after_write=False):
+        await wait_until_consuming(infra_url, harness.settings.topology)
+        reminded = await harness.events.wait_for(
+            UnreadReminderDue, conversation_id=thread["conversation_id"]
+        )
+    assert reminded[0]["recipient"] == {"kind": "staff", "id": "dr-primary"}
 
 
 async def test_killed_after_marking_read_leaves_no_reminder_to_send(

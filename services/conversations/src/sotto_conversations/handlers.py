@@ -1275,7 +1275,13 @@ class Conversations:
         if settings is None:
             raise PoisonMessageError(f"unknown practice {event.practice_id}")
         conversation_id = derived_id("inquiry", event.inquiry_id)
-        if await self._store.load_thread(event.practice_id, conversation_id) is not None:
+        message_id = derived_id("inquiry-message", event.inquiry_id)
+        existing = await self._store.load_thread(event.practice_id, conversation_id)
+        if existing is not None:
+            # A crash may have come between the thread and its reminders.
+            if message_id in existing.messages:
+                message = existing.messages[message_id]
+                await self._schedule(await self._pending_reminders(existing, message))
             return
         thread = self._new_thread(
             event.practice_id,
@@ -1293,7 +1299,7 @@ class Conversations:
             await self._append(
                 thread,
                 domain.client_ref(event.client_id),
-                derived_id("inquiry-message", event.inquiry_id),
+                message_id,
                 event.body,
                 settings,
                 change,
