@@ -8,6 +8,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_audit import cli
@@ -62,17 +63,9 @@ async def _swap_sequences(
     )
 
 
-async def _insert_forged(records: AsyncCollection[Document], practice_id: str, at: int) -> None:
-    """A forger who knows the algorithm: shift later records and seal a valid-looking one."""
-    last = await records.count_documents({"practice_id": practice_id})
-    for sequence in range(last, at - 1, -1):
-        await records.update_one(
-            {"practice_id": practice_id, "sequence": sequence}, {"$inc": {"sequence": 1}}
-        )
-    before = await records.find_one({"practice_id": practice_id, "sequence": at - 1})
-    assert before is not None
-    draft = Draft(
-        event_id="forged",
+def _draft(practice_id: str, event_id: str) -> Draft:
+    return Draft(
+        event_id=event_id,
         routing_key=LinkOpened.ROUTING_KEY,
         practice_id=practice_id,
         category=Category.ACCESS,
@@ -82,7 +75,20 @@ async def _insert_forged(records: AsyncCollection[Document], practice_id: str, a
         conversation_id="conv-1",
         outcome="opened",
     )
-    (forged,) = seal([draft], ChainHead(at - 1, before["hash"]), datetime.now(UTC))
+
+
+async def _insert_forged(records: AsyncCollection[Document], practice_id: str, at: int) -> None:
+    """A forger who knows the algorithm: shift later records and seal a valid-looking one."""
+    last = await records.count_documents({"practice_id": practice_id})
+    for sequence in range(last, at - 1, -1):
+        await records.update_one(
+            {"practice_id": practice_id, "sequence": sequence}, {"$inc": {"sequence": 1}}
+        )
+    before = await records.find_one({"practice_id": practice_id, "sequence": at - 1})
+    assert before is not None
+    (forged,) = seal(
+        [_draft(practice_id, "forged")], ChainHead(at - 1, before["hash"]), datetime.now(UTC)
+    )
     await records.insert_one(asdict(forged) | {"category": forged.category.value})
 
 
@@ -192,3 +198,28 @@ async def test_prune_removes_old_records_behind_a_signed_checkpoint(
     forged = await verify_chain(store, "old", KEY)
     assert not forged.valid
     assert forged.problem == "retention checkpoint signature does not verify"
+
+
+async def test_a_repeated_batch_moves_the_watermark_its_first_attempt_left_behind(
+    records: AsyncCollection[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt stores its records and stops before the watermark, as a crash would;
+    the redelivered batch finds only duplicates and must still move it, or checks and pruning
+    never see the practice."""
+    store = AuditStore(records.database)
+    await store.ensure_indexes()
+    drafts = [_draft("wm", f"event-{n}") for n in range(3)]
+
+    async def stops(practice_id: str, head: ChainHead) -> None:
+        raise ConnectionError("the process died here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_advance_watermark", stops)
+        with pytest.raises(ConnectionError):
+            await store.append("wm", drafts, datetime.now(UTC))
+    assert await store.watermark("wm") is None
+
+    await AuditStore(records.database).append("wm", drafts, datetime.now(UTC))
+    assert await store.watermark("wm") == await store.head("wm")
+    assert (await store.head("wm")).sequence == 3
+    assert "wm" in await store.practices()

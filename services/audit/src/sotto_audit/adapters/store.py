@@ -163,8 +163,11 @@ class AuditStore:
             break
         else:
             raise ChainContentionError(practice_id)
-        if last is not None:
-            await self._advance_watermark(practice_id, last)
+        if last is None:
+            # Only records already there: the attempt that stored them may have stopped before
+            # moving the watermark.
+            last = await self.head(practice_id)
+        await self._advance_watermark(practice_id, last)
         return stored
 
     async def _not_recorded(self, drafts: Sequence[Draft]) -> list[Draft]:
