@@ -423,9 +423,12 @@ class Conversations:
 
     async def post_message(self, request: PostMessage) -> MessageView:
         settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
+        appended = False
 
         async def apply(thread: Thread) -> tuple[MessageView, Change]:
+            nonlocal appended
             existing = thread.messages.get(request.posted_message_id)
+            appended = existing is None
             if existing is not None:
                 if existing.sender != actor.ref:
                     raise RefusalError(
@@ -442,7 +445,8 @@ class Conversations:
             return domain.message_view(thread, message), change
 
         view = await self._update(request.practice_id, request.conversation_id, actor, apply)
-        await self._record_client_send(actor, request.practice_id)
+        if appended:  # a repeated request is not another message
+            await self._record_client_send(actor, request.practice_id)
         return view
 
     async def mark_read(self, request: MarkRead) -> ConversationSummary:
