@@ -12,6 +12,7 @@ from sotto_contracts.conversations import (
     GetThread,
     InboxPage,
     ListClientConversations,
+    MarkRead,
     MessagePosted,
     ThreadView,
     UnreadReminderDue,
@@ -72,6 +73,45 @@ async def test_appointment_request_opens_a_staff_visible_request(
     assert [item.conversation_id for item in inbox.items] == [conversation_id]
     opened_ids = {e["message_id"] for e in harness.events.of(ConversationOpened)}
     assert len(opened_ids) == 1
+
+
+async def test_the_assignee_is_reminded_of_a_request_until_they_open_it(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    first = AppointmentRequested(
+        practice_id=PRACTICE, request_id="req-seen", client_id="c1", details="Mondays"
+    )
+    await harness.amqp.publish(first)
+    await harness.amqp.publish(first)
+    opened = await harness.events.wait_for(ConversationOpened, kind="appointment_request")
+    first_id = opened[0]["conversation_id"]
+    reminded = await harness.events.wait_for(UnreadReminderDue, conversation_id=first_id)
+    assert reminded[0]["recipient"] == {"kind": "staff", "id": "dr-primary"}
+
+    await harness.configure(team.owner, staff_notification_delay_seconds=3600)
+    await harness.amqp.publish(
+        AppointmentRequested(
+            practice_id=PRACTICE, request_id="req-later", client_id="c1", details="Fridays"
+        )
+    )
+
+    async def second_request() -> set[str]:
+        ids = {e["conversation_id"] for e in harness.events.of(ConversationOpened)}
+        return ids - {first_id}
+
+    (second_id,) = await eventually(second_request, until=bool, what="second request")
+    reminders = harness.database["reminders"]
+    waiting = {"conversation_id": second_id, "state": "pending"}
+    await eventually(lambda: reminders.count_documents(waiting), until=lambda n: n == 1)
+    await harness.ok(
+        MarkRead(practice_id=PRACTICE, actor=team.primary, conversation_id=second_id),
+        ConversationSummary,
+    )
+    assert await reminders.count_documents(waiting) == 0
+    once = {e["message_id"] for e in harness.events.of(UnreadReminderDue)}
+    assert len(once) == 1
+    assert "Mondays" not in str(harness.events.received)
 
 
 async def test_inquiry_becomes_a_standard_conversation(harness: Harness, team: Team) -> None:

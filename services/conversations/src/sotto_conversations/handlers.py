@@ -103,6 +103,14 @@ C = TypeVar("C")
 SAVE_ATTEMPTS = 8
 
 
+@dataclass(frozen=True)
+class AppointmentDetails:
+    """What a reminder needs of the message it is about."""
+
+    posted_message_id: str
+    sent_at: datetime
+
+
 def derived_id(prefix: str, *parts: str) -> str:
     """A bounded, stable id derived from other ids (idempotency across redeliveries)."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
@@ -274,7 +282,11 @@ class Conversations:
     # ------------------------------------------------------------------------- messages
 
     async def _reminder_for(
-        self, thread: Thread, recipient_key: str, message: StoredMessage, settings: PracticeSettings
+        self,
+        thread: Thread,
+        recipient_key: str,
+        message: StoredMessage | AppointmentDetails,
+        settings: PracticeSettings,
     ) -> Document | None:
         recipient = ref_of(recipient_key)
         if recipient.kind == ParticipantKind.STAFF:
@@ -1250,9 +1262,12 @@ class Conversations:
         await self._schedule(change.reminders)
 
     async def appointment_requested(self, event: AppointmentRequested) -> None:
-        _, client = await self._known_client(event.practice_id, event.client_id)
+        settings, client = await self._known_client(event.practice_id, event.client_id)
         conversation_id = derived_id("appointment-request", event.request_id)
-        if await self._store.load_thread(event.practice_id, conversation_id) is not None:
+        existing = await self._store.load_thread(event.practice_id, conversation_id)
+        if existing is not None:
+            # A crash may have come between the thread and its reminder.
+            await self._schedule(await self._request_reminders(existing, settings))
             return
         assignee = event.clinician_id or client.primary_clinician_id
         thread = self._new_thread(
@@ -1272,7 +1287,25 @@ class Conversations:
         thread.request_details = f"{requested}{event.details}".strip()
         if assignee:
             thread.unread_by = [f"staff:{assignee}"]
-        await self._open_inbound(thread, Change())
+        await self._open_inbound(
+            thread, Change(reminders=await self._request_reminders(thread, settings))
+        )
+
+    async def _request_reminders(
+        self, thread: Thread, settings: PracticeSettings
+    ) -> list[Document]:
+        """The assignee's reminder of an appointment request they have not opened yet: the
+        request's details stand in for a first message."""
+        details = AppointmentDetails(
+            posted_message_id=derived_id("request-details", thread.conversation_id),
+            sent_at=thread.created_at,
+        )
+        reminders = []
+        for key in thread.unread_by:
+            reminder = await self._reminder_for(thread, key, details, settings)
+            if reminder is not None:
+                reminders.append(reminder)
+        return reminders
 
     async def inquiry_received(self, event: InquiryReceived) -> None:
         settings = await self._store.practice_settings(event.practice_id)
