@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure, PyMongoError
 
 Document = dict[str, Any]
 
 
 COMMAND_LOG_ENV = "SOTTO_MONGO_COMMAND_LOG"
 NAMESPACE_EXISTS = 48
+DUPLICATE_KEY = 11000
 
 
 def connect(url: str, *, timeout_ms: int = 3000) -> AsyncMongoClient[Document]:
@@ -112,3 +113,20 @@ async def ensure_collections(collections: Iterable[AsyncCollection[Document]]) -
                 if error.code != NAMESPACE_EXISTS:
                     raise
             existing[database.name].add(collection.name)
+
+
+async def insert_new(
+    collection: AsyncCollection[Document], documents: Sequence[Document]
+) -> set[Any]:
+    """Insert what is not there yet (unique `_id`); returns the ids inserted."""
+    if not documents:
+        return set()
+    inserted = {document["_id"] for document in documents}
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        if any(item.get("code") != DUPLICATE_KEY for item in errors):
+            raise
+        inserted -= {documents[item["index"]]["_id"] for item in errors}
+    return inserted

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from sotto_contracts.base import Message
 from sotto_contracts.common import ContactRelation, StaffRole
@@ -43,7 +43,7 @@ from sotto_conversations.domain import (
 )
 from sotto_kit.batching import FindBatcher
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document, ensure_collections
+from sotto_kit.mongo import Document, ensure_collections, insert_new
 from sotto_kit.outbox import (
     OUTBOX,
     OUTBOX_PENDING,
@@ -53,8 +53,6 @@ from sotto_kit.outbox import (
     publish_entries,
     retry_later,
 )
-
-DUPLICATE_KEY = 11000
 
 
 class VersionConflictError(Exception):
@@ -504,7 +502,7 @@ class ConversationStore:
             }
             for thread, events in threads
         ]
-        inserted = await _insert_new(self.threads, documents)
+        inserted = await insert_new(self.threads, documents)
         self._written()
         await self.publish_inserted(documents, inserted)
         return [document["_id"] for document in documents if document["_id"] in inserted]
@@ -668,7 +666,7 @@ class ConversationStore:
         """Insert pending reminders; one already stored for the same thread and recipient wins."""
         if not reminders:
             return
-        await _insert_new(
+        await insert_new(
             self.reminders,
             [{**reminder, "generation": uuid.uuid4().hex} for reminder in reminders],
         )
@@ -692,7 +690,7 @@ class ConversationStore:
             documents.append(
                 {**document, **new_document_outbox(self._topology, [event_for(document)])}
             )
-        inserted = await _insert_new(self.reminders, documents)
+        inserted = await insert_new(self.reminders, documents)
         self._written()
         await _publish_inserted(self.reminders, self._publisher, documents, inserted)
         return len(inserted)
@@ -742,7 +740,7 @@ class ConversationStore:
             }
             for candidate in due
         ]
-        inserted = await _insert_new(self.reminder_claims, claims)
+        inserted = await insert_new(self.reminder_claims, claims)
         await asyncio.gather(
             *(
                 self.reminders.update_one(
@@ -889,23 +887,6 @@ class ConversationStore:
         await self.announcements.update_one(
             {"_id": key, "lease_epoch": epoch}, {"$set": {"lease_until": None}}
         )
-
-
-async def _insert_new(
-    collection: AsyncCollection[Document], documents: Sequence[Document]
-) -> set[str]:
-    """Insert what is not there yet (unique `_id`); returns the ids inserted."""
-    if not documents:
-        return set()
-    inserted = {document["_id"] for document in documents}
-    try:
-        await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as error:
-        errors = error.details.get("writeErrors", [])
-        if any(item.get("code") != DUPLICATE_KEY for item in errors):
-            raise
-        inserted -= {documents[item["index"]]["_id"] for item in errors}
-    return inserted
 
 
 async def _publish_inserted(

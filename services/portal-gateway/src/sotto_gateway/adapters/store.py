@@ -24,7 +24,7 @@ from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink, id
 from sotto_kit.batching import FindBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.locks import KeyedLocks
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document, ensure_collections
+from sotto_kit.mongo import Document, ensure_collections, insert_new
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update, written_entries
 
 PRACTICES_CACHED = 10_000  # per in-memory cache of practice details, oldest evicted first
@@ -366,10 +366,20 @@ class LinkStore:
         self, document: Document, recipient_key: str, events: Sequence[Message]
     ) -> None:
         """Store a sign-in link (the only usable one for its recipient) with its events."""
-        await self.sign_in_links.update_many(
+        earlier = self.sign_in_links.find(
             {"practice_id": document["practice_id"], "recipient_key": recipient_key, "used": False},
-            {"$set": {"used": True, "replaced": True}},
+            {"_id": 1},
         )
+        replaced = [link["_id"] async for link in earlier]
+        if replaced:
+            await self.sign_in_links.update_many(
+                {"_id": {"$in": replaced}}, {"$set": {"used": True, "replaced": True}}
+            )
+            # Their uses claimed too, which a write-back of `used: False` cannot undo.
+            await insert_new(
+                self.sign_in_link_uses,
+                [{"_id": link_id, "used_at": document["created_at"]} for link_id in replaced],
+            )
         await self._writer.insert(
             self.sign_in_links, {**document, "recipient_key": recipient_key, "used": False}, events
         )
