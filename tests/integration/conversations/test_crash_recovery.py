@@ -74,6 +74,10 @@ def service_process(
             process.wait(timeout=30)
 
 
+async def exited(process: subprocess.Popen[bytes]) -> None:
+    await eventually(lambda: asyncio.to_thread(process.poll), until=lambda code: code is not None)
+
+
 async def test_killed_after_the_write_publishes_after_restart(
     parts: Harness, infra_url: str
 ) -> None:
@@ -102,9 +106,7 @@ async def test_killed_after_the_write_publishes_after_restart(
         await wait_until_consuming(infra_url, harness.settings.topology)
         with pytest.raises(RequestTimeoutError):
             await harness.rpc.call(request, timeout=5)
-        await eventually(
-            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
-        )
+        await exited(doomed)
         assert doomed.returncode == 137
     stored = await harness.database["threads"].find_one({"conversation_id": "conv"})
     assert stored is not None
@@ -155,9 +157,7 @@ async def test_killed_after_opening_with_a_first_message_still_reminds_the_clien
         await wait_until_consuming(infra_url, harness.settings.topology)
         with pytest.raises(RequestTimeoutError):
             await harness.rpc.call(request, timeout=5)
-        await eventually(
-            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
-        )
+        await exited(doomed)
     assert await harness.database["threads"].find_one({"conversation_id": "conv-first"})
     assert await harness.database["reminders"].count_documents({}) == 0
 
@@ -186,9 +186,7 @@ async def test_killed_after_an_inquiry_is_written_still_reminds_its_clinician(
     with service_process(harness, crash_after_write=True) as doomed:
         await wait_until_consuming(infra_url, harness.settings.topology)
         await harness.amqp.publish(inquiry)
-        await eventually(
-            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
-        )
+        await exited(doomed)
     thread = await harness.database["threads"].find_one({"kind": ConversationKind.INQUIRY.value})
     assert thread is not None
     assert await harness.database["reminders"].count_documents({}) == 0
@@ -230,9 +228,7 @@ async def test_killed_after_marking_read_leaves_no_reminder_to_send(
                 MarkRead(practice_id=PRACTICE, actor=team.client, conversation_id="conv-read"),
                 timeout=5,
             )
-        await eventually(
-            lambda: asyncio.to_thread(doomed.poll), until=lambda code: code is not None
-        )
+        await exited(doomed)
     thread = await harness.database["threads"].find_one({"conversation_id": "conv-read"})
     assert thread is not None
     assert "client:c1" not in thread["unread_by"]

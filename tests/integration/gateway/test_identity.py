@@ -96,24 +96,24 @@ async def test_an_older_client_event_arriving_late_changes_nothing(
     )
     await broker.publish(newer)
 
-    async def name() -> str:
-        document = await people.find_one({"_id": f"{PRACTICE}|client|c1"})
-        assert document is not None
-        return str(document["display_name"])
-
+    name = display_name(people, "c1")
     await eventually(name, until=lambda value: value == "Alex Newer", what="newer applied")
     await broker.publish(older)
     marker = ClientUpserted(
         **world["clients"][1].model_dump(exclude={"message_id", "occurred_at", "display_name"}),
         display_name="Marker",
     )
-    await broker.publish(marker)
-
-    async def marker_name() -> str:
-        document = await people.find_one({"_id": f"{PRACTICE}|client|{marker.client_id}"})
-        assert document is not None
-        return str(document["display_name"])
-
+    await broker.publish(marker)  # one consumer, in order: once it shows, `older` was handled
+    marker_name = display_name(people, marker.client_id)
     await eventually(marker_name, until=lambda value: value == "Marker", what="marker applied")
     assert await partner_active(people, f"{PRACTICE}|contact|k1")() is True
     assert await name() == "Alex Newer"
+
+
+def display_name(people: Any, client_id: str) -> Callable[[], Awaitable[str]]:
+    async def name() -> str:
+        document = await people.find_one({"_id": f"{PRACTICE}|client|{client_id}"})
+        assert document is not None
+        return str(document["display_name"])
+
+    return name
