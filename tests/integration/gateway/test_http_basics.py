@@ -95,7 +95,7 @@ async def test_database_outage_answers_503_with_retry_after(
         for answer in (
             await http.post("/api/portal/calm-waters/sign-in", json={"email": "a@example.org"}),
             await http.post("/api/client/links/some-token/open"),
-            await http.get("/api/client/session", cookies={"sotto_session": "x"}),
+            await http.get("/api/client/session", headers={"Cookie": "sotto_session=x"}),
         ):
             assert answer.status_code == 503, answer.text
             assert answer.headers["retry-after"] == "5"
