@@ -8,7 +8,8 @@ of statements (a bulk write): unpatched, 100 or more waited forever for a databa
 And `{_id: {$in: [...]}}` is looked up by index; it must still match exactly what MongoDB does.
 On FerretDB's PostgreSQL backend (`SOTTO_FERRETDB_HANDLER=postgresql`) two more patches compare
 `_id` by equality and push `$in` down, so its `_id` index serves them: the same assertions
-cover them. The same assertions hold on MongoDB.
+cover them. A last patch makes each update and findAndModify read and write the document as one
+step (upstream lost concurrent updates). The same assertions hold on MongoDB.
 """
 
 from __future__ import annotations
@@ -127,3 +128,39 @@ async def test_instances_starting_together_all_get_their_collections(
 
     created = set(await database.list_collection_names())
     assert created >= {"deliveries", "send_windows", "outbox"}
+
+
+async def test_concurrent_updates_of_one_document_each_apply_once(
+    documents: AsyncCollection[Document], infra: Infrastructure
+) -> None:
+    """Each update reads and writes the document as one step, as on MongoDB: concurrent
+    increments all count, and of many writers expecting one version exactly one wins."""
+    clients = [connect(infra.mongodb_url) for _ in range(4)]
+    try:
+        collections = [client[documents.database.name]["documents"] for client in clients]
+        increments = [
+            collection.update_one({"_id": "d1"}, {"$inc": {"n": 1}})
+            for collection in collections
+            for _ in range(25)
+        ]
+        claims = [
+            collections[i % 4].update_one(
+                {"_id": "d2", "version": 1}, {"$set": {"version": 2, "winner": i}}
+            )
+            for i in range(20)
+        ]
+        uses = [
+            collections[i % 4].find_one_and_update(
+                {"_id": "d3", "state": "open"}, {"$set": {"state": "used", "user": i}}
+            )
+            for i in range(20)
+        ]
+        _, claimed, used = await asyncio.gather(
+            asyncio.gather(*increments), asyncio.gather(*claims), asyncio.gather(*uses)
+        )
+    finally:
+        for client in clients:
+            await client.close()
+    assert (await documents.find_one({"_id": "d1"}) or {})["n"] == 1 + 100
+    assert sum(result.modified_count for result in claimed) == 1
+    assert sum(1 for found in used if found is not None) == 1
