@@ -1,11 +1,12 @@
 # Sotto: one command to run it, one to test it. Everything missing is installed on the way.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# Looked up where it is used, so a uv that `make uv` has just installed is found.
+UV ?= $(shell command -v uv 2>/dev/null || { [ -x $(HOME)/.local/bin/uv ] && echo $(HOME)/.local/bin/uv; } || echo python3 -m uv)
 PY_PATHS := contracts/src libs/kit/src services/conversations/src services/portal-gateway/src \
             services/notifier/src services/audit/src tools/cli/src tests bench
 
-.PHONY: help bootstrap infra infra-down run stop status logs lint test test-fast soak bench docs
+.PHONY: help uv bootstrap infra infra-down run stop status logs lint test test-fast soak bench docs
 
 help:
 	@echo "make run     start RabbitMQ, FerretDB, the SMTP catcher and the four services"
@@ -15,8 +16,10 @@ help:
 	@echo "make bench   performance scenarios with same-run baselines"
 	@echo "make docs    regenerate OpenAPI and AsyncAPI documents into docs/"
 
-bootstrap:
-	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet uv
+uv:
+	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --quiet uv
+
+bootstrap: uv
 	@$(UV) sync --all-packages --locked --quiet
 
 infra: bootstrap
