@@ -10,6 +10,7 @@ from sotto_contracts.conversations import (
     AddNote,
     AssignConversation,
     ConversationAssigned,
+    ConversationOpened,
     ConversationSummary,
     CopyMessages,
     CreateTask,
@@ -29,8 +30,10 @@ from sotto_contracts.conversations import (
     TaskView,
     TextResult,
     ThreadView,
+    UnreadReminderDue,
     UpdateTask,
 )
+from sotto_contracts.inbound import InquiryReceived
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team
 
 
@@ -139,6 +142,71 @@ async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team
         )
     )
     assert (problem.code, problem.status) == ("unknown_assignee", 422)
+
+
+async def test_a_thread_handed_over_unread_reminds_its_new_assignee(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await open_with(harness, team, "unread", "Billing question")
+    await harness.ok(post(team.client, "unread", "m-unread", "Is my invoice right?"), MessageView)
+    await open_with(harness, team, "read", "Check-in")
+    await harness.ok(post(team.client, "read", "m-read", "All good"), MessageView)
+    await harness.ok(
+        MarkRead(practice_id=PRACTICE, actor=team.primary, conversation_id="read"),
+        ConversationSummary,
+    )
+    for conversation_id in ("unread", "read", "unread"):
+        await harness.ok(
+            AssignConversation(
+                practice_id=PRACTICE,
+                actor=team.primary,
+                conversation_id=conversation_id,
+                assignee_id="biller",
+            ),
+            ConversationSummary,
+        )
+
+    biller_inbox = await harness.ok(inbox(team.biller), InboxPage)
+    assert {item.conversation_id: item.unread for item in biller_inbox.items} == {
+        "unread": True,
+        "read": False,
+    }
+    biller = {"kind": "staff", "id": "biller"}
+    reminded = await harness.events.wait_for(UnreadReminderDue, recipient=biller)
+    assert {(e["conversation_id"], e["posted_message_id"]) for e in reminded} == {
+        ("unread", "m-unread")
+    }
+    assert await harness.database["reminders"].count_documents({"recipient": "staff:biller"}) == 1
+
+
+async def test_assigning_an_unassigned_inquiry_makes_it_unread_for_the_assignee(
+    harness: Harness, team: Team
+) -> None:
+    await harness.amqp.publish(
+        InquiryReceived(
+            practice_id=PRACTICE,
+            inquiry_id="inq-nobody",
+            client_id="prospect-2",
+            display_name="Robin Prospect",
+            email="robin@example.org",
+            body="Do you have evening slots?",
+        )
+    )
+    opened = await harness.events.wait_for(ConversationOpened, kind="inquiry")
+    conversation_id = opened[0]["conversation_id"]
+    assigned = await harness.ok(
+        AssignConversation(
+            practice_id=PRACTICE,
+            actor=team.owner,
+            conversation_id=conversation_id,
+            assignee_id="manager",
+        ),
+        ConversationSummary,
+    )
+    assert assigned.assignee_id == "manager"
+    manager_inbox = await harness.ok(inbox(team.manager, unread_only=True), InboxPage)
+    assert ids(manager_inbox) == [conversation_id]
 
 
 async def test_archive_and_mark_unread(harness: Harness, team: Team) -> None:

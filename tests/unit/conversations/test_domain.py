@@ -140,6 +140,35 @@ def test_incoming_message_needed_to_mark_unread() -> None:
     assert thread.has_incoming_for("client:c1")
 
 
+def test_a_handover_is_unread_for_the_new_assignee_only_where_it_is_news() -> None:
+    unread = thread_with(message("m1", 1, "client:c1", "Question"))
+    unread.unread_by = ["staff:dr-a"]
+    unread.hand_over("b")
+    assert (unread.assignee_id, unread.unread_by) == ("b", ["staff:dr-a", "staff:b"])
+    assert unread.newest_incoming_for("staff:b") == unread.messages["m1"]
+
+    read = thread_with(message("m1", 1, "client:c1", "Question"))
+    read.hand_over("b")
+    assert read.unread_by == []
+
+    answered = thread_with(
+        message("m1", 1, "client:c1", "Question"), message("m2", 2, "staff:b", "Answer")
+    )
+    answered.assignee_id = None
+    answered.reads = {"staff:b": 1}
+    answered.hand_over("b")
+    assert answered.unread_by == []  # nothing after what b read is from someone else
+    answered.messages["m3"] = message("m3", 3, "client:c1", "Thanks")
+    answered.assignee_id = None
+    answered.hand_over("b")
+    assert answered.unread_by == ["staff:b"]
+
+    request = thread_with()
+    request.assignee_id, request.request_details = None, "Tuesdays"
+    request.hand_over("s")
+    assert request.unread_by == ["staff:s"]
+
+
 def test_others_threads_need_access_or_permission_even_for_billers() -> None:
     thread = thread_with()
     assert domain.staff_may_view(member("dr-a", StaffRole.CLINICIAN), thread, CLIENT)

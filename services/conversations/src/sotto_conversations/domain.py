@@ -261,6 +261,33 @@ class Thread:
             for message in self.messages.values()
         )
 
+    def newest_incoming_for(self, key: str) -> StoredMessage | None:
+        incoming = [
+            message
+            for message in self.messages.values()
+            if message.sender is None or key_of(message.sender) != key
+        ]
+        return max(incoming, key=lambda message: message.seq, default=None)
+
+    def hand_over(self, assignee_id: str) -> None:
+        """Make `assignee_id` the assignee. The thread is unread for them when its previous
+        assignee had not read it or, if it had none, when it holds a request or a message for
+        them that they have not read."""
+        key = f"staff:{assignee_id}"
+        previous = self.assignee_id
+        if previous:
+            unread = f"staff:{previous}" in self.unread_by
+        else:
+            newest = self.newest_incoming_for(key)
+            unread = (
+                newest.seq > self.reads.get(key, 0)
+                if newest is not None
+                else self.request_details is not None and key not in self.reads
+            )
+        self.assignee_id = assignee_id
+        if unread and key not in self.unread_by:
+            self.unread_by.append(key)
+
     def read_by(self, message: StoredMessage) -> list[ParticipantRef]:
         return [ref_of(key) for key, seq in sorted(self.reads.items()) if seq >= message.seq]
 

@@ -104,8 +104,8 @@ SAVE_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
-class AppointmentDetails:
-    """What a reminder needs of the message it is about."""
+class ReminderSubject:
+    """What a reminder needs of what it is about: a message, a request's details, a handover."""
 
     posted_message_id: str
     sent_at: datetime
@@ -115,6 +115,11 @@ def derived_id(prefix: str, *parts: str) -> str:
     """A bounded, stable id derived from other ids (idempotency across redeliveries)."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
     return f"{prefix}-{digest}"
+
+
+def request_details_id(thread: Thread) -> str:
+    """What an appointment request's reminders name in place of a message."""
+    return derived_id("request-details", thread.conversation_id)
 
 
 @overload
@@ -285,7 +290,7 @@ class Conversations:
         self,
         thread: Thread,
         recipient_key: str,
-        message: StoredMessage | AppointmentDetails,
+        message: StoredMessage | ReminderSubject,
         settings: PracticeSettings,
     ) -> Document | None:
         recipient = ref_of(recipient_key)
@@ -724,7 +729,7 @@ class Conversations:
     # ------------------------------------------------------------------------- staff workflow
 
     async def assign(self, request: AssignConversation) -> ConversationSummary:
-        actor = await self._actor(request.practice_id, request.actor)
+        settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
         actor.require_staff()
         assignee = await self._store.staff(request.practice_id, request.assignee_id)
         if assignee is None or not assignee.active:
@@ -738,9 +743,7 @@ class Conversations:
             previous = thread.assignee_id
             change = Change()
             if previous != assignee.staff_id:
-                thread.assignee_id = assignee.staff_id
-                if previous and f"staff:{previous}" in thread.unread_by:
-                    thread.unread_by.append(f"staff:{assignee.staff_id}")
+                thread.hand_over(assignee.staff_id)
                 change.events.append(
                     ConversationAssigned(
                         practice_id=thread.practice_id,
@@ -750,9 +753,29 @@ class Conversations:
                         previous_assignee_id=previous,
                     )
                 )
+            # Also on a repeated request: a crash may have come between the save and the reminder.
+            reminder = await self._handover_reminder(thread, assignee.staff_id, settings)
+            if reminder is not None:
+                change.reminders.append(reminder)
             return domain.summary(thread, actor.key), change
 
         return await self._update(request.practice_id, request.conversation_id, actor, apply)
+
+    async def _handover_reminder(
+        self, thread: Thread, assignee_id: str, settings: PracticeSettings
+    ) -> Document | None:
+        """The new assignee's reminder of a thread handed to them unread, due the practice's
+        delay after the handover; it names the newest message for them (removing that message
+        revokes the link) or, on a request without messages, the request's details."""
+        key = f"staff:{assignee_id}"
+        if key not in thread.unread_by:
+            return None
+        newest = thread.newest_incoming_for(key)
+        subject = ReminderSubject(
+            posted_message_id=newest.posted_message_id if newest else request_details_id(thread),
+            sent_at=self._clock(),
+        )
+        return await self._reminder_for(thread, key, subject, settings)
 
     async def set_archived(self, request: SetArchived) -> ConversationSummary:
         actor = await self._actor(request.practice_id, request.actor)
@@ -1296,9 +1319,8 @@ class Conversations:
     ) -> list[Document]:
         """The assignee's reminder of an appointment request they have not opened yet: the
         request's details stand in for a first message."""
-        details = AppointmentDetails(
-            posted_message_id=derived_id("request-details", thread.conversation_id),
-            sent_at=thread.created_at,
+        details = ReminderSubject(
+            posted_message_id=request_details_id(thread), sent_at=thread.created_at
         )
         reminders = []
         for key in thread.unread_by:
