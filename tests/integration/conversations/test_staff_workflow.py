@@ -180,7 +180,7 @@ async def test_a_thread_handed_over_unread_reminds_its_new_assignee(
     assert await harness.database["reminders"].count_documents({"recipient": "staff:biller"}) == 1
 
 
-async def test_assigning_an_unassigned_inquiry_makes_it_unread_for_the_assignee(
+async def test_an_inquiry_from_a_prospect_goes_to_a_scheduler_unread(
     harness: Harness, team: Team
 ) -> None:
     await harness.amqp.publish(
@@ -198,15 +198,24 @@ async def test_assigning_an_unassigned_inquiry_makes_it_unread_for_the_assignee(
     assigned = await harness.ok(
         AssignConversation(
             practice_id=PRACTICE,
-            actor=team.owner,
+            actor=team.manager,
             conversation_id=conversation_id,
-            assignee_id="manager",
+            assignee_id="scheduler",
         ),
         ConversationSummary,
     )
-    assert assigned.assignee_id == "manager"
-    manager_inbox = await harness.ok(inbox(team.manager, unread_only=True), InboxPage)
-    assert ids(manager_inbox) == [conversation_id]
+    assert assigned.assignee_id == "scheduler"
+    scheduler_inbox = await harness.ok(inbox(team.scheduler, unread_only=True), InboxPage)
+    assert ids(scheduler_inbox) == [conversation_id]
+    problem = await harness.problem(
+        AssignConversation(
+            practice_id=PRACTICE,
+            actor=team.manager,
+            conversation_id=conversation_id,
+            assignee_id="dr-stranger",
+        )
+    )
+    assert (problem.code, problem.status) == ("assignee_without_access", 403)
 
 
 async def test_archive_and_mark_unread(harness: Harness, team: Team) -> None:

@@ -86,9 +86,13 @@ class StaffMember:
     def may_view_others(self) -> bool:
         return self.can_view_others or self.is_admin
 
+    @property
+    def messages_any_client(self) -> bool:
+        return bool(self.roles & ANY_CLIENT_ROLES)
+
     def reaches_client(self, client: ClientRecord) -> bool:
         """Whether this team member may message the client."""
-        return bool(self.roles & ANY_CLIENT_ROLES) or self.has_access_to(client)
+        return self.messages_any_client or self.has_access_to(client)
 
     def has_access_to(self, client: ClientRecord) -> bool:
         return self.staff_id in client.clinician_ids or client.client_id in self.client_ids

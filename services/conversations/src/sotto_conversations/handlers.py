@@ -228,13 +228,16 @@ class Conversations:
 
     async def _may_take_over(self, assignee: domain.StaffMember, thread: Thread) -> bool:
         """An assignee must be able to see the thread once it is theirs: for a client thread,
-        anyone who may message that client (billers and schedulers included)."""
+        anyone who may message that client (billers and schedulers included); for an inquiry
+        from someone not a client yet, anyone who may message any client."""
         if await self._may_view(Actor(domain.staff_ref(assignee.staff_id), staff=assignee), thread):
             return True
         if thread.kind == ConversationKind.STAFF or not thread.client_id:
             return False
         client = await self._store.client(thread.practice_id, thread.client_id)
-        return client is not None and assignee.reaches_client(client)
+        if client is None:
+            return thread.kind == ConversationKind.INQUIRY and assignee.messages_any_client
+        return assignee.reaches_client(client)
 
     async def _update(
         self,
