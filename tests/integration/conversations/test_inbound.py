@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sotto_contracts.common import ClientEmailWorkflow
 from sotto_contracts.conversations import (
+    AssignConversation,
     ClientEmailDue,
     ConversationKind,
     ConversationOpened,
@@ -112,6 +113,40 @@ async def test_the_assignee_is_reminded_of_a_request_until_they_open_it(
     once = {e["message_id"] for e in harness.events.of(UnreadReminderDue)}
     assert len(once) == 1
     assert "Mondays" not in str(harness.events.received)
+
+
+async def test_a_request_handed_over_unopened_reminds_the_new_assignee_instead(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, staff_notification_delay_seconds=3600)
+    await harness.amqp.publish(
+        AppointmentRequested(
+            practice_id=PRACTICE, request_id="req-handed", client_id="c1", details="Evenings"
+        )
+    )
+    opened = await harness.events.wait_for(ConversationOpened, kind="appointment_request")
+    conversation_id = opened[0]["conversation_id"]
+    reminders = harness.database["reminders"]
+
+    async def pending() -> list[str]:
+        waiting = {"conversation_id": conversation_id, "state": "pending"}
+        return sorted([document["recipient"] async for document in reminders.find(waiting)])
+
+    assert await eventually(pending, until=bool) == ["staff:dr-primary"]
+    await harness.ok(
+        AssignConversation(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id=conversation_id,
+            assignee_id="scheduler",
+        ),
+        ConversationSummary,
+    )
+    assert await pending() == ["staff:scheduler"]
+    scheduler_inbox = await harness.ok(
+        GetInbox(practice_id=PRACTICE, actor=team.scheduler, unread_only=True), InboxPage
+    )
+    assert [item.conversation_id for item in scheduler_inbox.items] == [conversation_id]
 
 
 async def test_inquiry_becomes_a_standard_conversation(harness: Harness, team: Team) -> None:

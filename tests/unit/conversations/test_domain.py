@@ -164,9 +164,13 @@ def test_a_handover_is_unread_for_the_new_assignee_only_where_it_is_news() -> No
     assert answered.unread_by == ["staff:b"]
 
     request = thread_with()
+    request.participant_keys = ["client:c1"]
     request.assignee_id, request.request_details = None, "Tuesdays"
-    request.hand_over("s")
+    assert request.hand_over("s") == []
     assert request.unread_by == ["staff:s"]
+    assert request.hand_over("b") == ["staff:s"]  # not a participant: it left them
+    assert request.unread_by == ["staff:b"]
+    assert thread_with().hand_over("s") == []  # dr-a takes part in the conversation
 
 
 def test_others_threads_need_access_or_permission_even_for_billers() -> None:

@@ -273,14 +273,20 @@ class Thread:
         ]
         return max(incoming, key=lambda message: message.seq, default=None)
 
-    def hand_over(self, assignee_id: str) -> None:
+    def hand_over(self, assignee_id: str) -> list[str]:
         """Make `assignee_id` the assignee. The thread is unread for them when its previous
         assignee had not read it or, if it had none, when it holds a request or a message for
-        them that they have not read."""
+        them that they have not read. Returns who no longer follows the thread (a previous
+        assignee who is not a participant): their reminders of it go."""
         key = f"staff:{assignee_id}"
         previous = self.assignee_id
+        gone = []
         if previous:
-            unread = f"staff:{previous}" in self.unread_by
+            previous_key = f"staff:{previous}"
+            unread = previous_key in self.unread_by
+            if previous_key not in self.participant_keys:
+                gone.append(previous_key)
+                self.unread_by = [k for k in self.unread_by if k != previous_key]
         else:
             newest = self.newest_incoming_for(key)
             unread = (
@@ -291,6 +297,7 @@ class Thread:
         self.assignee_id = assignee_id
         if unread and key not in self.unread_by:
             self.unread_by.append(key)
+        return gone
 
     def read_by(self, message: StoredMessage) -> list[ParticipantRef]:
         return [ref_of(key) for key, seq in sorted(self.reads.items()) if seq >= message.seq]

@@ -161,7 +161,7 @@ class Change:
 
     events: list[Message] = field(default_factory=list)
     reminders: list[Document] = field(default_factory=list)
-    read_by: list[str] = field(default_factory=list)  # whose reminders the read cancels
+    read_by: list[str] = field(default_factory=list)  # whose reminders go (read, or left)
 
 
 class Conversations:
@@ -746,7 +746,7 @@ class Conversations:
             previous = thread.assignee_id
             change = Change()
             if previous != assignee.staff_id:
-                thread.hand_over(assignee.staff_id)
+                change.read_by.extend(thread.hand_over(assignee.staff_id))
                 change.events.append(
                     ConversationAssigned(
                         practice_id=thread.practice_id,
