@@ -49,7 +49,9 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 CLIENT_BIRTHDAY = date(1990, 4, 12)
 OWNER = "staff-owner"
+OWNER_NAME = "Morgan Owner"
 CLINICIAN = "staff-clinician"
+CLINICIAN_NAME = "Dr. Jordan Lee"
 CLIENT = "client-alex"
 
 
@@ -186,7 +188,7 @@ async def practice(system: RunningSystem, amqp: Amqp, namespace: str) -> Practic
         StaffUpserted(
             practice_id=namespace,
             staff_id=OWNER,
-            display_name="Morgan Owner",
+            display_name=OWNER_NAME,
             email=f"owner@{domain}",
             roles=[StaffRole.OWNER],
             can_view_others_conversations=True,
@@ -194,7 +196,7 @@ async def practice(system: RunningSystem, amqp: Amqp, namespace: str) -> Practic
         StaffUpserted(
             practice_id=namespace,
             staff_id=CLINICIAN,
-            display_name="Dr. Jordan Lee",
+            display_name=CLINICIAN_NAME,
             email=f"jordan@{domain}",
             roles=[StaffRole.CLINICIAN],
             client_ids=[CLIENT],

@@ -11,8 +11,10 @@ from playwright.async_api import Page, expect
 from tests.browser.conftest import (
     CLIENT_BIRTHDAY,
     CLINICIAN,
+    CLINICIAN_NAME,
     DESKTOP,
     OWNER,
+    OWNER_NAME,
     Practice,
     link_from_mail,
 )
@@ -111,9 +113,12 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
     await page.get_by_role("button", name="Apply filters").click()
     await expect(inbox.get_by_role("button", name="Invoice")).to_be_visible()
 
-    await page.get_by_label("Assigned to (team member id)").fill("staff-owner")
+    assignee = page.get_by_label("Assigned to")
+    await expect(assignee.locator("option:checked")).to_have_text(f"{CLINICIAN_NAME} (you)")
+    await assignee.select_option(label=OWNER_NAME)
     await page.get_by_role("button", name="Assign", exact=True).click()
     await expect(page.get_by_role("status")).to_have_text("Conversation assigned.")
+    await expect(assignee.locator("option:checked")).to_have_text(OWNER_NAME)
 
     phone = await new_page()
     await sign_in(phone, practice, CLINICIAN)

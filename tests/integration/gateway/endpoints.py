@@ -39,6 +39,7 @@ ANNOUNCEMENT_ID = "ann1"  # clin1's, to their own clients
 STAFF_ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/api/staff/me", None, Needs.NOTHING),
     Endpoint("GET", "/api/staff/settings", None, Needs.NOTHING),
+    Endpoint("GET", "/api/staff/team", None, Needs.NOTHING),
     Endpoint("GET", "/api/staff/inbox", None, Needs.NOTHING),
     Endpoint("GET", "/api/staff/inbox?view=others&search=Alex", None, Needs.OTHERS),
     Endpoint("GET", "/api/staff/inbox?view=all&search=Alex", None, Needs.OTHERS),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import pytest
 import pyzipper  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.inbound import ClientUpserted
 from sotto_conversations.config import ConversationsSettings
@@ -257,6 +259,44 @@ async def test_managers_run_the_practice(
     assert sent == sent | {"clients": 2, "conversations": 2}
     page = await manager.ok("GET", "/api/staff/inbox", search="Holiday hours")
     assert sorted(item["client_id"] for item in page["items"]) == ["c1", "c2"]
+
+
+async def test_the_team_list_names_colleagues_without_their_addresses(
+    http: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    broker: Broker,
+    database: AsyncDatabase[Document],
+    clinician: Staff,
+) -> None:
+    manager = Staff(http, gateway_settings, "manager1")
+    await manager.ok("PUT", "/api/staff/team/clin2/messaging", {"enabled": False})
+    leaver = next(event for event in world["staff"] if event.staff_id == "biller2")
+    fresh = {"message_id": uuid.uuid4(), "occurred_at": datetime.now(UTC)}
+    await broker.publish(leaver.model_copy(update={"active": False, **fresh}))
+    await eventually(
+        lambda: database["people"].count_documents({"person_id": "biller2", "active": False}),
+        until=lambda count: count == 1,
+        what="biller2 deactivated",
+    )
+
+    answer = await clinician.call("GET", "/api/staff/team")
+    assert answer.status_code == 200, answer.text
+    team = answer.json()
+    assert [(member["staff_id"], member["display_name"]) for member in team] == [
+        ("biller1", "Biller1"),
+        ("clin1", "Clin1"),
+        ("clin2", "Clin2"),
+        ("manager1", "Manager1"),
+        ("owner1", "Owner1"),
+    ]
+    by_id = {member["staff_id"]: member for member in team}
+    assert by_id["owner1"]["roles"] == ["owner"]
+    assert (by_id["clin1"]["messaging_enabled"], by_id["clin2"]["messaging_enabled"]) == (
+        True,
+        False,
+    )
+    assert "@" not in answer.text
 
 
 async def announce(staff: Staff, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -569,5 +569,8 @@ class Portal:
     async def person(self, practice_id: str, ref: ParticipantRef) -> Person | None:
         return await self._identity.person(practice_id, ref)
 
+    async def team(self, practice_id: str) -> list[Person]:
+        return await self._identity.team(practice_id)
+
     async def practice(self, practice_id: str) -> Practice | None:
         return await self._identity.practice(practice_id)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cachetools import TTLCache
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -183,6 +183,7 @@ class IdentityStore:
         await self.practices.create_index("slug")
         await self.people.create_index([("practice_id", 1), ("email_normalized", 1)])
         await self.people.create_index([("practice_id", 1), ("client_id", 1)])
+        await self.people.create_index([("practice_id", 1), ("kind", 1)])
 
     async def upsert_practice(self, practice: Practice, version: datetime) -> None:
         await self._replace_if_newer(
@@ -248,6 +249,14 @@ class IdentityStore:
     async def person(self, practice_id: str, ref: ParticipantRef) -> Person | None:
         document = await self._person_reads.find(_person_id(practice_id, ref.kind, ref.id))
         return None if document is None else _person(document)
+
+    async def team(self, practice_id: str) -> list[Person]:
+        """The practice's active team members, by name."""
+        cursor = self.people.find(
+            {"practice_id": practice_id, "kind": "staff", "active": True},
+            {"email": 0, "email_normalized": 0},
+        ).sort([("display_name", ASCENDING), ("person_id", ASCENDING)])
+        return [_person(document) async for document in cursor]
 
     async def contacts_of(self, practice_id: str, client_id: str) -> list[Person]:
         cursor = self.people.find(

@@ -98,6 +98,15 @@ class StaffMe(BaseModel):
     can_export: bool
 
 
+class TeamMember(BaseModel):
+    """A colleague as the staff frontend shows them (to pick an assignee, to name a sender)."""
+
+    staff_id: str
+    display_name: str
+    roles: list[str]
+    messaging_enabled: bool
+
+
 class CommandResult(BaseModel):
     """What conversations answered to a state-changing request, passed through."""
 

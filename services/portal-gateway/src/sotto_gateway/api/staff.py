@@ -71,6 +71,7 @@ from sotto_gateway.api.schemas import (
     StaffMe,
     TaskIn,
     TaskPatch,
+    TeamMember,
 )
 from sotto_gateway.api.state import Gateway, provide_gateway
 from sotto_gateway.domain import Person, StaffPrincipal, new_id
@@ -176,6 +177,20 @@ class StaffController(Controller):
             can_view_others_conversations=staff.may_view_others,
             can_export=staff.may_export,
         )
+
+    @get("/team", summary="The practice's team (names and roles, to assign and to name senders)")
+    async def team(
+        self, gateway: NamedDependency[Gateway], staff: NamedDependency[StaffPrincipal]
+    ) -> list[TeamMember]:
+        return [
+            TeamMember(
+                staff_id=member.id,
+                display_name=member.display_name,
+                roles=sorted(role.value for role in member.roles),
+                messaging_enabled=member.messaging_enabled,
+            )
+            for member in await gateway.portal.team(staff.practice_id)
+        ]
 
     @get("/inbox", summary="Inbox with filters")
     async def inbox(

@@ -11,6 +11,7 @@ const inboxCount = document.getElementById("inbox-count");
 const threadPanel = document.getElementById("thread");
 const signOutButton = document.getElementById("staff-sign-out");
 let me = null;
+let team = new Map();  // staff id -> { display_name, roles, messaging_enabled }
 
 function staffApi(method, path, body) {
   const token = sessionStorage.getItem(TOKEN_KEY) || "";
@@ -58,6 +59,8 @@ async function start() {
     return;
   }
   me = answer.data;
+  const colleagues = await staffApi("GET", "/team");
+  team = new Map(colleagues.ok ? colleagues.data.map((member) => [member.staff_id, member]) : []);
   document.getElementById("who").textContent = `Signed in as ${me.display_name}`;
   tokenForm.hidden = true;
   workspace.hidden = false;
@@ -191,9 +194,14 @@ filters.addEventListener("submit", async (event) => {
 
 // ------------------------------------------------------------------ thread
 
+function staffName(staffId) {
+  if (staffId === me.staff_id) return "You";
+  return team.get(staffId)?.display_name || `Team member ${staffId}`;
+}
+
 function senderName(message, conversation) {
   if (message.automatic || !message.sender) return "Automatic reply";
-  if (message.sender.kind === "staff") return message.sender.id === me.staff_id ? "You" : `Team member ${message.sender.id}`;
+  if (message.sender.kind === "staff") return staffName(message.sender.id);
   if (message.sender.kind === "client") return conversation.client_name || "Client";
   return "Client's contact";
 }
@@ -260,7 +268,7 @@ function taskItem(task, reload) {
     h("label", { for: `task-${task.task_id}`, className: "check" },
       task.title,
       task.due ? ` (due ${task.due})` : "",
-      task.assignee_id ? `, for ${task.assignee_id}` : ""));
+      task.assignee_id ? `, for ${staffName(task.assignee_id)}` : ""));
 }
 
 function taskForm(conversationId, reload) {
@@ -289,13 +297,24 @@ function taskForm(conversationId, reload) {
 }
 
 function assignForm(conversation, reload) {
-  const input = h("input", { id: "assignee", type: "text", required: true, value: conversation.assignee_id || "" });
+  const current = conversation.assignee_id;
+  const choices = [...team.values()].map((member) => member.staff_id);
+  if (current && !team.has(current)) choices.unshift(current);  // no longer on the team
+  const input = h("select", { id: "assignee", required: true },
+    current ? null : h("option", { value: "", selected: true }, "Nobody yet"),
+    choices.map((staffId) => h("option", { value: staffId, selected: staffId === current },
+      staffId === me.staff_id ? `${me.display_name} (you)` : staffName(staffId))));
   const form = h("form", { className: "form-row", "aria-label": "Assign conversation" },
-    h("div", {}, h("label", { for: "assignee" }, "Assigned to (team member id)"), input),
+    h("div", {}, h("label", { for: "assignee" }, "Assigned to"), input),
     h("button", { type: "submit", className: "secondary" }, "Assign"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const answer = await staffApi("POST", conversationPath(conversation.conversation_id, "/assign"), { assignee_id: input.value.trim() });
+    if (!input.value) {
+      announce(status, "Choose a team member first.", "error");
+      input.focus();
+      return;
+    }
+    const answer = await staffApi("POST", conversationPath(conversation.conversation_id, "/assign"), { assignee_id: input.value });
     if (await failed(answer)) return;
     await reload();
     await loadInbox();
