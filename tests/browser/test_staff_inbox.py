@@ -90,8 +90,12 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
     await expect(page.locator(".notes")).to_contain_text("Client called about billing")
     await page.get_by_label("Task", exact=True).fill("Resend the invoice")
     await page.get_by_label("Due (optional)").fill("2030-01-31")
+    await page.get_by_label("For (optional)").select_option(label=OWNER_NAME)
     await page.get_by_role("button", name="Add task").click()
     task = page.get_by_role("checkbox", name="Resend the invoice")
+    await expect(task).to_have_accessible_name(
+        f"Resend the invoice (due 2030-01-31), for {OWNER_NAME}"
+    )
     await expect(task).not_to_be_checked()
     await task.check()
     await expect(page.get_by_role("status")).to_have_text("Task done.")
@@ -124,6 +128,13 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
     await sign_in(phone, practice, CLINICIAN)
     await expect(phone.locator("#inbox").get_by_role("button")).to_have_count(1)
     await screenshot(phone, "phone-inbox")
+
+    owner = await new_page(DESKTOP)
+    await sign_in(owner, practice, OWNER)
+    await owner.get_by_label("Show").select_option(label="Others' conversations")
+    await owner.get_by_role("button", name="Apply filters").click()
+    forms = owner.locator("#inbox").get_by_role("button", name="Forms to fill")
+    await expect(forms).to_contain_text(f"Assigned to {CLINICIAN_NAME}")
 
     await client.get_by_role("button", name="Back to conversations").click()
     await client.get_by_role("button", name="Invoice").click()

@@ -183,6 +183,7 @@ async function loadInbox() {
         h("button", { type: "button", className: "item", "data-conversation": item.conversation_id, onclick: () => openThread(item.conversation_id) },
           h("span", { className: "subject" }, item.unread ? h("span", { className: "unread-dot" }, "Unread: ") : null, item.subject),
           h("span", {}, item.client_name || ""),
+          item.assignee_id && item.assignee_id !== me.staff_id ? h("span", {}, `Assigned to ${staffName(item.assignee_id)}`) : null,
           h("span", { className: "when" }, formatTime(item.last_activity_at))))));
 }
 
@@ -271,13 +272,20 @@ function taskItem(task, reload) {
       task.assignee_id ? `, for ${staffName(task.assignee_id)}` : ""));
 }
 
+function teamOptions(selectedId) {
+  return [...team.values()].map((member) => h("option", { value: member.staff_id, selected: member.staff_id === selectedId },
+    member.staff_id === me.staff_id ? `${me.display_name} (you)` : member.display_name));
+}
+
 function taskForm(conversationId, reload) {
   const title = h("input", { id: "task-title", type: "text", required: true, maxlength: "200" });
   const due = h("input", { id: "task-due", type: "date" });
+  const owner = h("select", { id: "task-assignee" }, h("option", { value: "" }, "Nobody in particular"), teamOptions(null));
   const form = h("form", { "aria-labelledby": "task-heading" },
     h("h3", { id: "task-heading" }, "New task"),
     h("label", { for: "task-title" }, "Task"), title,
     h("label", { for: "task-due" }, "Due (optional)"), due,
+    h("label", { for: "task-assignee" }, "For (optional)"), owner,
     h("div", { className: "form-row" }, h("button", { type: "submit" }, "Add task")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -288,6 +296,7 @@ function taskForm(conversationId, reload) {
     }
     const body = { title: title.value.trim(), task_id: newId() };
     if (due.value) body.due = due.value;
+    if (owner.value) body.assignee_id = owner.value;
     const answer = await staffApi("POST", conversationPath(conversationId, "/tasks"), body);
     if (await failed(answer)) return;
     await reload();
@@ -298,12 +307,10 @@ function taskForm(conversationId, reload) {
 
 function assignForm(conversation, reload) {
   const current = conversation.assignee_id;
-  const choices = [...team.values()].map((member) => member.staff_id);
-  if (current && !team.has(current)) choices.unshift(current);  // no longer on the team
   const input = h("select", { id: "assignee", required: true },
     current ? null : h("option", { value: "", selected: true }, "Nobody yet"),
-    choices.map((staffId) => h("option", { value: staffId, selected: staffId === current },
-      staffId === me.staff_id ? `${me.display_name} (you)` : staffName(staffId))));
+    current && !team.has(current) ? h("option", { value: current, selected: true }, staffName(current)) : null,  // no longer on the team
+    teamOptions(current));
   const form = h("form", { className: "form-row", "aria-label": "Assign conversation" },
     h("div", {}, h("label", { for: "assignee" }, "Assigned to"), input),
     h("button", { type: "submit", className: "secondary" }, "Assign"));
