@@ -62,6 +62,17 @@ def post(
     )
 
 
+def assign(
+    team_member: ParticipantRef, conversation_id: str, assignee_id: str
+) -> AssignConversation:
+    return AssignConversation(
+        practice_id=PRACTICE,
+        actor=team_member,
+        conversation_id=conversation_id,
+        assignee_id=assignee_id,
+    )
+
+
 def inbox(actor: ParticipantRef, **fields: Any) -> GetInbox:
     return GetInbox(practice_id=PRACTICE, actor=actor, **fields)
 
@@ -117,9 +128,7 @@ async def test_inbox_views_filters_search_and_paging(harness: Harness, team: Tea
 async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team: Team) -> None:
     await open_with(harness, team, "conv", "Billing question")
     summary = await harness.ok(
-        AssignConversation(
-            practice_id=PRACTICE, actor=team.primary, conversation_id="conv", assignee_id="biller"
-        ),
+        assign(team.primary, "conv", "biller"),
         ConversationSummary,
     )
     assert summary.assignee_id == "biller"
@@ -127,20 +136,9 @@ async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team
     assert ids(await harness.ok(inbox(team.biller), InboxPage)) == ["conv"]
     event = await harness.events.wait_for(ConversationAssigned, conversation_id="conv")
     assert event[0]["previous_assignee_id"] == "dr-primary"
-    problem = await harness.problem(
-        AssignConversation(
-            practice_id=PRACTICE,
-            actor=team.primary,
-            conversation_id="conv",
-            assignee_id="dr-stranger",
-        )
-    )
+    problem = await harness.problem(assign(team.primary, "conv", "dr-stranger"))
     assert (problem.code, problem.status) == ("assignee_without_access", 403)
-    problem = await harness.problem(
-        AssignConversation(
-            practice_id=PRACTICE, actor=team.primary, conversation_id="conv", assignee_id="ghost"
-        )
-    )
+    problem = await harness.problem(assign(team.primary, "conv", "ghost"))
     assert (problem.code, problem.status) == ("unknown_assignee", 422)
 
 
@@ -158,12 +156,7 @@ async def test_a_thread_handed_over_unread_reminds_its_new_assignee(
     )
     for conversation_id in ("unread", "read", "unread"):
         await harness.ok(
-            AssignConversation(
-                practice_id=PRACTICE,
-                actor=team.primary,
-                conversation_id=conversation_id,
-                assignee_id="biller",
-            ),
+            assign(team.primary, conversation_id, "biller"),
             ConversationSummary,
         )
 
@@ -196,25 +189,13 @@ async def test_an_inquiry_from_a_prospect_goes_to_a_scheduler_unread(
     opened = await harness.events.wait_for(ConversationOpened, kind="inquiry")
     conversation_id = opened[0]["conversation_id"]
     assigned = await harness.ok(
-        AssignConversation(
-            practice_id=PRACTICE,
-            actor=team.manager,
-            conversation_id=conversation_id,
-            assignee_id="scheduler",
-        ),
+        assign(team.manager, conversation_id, "scheduler"),
         ConversationSummary,
     )
     assert assigned.assignee_id == "scheduler"
     scheduler_inbox = await harness.ok(inbox(team.scheduler, unread_only=True), InboxPage)
     assert ids(scheduler_inbox) == [conversation_id]
-    problem = await harness.problem(
-        AssignConversation(
-            practice_id=PRACTICE,
-            actor=team.manager,
-            conversation_id=conversation_id,
-            assignee_id="dr-stranger",
-        )
-    )
+    problem = await harness.problem(assign(team.manager, conversation_id, "dr-stranger"))
     assert (problem.code, problem.status) == ("assignee_without_access", 403)
 
 

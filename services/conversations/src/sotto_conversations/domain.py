@@ -260,10 +260,7 @@ class Thread:
         return sorted(self.messages.values(), key=lambda m: m.seq)
 
     def has_incoming_for(self, key: str) -> bool:
-        return any(
-            message.sender is None or key_of(message.sender) != key
-            for message in self.messages.values()
-        )
+        return self.newest_incoming_for(key) is not None
 
     def newest_incoming_for(self, key: str) -> StoredMessage | None:
         incoming = [

@@ -319,6 +319,19 @@ class Conversations:
             "state": "pending",
         }
 
+    async def _reminders(
+        self,
+        thread: Thread,
+        recipient_keys: Sequence[str],
+        subject: StoredMessage | ReminderSubject,
+        settings: PracticeSettings,
+    ) -> list[Document]:
+        """The reminders of `subject` for those recipients who get one."""
+        reminders = [
+            await self._reminder_for(thread, key, subject, settings) for key in recipient_keys
+        ]
+        return [reminder for reminder in reminders if reminder is not None]
+
     async def _append(
         self,
         thread: Thread,
@@ -365,10 +378,7 @@ class Conversations:
                 recipients=[ref_of(k) for k in targets],
             )
         )
-        for key in targets:
-            reminder = await self._reminder_for(thread, key, message, settings)
-            if reminder is not None:
-                change.reminders.append(reminder)
+        change.reminders += await self._reminders(thread, targets, message, settings)
         if sender is not None and sender.kind != ParticipantKind.STAFF:
             thread.archived = False
             reply = domain.automatic_reply(settings, now)
@@ -433,13 +443,8 @@ class Conversations:
     async def _pending_reminders(self, thread: Thread, message: StoredMessage) -> list[Document]:
         """On a repeated request: reminders for recipients who still have not read."""
         settings = await self._settings(thread.practice_id)
-        reminders = []
-        for key in message.recipients:
-            if key in thread.unread_by:
-                reminder = await self._reminder_for(thread, key, message, settings)
-                if reminder is not None:
-                    reminders.append(reminder)
-        return reminders
+        unread = [key for key in message.recipients if key in thread.unread_by]
+        return await self._reminders(thread, unread, message, settings)
 
     async def post_message(self, request: PostMessage) -> MessageView:
         settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
@@ -757,28 +762,26 @@ class Conversations:
                     )
                 )
             # Also on a repeated request: a crash may have come between the save and the reminder.
-            reminder = await self._handover_reminder(thread, assignee.staff_id, settings)
-            if reminder is not None:
-                change.reminders.append(reminder)
+            change.reminders += await self._handover_reminders(thread, assignee.staff_id, settings)
             return domain.summary(thread, actor.key), change
 
         return await self._update(request.practice_id, request.conversation_id, actor, apply)
 
-    async def _handover_reminder(
+    async def _handover_reminders(
         self, thread: Thread, assignee_id: str, settings: PracticeSettings
-    ) -> Document | None:
+    ) -> list[Document]:
         """The new assignee's reminder of a thread handed to them unread, due the practice's
         delay after the handover; it names the newest message for them (removing that message
         revokes the link) or, on a request without messages, the request's details."""
         key = f"staff:{assignee_id}"
         if key not in thread.unread_by:
-            return None
+            return []
         newest = thread.newest_incoming_for(key)
         subject = ReminderSubject(
             posted_message_id=newest.posted_message_id if newest else request_details_id(thread),
             sent_at=self._clock(),
         )
-        return await self._reminder_for(thread, key, subject, settings)
+        return await self._reminders(thread, [key], subject, settings)
 
     async def set_archived(self, request: SetArchived) -> ConversationSummary:
         actor = await self._actor(request.practice_id, request.actor)
@@ -1325,12 +1328,7 @@ class Conversations:
         details = ReminderSubject(
             posted_message_id=request_details_id(thread), sent_at=thread.created_at
         )
-        reminders = []
-        for key in thread.unread_by:
-            reminder = await self._reminder_for(thread, key, details, settings)
-            if reminder is not None:
-                reminders.append(reminder)
-        return reminders
+        return await self._reminders(thread, thread.unread_by, details, settings)
 
     async def inquiry_received(self, event: InquiryReceived) -> None:
         settings = await self._store.practice_settings(event.practice_id)
