@@ -173,7 +173,7 @@ async def test_inquiry_becomes_a_standard_conversation(harness: Harness, team: T
     assert "riley@example.org" not in str(await harness.database["threads"].find_one())
 
 
-async def test_workflow_through_the_portal_one_message_and_reminder_per_person(
+async def test_workflow_through_the_portal_one_message_and_notice_per_person_and_event(
     harness: Harness, team: Team
 ) -> None:
     for workflow_type in CLIENT_EMAIL_WORKFLOW_EVENTS:
@@ -192,29 +192,86 @@ async def test_workflow_through_the_portal_one_message_and_reminder_per_person(
 
     await eventually(posted, until=lambda n: n >= 16, what="16 portal messages")
 
-    async def reminded() -> dict[str, str]:
-        return {r["message_id"]: r["recipient"]["id"] for r in harness.events.of(UnreadReminderDue)}
+    async def notices() -> dict[str, tuple[str, str]]:
+        return {
+            r["message_id"]: (r["recipient"]["id"], r["posted_message_id"])
+            for r in harness.events.of(UnreadReminderDue)
+        }
 
-    reminders = await eventually(reminded, until=lambda found: len(found) >= 2)
-    assert sorted(reminders.values()) == ["c1", "c1-partner"]
+    # None read yet, and still every workflow is an email of its own to each person.
+    found = await eventually(notices, until=lambda found: len(found) >= 16, what="16 notices")
+    assert sorted(recipient for recipient, _ in found.values()) == ["c1"] * 8 + ["c1-partner"] * 8
+    assert len({posted for _, posted in found.values()}) == 16
 
     conversations = await harness.ok_list(
         ListClientConversations(practice_id=PRACTICE, actor=team.partner), ConversationSummary
     )
     assert len(conversations) == 1
-    thread = await harness.ok(
+    conversation_id = conversations[0].conversation_id
+    client_view, partner_view = [
+        await harness.ok(
+            GetThread(practice_id=PRACTICE, actor=reader, conversation_id=conversation_id),
+            ThreadView,
+        )
+        for reader in (team.client, team.partner)
+    ]
+    # Each sees their own copy of each notice, never the other's.
+    assert len(client_view.messages) == len(partner_view.messages) == 8
+    assert client_view.messages[0].body == "Details for appointment_reminder"
+    assert client_view.messages[0].sender is None
+    mine = {posted for recipient, posted in found.values() if recipient == "c1"}
+    assert {m.message_id for m in client_view.messages} == mine
+    assert not {m.message_id for m in partner_view.messages} & mine
+    staff_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id=conversation_id),
+        ThreadView,
+    )
+    assert len(staff_view.messages) == 16
+    assert "Details for" not in str(harness.events.received)
+    assert len(practice_message_ids(harness)) == 16
+
+
+async def test_a_notice_for_the_client_alone_stays_out_of_the_partners_view(
+    harness: Harness, team: Team
+) -> None:
+    await harness.amqp.publish(
+        StatementReady(
+            practice_id=PRACTICE,
+            client_id="c1",
+            recipients=[team.client, team.partner],
+            reference_id="joint",
+        )
+    )
+    await harness.amqp.publish(
+        StatementReady(
+            practice_id=PRACTICE, client_id="c1", recipients=[team.client], reference_id="own"
+        )
+    )
+    await harness.events.wait_for(UnreadReminderDue, count=3)
+    conversations = await harness.ok_list(
+        ListClientConversations(practice_id=PRACTICE, actor=team.partner), ConversationSummary
+    )
+    partner_view = await harness.ok(
         GetThread(
             practice_id=PRACTICE,
-            actor=team.client,
+            actor=team.partner,
             conversation_id=conversations[0].conversation_id,
         ),
         ThreadView,
     )
-    assert len(thread.messages) == 16
-    assert thread.messages[0].body == "Details for appointment_reminder"
-    assert thread.messages[0].sender is None
-    assert "Details for" not in str(harness.events.received)
-    assert len(practice_message_ids(harness)) == 16
+    assert len(partner_view.messages) == 1
+
+
+async def test_a_recipient_who_cannot_use_the_portal_gets_the_ordinary_email(
+    harness: Harness, team: Team
+) -> None:
+    await harness.add_client("c2", messaging_enabled=False)
+    await harness.amqp.publish(
+        StatementReady(practice_id=PRACTICE, client_id="c2", reference_id="stmt-c2")
+    )
+    due = await harness.events.wait_for(ClientEmailDue)
+    assert due[0]["recipient"]["id"] == "c2"
+    assert not [e for e in harness.events.of(UnreadReminderDue) if e["recipient"]["id"] == "c2"]
 
 
 async def test_workflow_with_routing_off_records_history_and_asks_for_emails(

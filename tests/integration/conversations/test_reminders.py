@@ -8,10 +8,12 @@ from typing import Any
 from sotto_contracts.common import ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
     ConversationSummary,
+    ListClientConversations,
     MarkRead,
     MessageView,
     OpenConversation,
     PostMessage,
+    RemoveMessage,
     ThreadView,
     UnreadReminderDue,
 )
@@ -96,6 +98,42 @@ async def test_one_reminder_per_recipient_until_read_and_none_when_read_first(
     await harness.ok(post(team.primary, "marker-2", "m-marker-2"), MessageView)
     await harness.events.wait_for(UnreadReminderDue, conversation_id="marker-2")
     assert reminders_for(harness, "read-first", "c1") == []
+
+
+async def test_a_removed_message_is_never_reminded_of_but_what_is_still_unread_is(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, client_notification_delay_seconds=1)
+
+    async def remove(conversation_id: str, message_id: str) -> None:
+        await harness.ok(
+            RemoveMessage(
+                practice_id=PRACTICE,
+                actor=team.primary,
+                conversation_id=conversation_id,
+                posted_message_id=message_id,
+            ),
+            MessageView,
+        )
+
+    await open_conversation(harness, team, "wrong")
+    await harness.ok(post(team.primary, "wrong", "m-wrong"), MessageView)
+    await remove("wrong", "m-wrong")
+    await open_conversation(harness, team, "kept")
+    await harness.ok(post(team.primary, "kept", "m-first"), MessageView)
+    await harness.ok(post(team.primary, "kept", "m-second"), MessageView)
+    await remove("kept", "m-first")
+    await open_conversation(harness, team, "marker")
+    await harness.ok(post(team.primary, "marker", "m-marker"), MessageView)
+    await harness.events.wait_for(UnreadReminderDue, conversation_id="marker")
+
+    assert reminders_for(harness, "wrong", "c1") == []
+    assert [r["posted_message_id"] for r in reminders_for(harness, "kept", "c1")] == ["m-second"]
+    summaries = await harness.ok_list(
+        ListClientConversations(practice_id=PRACTICE, actor=team.client), ConversationSummary
+    )
+    unread = {s.conversation_id: s.unread for s in summaries}
+    assert unread == {"wrong": False, "kept": True, "marker": True}
 
 
 async def eventually_reminders(

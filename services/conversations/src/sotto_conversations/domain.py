@@ -131,6 +131,15 @@ class ClientRecord:
     def contact(self, contact_id: str) -> ContactRecord | None:
         return next((c for c in self.contacts if c.contact_id == contact_id), None)
 
+    def reads_portal(self, person: ParticipantRef) -> bool:
+        """Whether the client, or one of their contacts, may read secure messages."""
+        if not self.active or not self.messaging_enabled:
+            return False
+        if person.kind == ParticipantKind.CLIENT:
+            return person.id == self.client_id
+        contact = self.contact(person.id)
+        return contact is not None and contact.messaging_enabled and contact.can_message
+
 
 # ----------------------------------------------------------------------------- announcements
 
@@ -195,6 +204,11 @@ class StoredMessage:
     removed: bool = False
     automatic: bool = False
     recipients: tuple[str, ...] = ()
+
+    def shown_to_client_side(self, key: str) -> bool:
+        """A practice-generated message (a notice, an automatic reply) addressed to some
+        participants is theirs alone: a partner does not see the client's own reminders."""
+        return self.sender is not None or not self.recipients or key in self.recipients
 
 
 @dataclass
@@ -269,6 +283,27 @@ class Thread:
             if message.sender is None or key_of(message.sender) != key
         ]
         return max(incoming, key=lambda message: message.seq, default=None)
+
+    def withdraw(self, removed: StoredMessage) -> dict[str, StoredMessage | None]:
+        """Who the removed message had left unread, each with the newest message still unread
+        for them; the thread is read for those left with none."""
+        left: dict[str, StoredMessage | None] = {}
+        for key in removed.recipients:
+            read_up_to = self.reads.get(key, 0)
+            if key not in self.unread_by or removed.seq <= read_up_to:
+                continue
+            unread = [
+                message
+                for message in self.messages.values()
+                if not message.removed
+                and message.seq > read_up_to
+                and (message.sender is None or key_of(message.sender) != key)
+                and (not message.recipients or key in message.recipients)
+            ]
+            left[key] = max(unread, key=lambda message: message.seq, default=None)
+            if left[key] is None:
+                self.unread_by = [k for k in self.unread_by if k != key]
+        return left
 
     def hand_over(self, assignee_id: str) -> list[str]:
         """Make `assignee_id` the assignee. The thread is unread for them when its previous
@@ -467,9 +502,12 @@ def summary(thread: Thread, viewer_key: str) -> ConversationSummary:
 
 
 def thread_view(thread: Thread, viewer: ParticipantRef, settings: PracticeSettings) -> ThreadView:
-    is_staff = viewer.kind == ParticipantKind.STAFF
-    messages = [message_view(thread, m) for m in thread.ordered_messages()]
-    if not is_staff:
+    if viewer.kind != ParticipantKind.STAFF:
+        messages = [
+            message_view(thread, m)
+            for m in thread.ordered_messages()
+            if m.shown_to_client_side(key_of(viewer))
+        ]
         return ThreadView(
             conversation=summary(thread, key_of(viewer)),
             messages=messages,
@@ -480,7 +518,7 @@ def thread_view(thread: Thread, viewer: ParticipantRef, settings: PracticeSettin
         )
     return ThreadView(
         conversation=summary(thread, key_of(viewer)),
-        messages=messages,
+        messages=[message_view(thread, m) for m in thread.ordered_messages()],
         notes=[
             NoteView(note_id=n.note_id, author_id=n.author_id, body=n.body, created_at=n.created_at)
             for n in sorted(thread.notes.values(), key=lambda n: n.created_at)

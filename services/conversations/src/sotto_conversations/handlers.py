@@ -162,6 +162,8 @@ class Change:
     events: list[Message] = field(default_factory=list)
     reminders: list[Document] = field(default_factory=list)
     read_by: list[str] = field(default_factory=list)  # whose reminders go (read, or left)
+    # (recipient, message id): their reminder goes if it names that (removed) message
+    withdrawn: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Conversations:
@@ -270,6 +272,10 @@ class Conversations:
             # (a repeated request finds nothing to mark). A failed save's retry cancels again.
             for key in change.read_by:
                 await self._store.cancel_reminders(practice_id, conversation_id, key)
+            for key, posted_message_id in change.withdrawn:
+                await self._store.cancel_reminders(
+                    practice_id, conversation_id, key, naming=posted_message_id
+                )
             try:
                 if change.events:
                     await self._store.save_thread(thread, change.events)
@@ -523,7 +529,7 @@ class Conversations:
         return await self._update(request.practice_id, request.conversation_id, actor, apply)
 
     async def remove_message(self, request: RemoveMessage) -> MessageView:
-        actor = await self._actor(request.practice_id, request.actor)
+        settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
 
         async def apply(thread: Thread) -> tuple[MessageView, Change]:
             message = thread.messages.get(request.posted_message_id)
@@ -542,6 +548,15 @@ class Conversations:
                         posted_message_id=message.posted_message_id,
                     )
                 )
+                # No email may point at it: a reminder naming it names what is still unread.
+                for key, still_unread in thread.withdraw(message).items():
+                    if still_unread is None:
+                        change.read_by.append(key)
+                    else:
+                        change.withdrawn.append((key, message.posted_message_id))
+                        change.reminders += await self._reminders(
+                            thread, [key], still_unread, settings
+                        )
             return domain.message_view(thread, message), change
 
         return await self._update(request.practice_id, request.conversation_id, actor, apply)
@@ -1378,10 +1393,14 @@ class Conversations:
                     f"recipient {recipient.kind.value} {recipient.id} does not belong to the client"
                 )
         thread = await self._notices_thread(event.practice_id, client)
-        if settings.route_client_emails_through_portal:
-            await self._deliver_through_portal(event, thread, recipients, settings)
-        else:
-            await self._record_email_history(event, thread, recipients)
+        portal_open = (
+            settings.route_client_emails_through_portal and settings.secure_messaging_enabled
+        )
+        through_portal = [r for r in recipients if portal_open and client.reads_portal(r)]
+        if through_portal:
+            await self._deliver_through_portal(event, thread, through_portal, settings)
+        if by_email := [r for r in recipients if r not in through_portal]:
+            await self._record_email_history(event, thread, by_email)
 
     async def _notices_thread(self, practice_id: str, client: ClientRecord) -> Thread:
         conversation_id = derived_id("notices", client.client_id)
@@ -1413,7 +1432,7 @@ class Conversations:
             key_of(r): derived_id("workflow", str(event.message_id), key_of(r)) for r in recipients
         }
 
-        async def apply(loaded: Thread) -> tuple[Thread, Change]:
+        async def apply(loaded: Thread) -> tuple[None, Change]:
             change = Change()
             for recipient in recipients:
                 key = key_of(recipient)
@@ -1421,7 +1440,7 @@ class Conversations:
                     loaded.participant_keys.append(key)
                 if posted_ids[key] in loaded.messages:
                     continue
-                await self._append(
+                message = await self._append(
                     loaded,
                     None,
                     posted_ids[key],
@@ -1430,26 +1449,22 @@ class Conversations:
                     change,
                     recipients=[key],
                 )
+                # Each notice is its own email, saved with its message: not an unread reminder,
+                # which one unread notice before it would hold back.
+                change.events.append(
+                    UnreadReminderDue(
+                        message_id=uuid.uuid5(_REMINDERS, f"notice\x1f{posted_ids[key]}"),
+                        practice_id=loaded.practice_id,
+                        conversation_id=loaded.conversation_id,
+                        recipient=recipient,
+                        posted_message_id=message.posted_message_id,
+                    )
+                )
             change.reminders = []
-            return loaded, change
+            return None, change
 
         system = Actor(domain.staff_ref(domain.SYSTEM_AUTHOR), staff=_SYSTEM)
-        saved = await self._update(thread.practice_id, thread.conversation_id, system, apply)
-        due_now = []
-        for recipient in recipients:
-            key = key_of(recipient)
-            if key not in saved.unread_by:
-                continue
-            document = {
-                "_id": reminder_id(saved.practice_id, saved.conversation_id, key),
-                "practice_id": saved.practice_id,
-                "conversation_id": saved.conversation_id,
-                "recipient": key,
-                "posted_message_id": posted_ids[key],
-                "due_at": self._clock(),
-            }
-            due_now.append(document)
-        await self._store.emit_reminders(due_now, reminder_event)
+        await self._update(thread.practice_id, thread.conversation_id, system, apply)
 
     async def _record_email_history(
         self, event: ClientEmailWorkflowEvent, thread: Thread, recipients: Sequence[ParticipantRef]

@@ -703,11 +703,18 @@ class ConversationStore:
         )
 
     async def cancel_reminders(
-        self, practice_id: str, conversation_id: str, recipient_key: str
+        self,
+        practice_id: str,
+        conversation_id: str,
+        recipient_key: str,
+        *,
+        naming: str | None = None,
     ) -> None:
-        await self.reminders.delete_one(
-            {"_id": reminder_id(practice_id, conversation_id, recipient_key)}
-        )
+        """Drop the recipient's reminder of the thread (only if it names `naming`, when given)."""
+        query: Document = {"_id": reminder_id(practice_id, conversation_id, recipient_key)}
+        if naming is not None:
+            query["posted_message_id"] = naming
+        await self.reminders.delete_one(query)
 
     async def claim_due_reminders(
         self, now: datetime, event_for: Callable[[Document], Message], limit: int
