@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 
 from sotto_contracts.base import utc_now
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
 from sotto_contracts.notifier import EmailDelivered
+from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document
 from sotto_kit.outbox import new_document_outbox
+from sotto_notifier.adapters.store import DeliveryStore
 from sotto_notifier.config import NotifierSettings
-from sotto_notifier.domain import DeliveryRecord, DeliveryState, delivery_event
+from sotto_notifier.domain import DeliveryRecord, DeliveryState, WindowOutcome, delivery_event
 from sotto_notifier.main import create_app
 from tests.integration.notifier.support import EventTap, address, command
 from tests.support.amqp import Amqp
@@ -123,3 +128,26 @@ async def test_a_recorded_result_left_unpublished_is_published_and_its_window_cl
     stored = await database["deliveries"].find_one({"_id": record.notification_id})
     assert stored is not None
     assert (stored["outbox"], stored["outbox_pending"]) == ({}, False)
+
+
+async def test_a_window_whose_record_read_is_interrupted_is_withdrawn(
+    notifier_settings: Callable[..., NotifierSettings],
+    mongo: AsyncMongoClient[Document],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = notifier_settings()
+    topology = settings.topology
+    store = DeliveryStore(
+        mongo[settings.database], topology, Publisher(RabbitBroker(settings.rabbitmq_url), topology)
+    )
+    record = await store.claim(command(address()), None)
+
+    async def interrupted(notification_id: str) -> DeliveryRecord | None:
+        raise asyncio.CancelledError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "get", interrupted)
+        with pytest.raises(asyncio.CancelledError):
+            await store.open_window(record.notification_id, 1)
+    # Nothing was sent under it, so it must not stay open to be settled as ambiguous.
+    assert await store.open_window(record.notification_id, 1) is WindowOutcome.OPENED

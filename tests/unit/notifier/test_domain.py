@@ -6,6 +6,7 @@ import pytest
 
 from sotto_notifier.config import NotifierSettings
 from sotto_notifier.domain import (
+    Ambiguous,
     Deferred,
     Delivered,
     Failed,
@@ -32,6 +33,11 @@ def test_temporary_failures_wait_longer_each_time_then_give_up() -> None:
 def test_accepted_is_delivered_and_permanent_fails_at_once() -> None:
     assert judge(SmtpOutcome("accepted", 250, "OK"), 1, DELAYS) == Delivered()
     assert judge(SmtpOutcome("permanent", 550, "no such user"), 1, DELAYS) == Failed()
+
+
+def test_a_message_handed_over_without_a_final_reply_is_ambiguous_at_any_attempt() -> None:
+    unknown = SmtpOutcome("unknown", None, "SMTPReadTimeoutError")
+    assert [judge(unknown, attempt, DELAYS) for attempt in (1, 5)] == [Ambiguous(), Ambiguous()]
 
 
 def test_replies_lose_anything_address_like() -> None:

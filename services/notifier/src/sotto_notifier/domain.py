@@ -14,6 +14,7 @@ from typing import Literal, TypeVar
 from sotto_contracts.common import NotificationKind, ParticipantRef
 from sotto_contracts.notifier import (
     DeliveryEvent,
+    EmailAmbiguous,
     EmailDeferred,
     EmailDelivered,
     EmailFailed,
@@ -111,7 +112,8 @@ def draft_email(command: SendNotification, neutral_sender_name: str) -> EmailDra
 
 @dataclass(frozen=True)
 class SmtpOutcome:
-    status: Literal["accepted", "temporary", "permanent"]
+    status: Literal["accepted", "temporary", "permanent", "unknown"]
+    """`unknown`: the message was handed over and no final reply came; it may have gone out."""
     code: int | None
     reply: str
 
@@ -131,13 +133,20 @@ class Failed:
     pass
 
 
-Verdict = Delivered | Deferred | Failed
+@dataclass(frozen=True)
+class Ambiguous:
+    pass
+
+
+Verdict = Delivered | Deferred | Failed | Ambiguous
 
 
 def judge(outcome: SmtpOutcome, attempt: int, retry_delays: Sequence[int]) -> Verdict:
     """Attempt `attempt` (1-based) ended with `outcome`: done, retry later, or give up."""
     if outcome.status == "accepted":
         return Delivered()
+    if outcome.status == "unknown":
+        return Ambiguous()
     if outcome.status == "temporary" and attempt <= len(retry_delays):
         return Deferred(retry_in_seconds=retry_delays[attempt - 1])
     return Failed()
@@ -151,6 +160,8 @@ def state_after(verdict: Verdict) -> DeliveryState:
             return DeliveryState.DEFERRED
         case Failed():
             return DeliveryState.FAILED
+        case Ambiguous():
+            return DeliveryState.AMBIGUOUS
 
 
 _ADDRESS_LIKE = re.compile(r"<[^>]*>|\S+@\S+")
@@ -216,3 +227,5 @@ def event_for_verdict(
             )
         case Failed():
             return delivery_event(record, EmailFailed, attempt=attempt, outcome=outcome)
+        case Ambiguous():
+            return delivery_event(record, EmailAmbiguous, attempt=attempt, outcome=outcome)

@@ -61,7 +61,11 @@ class Deliveries(Protocol):
 
 
 class Connection(Protocol):
-    async def send(self, message: bytes, *, sender: str, recipient: str) -> SmtpOutcome: ...
+    async def envelope(self, *, sender: str, recipient: str) -> SmtpOutcome | None: ...
+
+    async def hand_over(self, message: bytes) -> SmtpOutcome: ...
+
+    async def reset(self) -> None: ...
 
 
 class Mailer(Protocol):
@@ -133,21 +137,20 @@ class NotificationSender:
             return
         attempt = record.attempts + 1
         async with self._mailer.connection() as connection:
-            window = await self._deliveries.open_window(record.notification_id, attempt)
-            if window is WindowOutcome.TAKEN and redelivered:
-                # This command was handed out before and not acknowledged: its holder died
-                # with the window open, maybe after the relay took the email.
-                await self._settle_window(record.notification_id, attempt, ambiguous=True)
-            if window is not WindowOutcome.OPENED:
-                # Otherwise a duplicate copy is being sent right now by its holder, who records
-                # it, or was already sent.
-                return
-            # Taken right before the SMTP transaction, so the relay sees the configured rate
-            # rather than the rate limit smeared by the database write's latency.
+            # Taken right before the SMTP transaction, so the relay sees the configured rate.
             await self._rate_limit.acquire()
-            outcome = await connection.send(
-                email, sender=self._policy.from_address, recipient=str(command.to_address)
+            refusal = await connection.envelope(
+                sender=self._policy.from_address, recipient=str(command.to_address)
             )
+            # As late as possible: a window left open (an error, a cancellation, a crash) is
+            # settled as ambiguous and never sent, so only handing the message over may follow.
+            # A refusal needs the window too: only its holder may record the attempt's result.
+            if not await self._take_window(
+                record.notification_id, attempt, redelivered=redelivered
+            ):
+                await connection.reset()
+                return
+            outcome = await connection.hand_over(email) if refusal is None else refusal
         verdict = judge(outcome, attempt, self._policy.retry_delays_seconds)
         event = event_for_verdict(record, verdict, attempt=attempt, outcome=outcome)
         queued = await self._deliveries.record_attempt(
@@ -167,6 +170,17 @@ class NotificationSender:
                 "smtp_code": outcome.code,
             },
         )
+
+    async def _take_window(self, notification_id: str, attempt: int, *, redelivered: bool) -> bool:
+        """Whether this caller, and only it, may send `attempt` and record its result."""
+        window = await self._deliveries.open_window(notification_id, attempt)
+        if window is WindowOutcome.TAKEN and redelivered:
+            # This command was handed out before and not acknowledged: its holder died with
+            # the window open, maybe after the relay took the email.
+            await self._settle_window(notification_id, attempt, ambiguous=True)
+        # Otherwise a duplicate copy is being sent right now by its holder, who records it, or
+        # was already sent.
+        return window is WindowOutcome.OPENED
 
     async def _settle_ambiguous(self, record: DeliveryRecord, attempt: int) -> None:
         event = delivery_event(record, EmailAmbiguous, attempt=attempt)

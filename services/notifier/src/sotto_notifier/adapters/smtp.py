@@ -28,7 +28,8 @@ def _outcome_of_code(code: int, reply: str) -> SmtpOutcome:
 
 
 class SmtpConnection:
-    """One pooled client; sends a single-recipient email and says what the server answered."""
+    """One pooled client; sends a single-recipient email in two steps (the envelope, then the
+    message) and says what the server answered."""
 
     def __init__(self, settings: NotifierSettings) -> None:
         self._settings = settings
@@ -70,22 +71,51 @@ class SmtpConnection:
         self._client = client
         return client
 
-    async def send(self, message: bytes, *, sender: str, recipient: str) -> SmtpOutcome:
+    async def envelope(self, *, sender: str, recipient: str) -> SmtpOutcome | None:
+        """Connect if need be and open a transaction to `recipient`: None once the relay waits
+        for the message, else why it will not (nothing was handed over)."""
         try:
             client = await self._connected()
-            _, reply = await client.sendmail(sender, [recipient], message)
-        except aiosmtplib.SMTPRecipientsRefused as refused:
-            first = refused.recipients[0]
-            return _outcome_of_code(first.code, first.message)
-        except aiosmtplib.SMTPResponseException as error:
+            await client.mail(sender)
+            await client.rcpt(recipient)
+        except (aiosmtplib.SMTPException, *CONNECTION_ERRORS) as error:
+            return await self._failure(error, handed_over=False)
+        return None
+
+    async def hand_over(self, message: bytes) -> SmtpOutcome:
+        """Send the message of the transaction `envelope` opened, and what the relay made of it."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("no open transaction: call envelope() first")
+        try:
+            response = await client.data(message)
+        except (aiosmtplib.SMTPException, *CONNECTION_ERRORS) as error:
+            return await self._failure(error, handed_over=True)
+        return SmtpOutcome(status="accepted", code=response.code, reply=response.message)
+
+    async def reset(self) -> None:
+        """End the open transaction; the connection stays for the next email if the relay
+        agrees."""
+        if self._client is None:
+            return
+        try:
+            await self._client.rset()
+        except (aiosmtplib.SMTPException, *CONNECTION_ERRORS):
+            self.close()
+
+    async def _failure(self, error: Exception, *, handed_over: bool) -> SmtpOutcome:
+        """A 4xx or 5xx reply refuses the email; anything else, once the message was handed
+        over (aiosmtplib's `data` sends the DATA command and the message in one), leaves unknown
+        whether the relay took it."""
+        if isinstance(error, aiosmtplib.SMTPResponseException):
             if error.code >= 400:
+                await self.reset()
                 return _outcome_of_code(error.code, error.message)
-            self.close()
-            return SmtpOutcome(status="temporary", code=error.code, reply=error.message)
-        except (TlsRequiredError, aiosmtplib.SMTPException, *CONNECTION_ERRORS) as error:
-            self.close()
-            return SmtpOutcome(status="temporary", code=None, reply=type(error).__name__)
-        return SmtpOutcome(status="accepted", code=250, reply=reply)
+            code, reply = error.code, error.message
+        else:
+            code, reply = None, type(error).__name__
+        self.close()
+        return SmtpOutcome(status="unknown" if handed_over else "temporary", code=code, reply=reply)
 
     def close(self) -> None:
         if self._client is not None:

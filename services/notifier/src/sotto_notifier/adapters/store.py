@@ -6,10 +6,11 @@ fields); any other filter scans the whole collection, which grows by one documen
 email. Conditional updates would not buy safety there anyway (two concurrent updates can both
 match on FerretDB), so exclusivity comes from unique `_id` inserts into `send_windows`:
 
-- a window `<notification id>/<attempt>` is inserted before an attempt's SMTP transaction
-  (only one inserter wins), and deleted once the attempt's result is recorded and its event
-  published. The windows collection therefore holds only attempts in flight, or left open by a
-  dead instance: sweeping it is cheap, unlike a query on the growing deliveries collection.
+- a window `<notification id>/<attempt>` is inserted right before an attempt's message is
+  handed to the relay, or the relay's refusal of its envelope is recorded (only one inserter
+  wins), and deleted once the attempt's result is recorded and its event published. The
+  windows collection therefore holds only attempts in flight, or left open by a dead
+  instance: sweeping it is cheap, unlike a query on the growing deliveries collection.
 - an open window whose record does not hold the attempt's result is a send that may or may
   not have happened: it is settled as ambiguous, never sent again.
 - the result of an attempt and its event are one `_id` update (the outbox in the same write);
@@ -145,7 +146,13 @@ class DeliveryStore:
         key = window_id(notification_id, attempt)
         if not await self._window_inserts.insert({"_id": key, "at": utc_now()}):
             return WindowOutcome.TAKEN
-        current = await self.get(notification_id)
+        try:
+            current = await self.get(notification_id)
+        except BaseException:
+            # Nothing was sent under this window: left open, it would be settled as ambiguous.
+            with contextlib.suppress(Exception):
+                await self._window_deletes.delete(key)
+            raise
         if (
             current is None
             or current.attempts != attempt - 1
