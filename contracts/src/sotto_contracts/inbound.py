@@ -74,7 +74,10 @@ class StaffUpserted(InboundEvent):
     )
     can_view_others_conversations: bool = False
     can_export: bool = False
-    messaging_enabled: bool = True
+    messaging_enabled: bool | None = Field(
+        default=None,
+        description="Explicit messaging switch; null keeps the current one (on for someone new).",
+    )
     email_notifications: bool = Field(
         default=True, description="Email this team member about unread messages."
     )

@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.common import NotificationKind
+from sotto_contracts.inbound import ClientUpserted, StaffUpserted
+from sotto_conversations.config import ConversationsSettings
 from sotto_gateway.config import GatewaySettings
+from sotto_kit.mongo import Document
 from tests.integration.gateway import support
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
 from tests.integration.gateway.support import Watch, adopt_session
+from tests.integration.gateway.test_identity import display_name
+from tests.support.waiting import eventually
 
 SEND = "notifier.send_notification.v1"
 
@@ -88,3 +95,124 @@ async def test_staff_message_reaches_the_client_through_a_secure_link(
     assert inbox.status_code == 200, inbox.text
     assert [item["conversation_id"] for item in inbox.json()["items"]] == ["e2e-1"]
     await events.wait_for("gateway.staff_viewed_conversation.v1")
+
+
+async def test_messaging_switched_off_closes_the_portal_to_the_client_and_their_contacts(
+    http: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    notifications: Watch,
+    broker: support.Broker,
+    database: AsyncDatabase[Document],
+) -> None:
+    await support.sign_in(http, notifications, "sam@example.org")  # Alex's partner
+    assert (await http.get("/api/client/conversations")).status_code == 200
+    owner = staff_headers(gateway_settings, "owner1")
+    off = await http.put("/api/staff/clients/c1/messaging", json={"enabled": False}, headers=owner)
+    assert off.status_code == 200, off.text
+    people = database["people"]
+
+    async def alex_enabled() -> bool:
+        alex = await people.find_one({"_id": f"{PRACTICE}|client|c1"})
+        assert alex is not None
+        return bool(alex["messaging_enabled"])
+
+    await eventually(alex_enabled, until=lambda on: not on, what="switched off")
+    refused = await http.get("/api/client/conversations")
+    assert refused.status_code == 403, "a live session reads no more"
+
+    # An ordinary update from the practice system (no switch in it) leaves it off.
+    alex: ClientUpserted = world["clients"][0]
+    await broker.publish(
+        ClientUpserted(
+            **alex.model_dump(exclude={"message_id", "occurred_at", "display_name"}),
+            display_name="Alex R.",
+        )
+    )
+    name = display_name(people, "c1")
+    await eventually(name, until=lambda value: value == "Alex R.", what="update applied")
+    assert await alex_enabled() is False
+
+    for address in ("sam@example.org", "alex@example.org", "blair@example.org"):
+        answer = await http.post("/api/portal/calm-waters/sign-in", json={"email": address})
+        assert answer.status_code == 202
+    await notifications.wait_for(SEND, where=lambda body: body["to_address"] == "blair@example.org")
+    sent_to = [body["to_address"] for body in notifications.of(SEND)]
+    assert "alex@example.org" not in sent_to
+    assert sent_to.count("sam@example.org") == 1, "only the sign-in before the switch"
+
+
+async def test_a_new_client_without_a_switch_follows_the_practices_auto_enable(
+    http: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    broker: support.Broker,
+    database: AsyncDatabase[Document],
+) -> None:
+    owner = staff_headers(gateway_settings, "owner1")
+    patched = await http.patch(
+        "/api/staff/settings", json={"auto_enable_new_clients": False}, headers=owner
+    )
+    assert patched.status_code == 200, patched.text
+    await broker.publish(
+        ClientUpserted(
+            practice_id=PRACTICE,
+            client_id="c-new",
+            display_name="New Client",
+            email="new@example.org",
+        )
+    )
+
+    async def projected() -> Document | None:
+        return await database["people"].find_one({"_id": f"{PRACTICE}|client|c-new"})
+
+    new = await eventually(projected, until=lambda found: found is not None, what="projected")
+    assert new is not None
+    assert new["messaging_enabled"] is False
+
+
+async def test_a_team_member_switched_off_stays_off_through_an_ordinary_update(
+    http: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    broker: support.Broker,
+    database: AsyncDatabase[Document],
+    mongo: AsyncMongoClient[Document],
+    conversations_settings: ConversationsSettings,
+) -> None:
+    owner = staff_headers(gateway_settings, "owner1")
+    off = await http.put("/api/staff/team/clin2/messaging", json={"enabled": False}, headers=owner)
+    assert off.status_code == 200, off.text
+    clin2: StaffUpserted = next(s for s in world["staff"] if s.staff_id == "clin2")
+    await broker.publish(
+        StaffUpserted(
+            **clin2.model_dump(exclude={"message_id", "occurred_at", "display_name"}),
+            display_name="Dr. Blake",
+        )
+    )
+
+    async def projected() -> Document | None:
+        return await database["people"].find_one({"_id": f"{PRACTICE}|staff|clin2"})
+
+    clin2_now = await eventually(
+        projected, until=lambda found: found is not None and found["display_name"] == "Dr. Blake"
+    )
+    assert clin2_now is not None
+    assert clin2_now["messaging_enabled"] is False
+    conversations_people = mongo[conversations_settings.database]["people"]
+
+    async def in_conversations() -> Document | None:
+        return await conversations_people.find_one({"id": "clin2", "practice_id": PRACTICE})
+
+    await eventually(
+        in_conversations,
+        until=lambda found: found is not None and found["display_name"] == "Dr. Blake",
+        what="update applied in conversations",
+    )
+    opened = await http.post(
+        "/api/staff/conversations",
+        json={"conversation_id": "off-1", "subject": "Hello", "client_id": "c2"},
+        headers=staff_headers(gateway_settings, "clin2"),
+    )
+    assert opened.status_code == 403, opened.text
+    assert opened.json()["code"] == "staff_messaging_disabled"

@@ -200,11 +200,14 @@ class Conversations:
             client = await self._store.client(practice_id, ref.id)
             if client is None or not client.active:
                 raise not_found("client")
+            domain.require_client_enabled(client)  # switched off: no reading either
             return Actor(ref, client=client)
         client = await self._store.client_of_contact(practice_id, ref.id)
         contact = client.contact(ref.id) if client else None
         if client is None or contact is None or not client.active:
             raise not_found("contact")
+        domain.require_client_enabled(client)
+        domain.require_contact_enabled(contact)
         return Actor(ref, client=client, contact=contact)
 
     async def _visible_thread(
@@ -427,9 +430,6 @@ class Conversations:
                     domain.require_client_enabled(client)
             return
         assert actor.client is not None
-        domain.require_client_enabled(actor.client)
-        if actor.contact is not None:
-            domain.require_contact_enabled(actor.contact)
         now = self._clock()
         history = await self._store.client_send_history(thread.practice_id, actor.client.client_id)
         domain.check_rate(history, settings, now)
@@ -1272,10 +1272,11 @@ class Conversations:
             "client_ids": list(event.client_ids),
             "can_view_others": event.can_view_others_conversations,
             "can_export": event.can_export,
-            "messaging_enabled": event.messaging_enabled,
             "email_notifications": event.email_notifications,
             "active": event.active,
         }
+        if event.messaging_enabled is not None:  # else as switched in the inbox (new: on)
+            fields["messaging_enabled"] = event.messaging_enabled
         await self._store.upsert_person(
             event.practice_id, "staff", event.staff_id, fields, event.occurred_at
         )

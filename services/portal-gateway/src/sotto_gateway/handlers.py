@@ -125,6 +125,11 @@ class Portal:
         await self._identity.upsert_practice(practice, event.occurred_at)
 
     async def on_client_upserted(self, event: ClientUpserted) -> None:
+        previous = await self._identity.person(
+            event.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=event.client_id)
+        )
+        if previous and previous.version and previous.version > event.occurred_at:
+            return  # a newer event came first
         client = Person(
             practice_id=event.practice_id,
             kind=ParticipantKind.CLIENT,
@@ -132,7 +137,7 @@ class Portal:
             display_name=event.display_name,
             email=event.email,
             active=event.active,
-            messaging_enabled=event.messaging_enabled is not False,
+            messaging_enabled=await self._client_messaging_enabled(event, previous),
             discreet=event.discreet,
             client_id=event.client_id,
             verification_hash=self._verification_hash(
@@ -142,9 +147,6 @@ class Portal:
             primary_clinician_id=event.primary_clinician_id,
             contact_ids=frozenset(contact.contact_id for contact in event.contacts),
         )
-        previous = await self._identity.person(event.practice_id, client.ref)
-        if previous and previous.version and previous.version > event.occurred_at:
-            return  # a newer event came first
         current = {contact.contact_id for contact in event.contacts}
         # Before the client is saved: after a crash in between, the redelivered event still
         # finds the contacts it removes on the stored client.
@@ -160,7 +162,7 @@ class Portal:
                 display_name=contact.display_name,
                 email=contact.email,
                 active=event.active,
-                messaging_enabled=contact.messaging_enabled and client.messaging_enabled,
+                messaging_enabled=contact.messaging_enabled,
                 discreet=event.discreet,
                 client_id=event.client_id,
                 verification_hash=self._verification_hash(
@@ -172,6 +174,29 @@ class Portal:
                 can_message=contact.can_message,
             )
             await self._identity.upsert_person(person, event.occurred_at)
+
+    async def _client_messaging_enabled(
+        self, event: ClientUpserted, previous: Person | None
+    ) -> bool:
+        """As conversations decides: the event's switch, else the client's current setting,
+        else the practice's auto-enable for new clients."""
+        if event.messaging_enabled is not None:
+            return event.messaging_enabled
+        if previous is not None:
+            return previous.messaging_enabled
+        return (await self._practice_settings.get(event.practice_id)).auto_enable_new_clients
+
+    async def _may_use_portal(self, person: Person) -> bool:
+        """Whether this person may read and reply now: a contact follows their client's
+        switch as well as their own."""
+        if not person.may_use_portal:
+            return False
+        if person.kind is not ParticipantKind.CONTACT or person.client_id is None:
+            return True
+        client = await self._identity.person(
+            person.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=person.client_id)
+        )
+        return client is not None and client.may_use_portal
 
     async def _former_contacts(self, previous: Person | None, current: set[str]) -> list[Person]:
         """Contacts the client had before this event and no longer has, looked up by id."""
@@ -188,6 +213,11 @@ class Portal:
         return formers
 
     async def on_staff_upserted(self, event: StaffUpserted) -> None:
+        enabled = event.messaging_enabled
+        if enabled is None:  # as switched in the inbox; on for someone new
+            ref = ParticipantRef(kind=ParticipantKind.STAFF, id=event.staff_id)
+            previous = await self._identity.person(event.practice_id, ref)
+            enabled = previous.messaging_enabled if previous else True
         staff = Person(
             practice_id=event.practice_id,
             kind=ParticipantKind.STAFF,
@@ -195,7 +225,7 @@ class Portal:
             display_name=event.display_name,
             email=event.email,
             active=event.active,
-            messaging_enabled=event.messaging_enabled,
+            messaging_enabled=enabled,
             roles=frozenset(event.roles),
             client_ids=frozenset(event.client_ids),
             can_view_others=event.can_view_others_conversations,
@@ -238,7 +268,7 @@ class Portal:
                 )
             await self._links.add_notice(str(event.message_id), events)
             return
-        if not person.may_use_portal:
+        if not await self._may_use_portal(person):
             await self._links.add_notice(str(event.message_id), [])
             return
         expiry_hours = (await self._practice_settings.get(event.practice_id)).link_expiry_hours
@@ -395,7 +425,7 @@ class Portal:
             )
             expected = person.verification_hash if person else None
             matches = hmac.compare_digest(offered, expected or "")
-            if matches and person is not None and person.may_use_portal:
+            if matches and person is not None and await self._may_use_portal(person):
                 succeeded = VerificationSucceeded(
                     practice_id=link.practice_id, link_id=link.link_id, recipient=link.recipient
                 )
@@ -438,7 +468,7 @@ class Portal:
         candidates = await self._identity.portal_users_by_email(
             practice.practice_id, normalize_email(email)
         )
-        usable = [person for person in candidates if person.may_use_portal]
+        usable = [person for person in candidates if await self._may_use_portal(person)]
         usable.sort(key=lambda person: person.kind is not ParticipantKind.CLIENT)
         person = usable[0] if usable else None
         token = new_token()
@@ -493,7 +523,7 @@ class Portal:
             raise NotFoundError("sign-in link")
         ref = ParticipantRef.model_validate(document["recipient"])
         person = await self._identity.person(document["practice_id"], ref)
-        if person is None or not person.may_use_portal:
+        if person is None or not await self._may_use_portal(person):
             raise NotFoundError("sign-in link")
         return await self._start_session(person, None, "sign_in_link", [])
 
