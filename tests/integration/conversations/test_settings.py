@@ -77,6 +77,23 @@ async def test_only_owners_and_managers_change_settings(harness: Harness, team: 
     ).away_message == ""
 
 
+async def test_a_misspelt_time_zone_is_refused_and_changes_nothing(
+    harness: Harness, team: Team
+) -> None:
+    typo = PracticeSettingsPatch(time_zone="America/New_Yrok", banner="Closed Friday")
+    problem = await harness.problem(
+        UpdateSettings(practice_id=PRACTICE, actor=team.owner, changes=typo)
+    )
+    assert (problem.code, problem.status) == ("unknown_time_zone", 422)
+    unchanged = await harness.ok(GetSettings(practice_id=PRACTICE), PracticeSettings)
+    assert (unchanged.time_zone, unchanged.banner) == ("UTC", "")
+    fixed = PracticeSettingsPatch(time_zone="America/New_York")
+    updated = await harness.ok(
+        UpdateSettings(practice_id=PRACTICE, actor=team.owner, changes=fixed), PracticeSettings
+    )
+    assert updated.time_zone == "America/New_York"
+
+
 async def test_away_message_banner_and_automatic_reply(harness: Harness, team: Team) -> None:
     await open_conversation(harness, team)
     await harness.configure(

@@ -348,6 +348,17 @@ def check_length(body: str, settings: PracticeSettings) -> None:
         )
 
 
+def check_time_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RefusalError(
+            "unknown_time_zone",
+            f"{name!r} is not a time zone name (for example America/Chicago)",
+            422,
+        ) from None
+
+
 def is_after_hours(settings: PracticeSettings, now: datetime) -> bool:
     if not settings.office_hours:
         return False

@@ -936,6 +936,8 @@ class Conversations:
                 "not_permitted", "only owners and practice managers change settings", 403
             )
         changes = request.changes.model_dump(exclude_none=True)
+        if request.changes.time_zone is not None:
+            domain.check_time_zone(request.changes.time_zone)
         updated = PracticeSettings.model_validate({**current.model_dump(), **changes})
         event = SettingsChanged(
             practice_id=request.practice_id, actor=actor.ref, changed_fields=sorted(changes)
