@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from sotto_contracts.common import ClientEmailWorkflow
 from sotto_contracts.conversations import (
     AssignConversation,
@@ -24,7 +26,16 @@ from sotto_contracts.inbound import (
     InquiryReceived,
     StatementReady,
 )
-from tests.integration.conversations.conftest import PRACTICE, Harness, Team
+from sotto_conversations.main import create_app
+from tests.integration.conversations.conftest import (
+    PRACTICE,
+    Harness,
+    Team,
+    seed_team,
+    wait_until_consuming,
+)
+from tests.support.infra import Infrastructure
+from tests.support.serving import serve
 from tests.support.waiting import eventually
 
 
@@ -337,3 +348,28 @@ async def test_unknown_practice_client_or_recipient_is_parked(harness: Harness, 
     assert "unknown client ghost-client" in reasons
     assert "does not belong to the client" in reasons
     assert "invalid message" in reasons
+    assert "(after 5 deliveries)" in reasons
+
+
+async def test_an_event_that_overtakes_its_clients_projection_waits_for_it(
+    parts: Harness, infra: Infrastructure
+) -> None:
+    """A practice system publishes a new client and their statement back to back; the
+    statement may be handled first (concurrent consumers). It is retried, not parked."""
+    harness = parts
+    async with serve(create_app(harness.settings)) as url, httpx.AsyncClient() as http:
+        await wait_until_consuming(infra.rabbitmq_url, harness.settings.topology)
+        await seed_team(harness)
+        await harness.amqp.publish(
+            StatementReady(practice_id=PRACTICE, client_id="c-late", reference_id="first")
+        )
+
+        async def retried() -> int:
+            stats = (await http.get(f"{url}/health")).json()["messages"]
+            return int(stats["retried"].get(StatementReady.ROUTING_KEY, 0))
+
+        await eventually(retried, until=lambda count: count >= 1, what="a retry")
+        await harness.add_client("c-late")
+        notice = await harness.events.wait_for(UnreadReminderDue)
+        assert notice[0]["recipient"]["id"] == "c-late"
+        assert await harness.amqp.parked("conversations") == []

@@ -1,8 +1,10 @@
 """Poison messages go to the service's parking queue with their reason; the consumer goes on.
 
 A message that can never succeed (undecodable, fails its contract, or refused by a handler
-with `PoisonMessageError`) is parked at once and acked. Any other error is nacked and retried
-by RabbitMQ until the quorum queue's delivery limit dead-letters it to the same parking queue.
+with `PoisonMessageError`) is parked at once and acked. One naming something not known yet
+(`NotYetKnownError`: its event may still be on its way) is retried a few times, then parked
+with its reason. Any other error is nacked and retried by RabbitMQ until the quorum queue's
+delivery limit dead-letters it to the same parking queue.
 """
 
 from __future__ import annotations
@@ -33,10 +35,23 @@ logger = logging.getLogger(__name__)
 
 RETRY_PAUSE_SECONDS = 1.0
 MAX_REASON_LENGTH = 2000
+NOT_YET_KNOWN_DELIVERIES = 5
 
 
 class PoisonMessageError(Exception):
     """Raised by a handler for a message that no retry can make succeed."""
+
+
+class NotYetKnownError(Exception):
+    """Raised by a handler for a message naming a practice, client or person not projected
+    yet: events of different queues (or one queue's concurrent consumers) arrive in any order."""
+
+
+def delivery_count(raw: Any) -> int:
+    """Earlier deliveries of this message (quorum queues count them in a header)."""
+    headers = getattr(raw, "headers", None) or {}
+    count = headers.get("x-delivery-count", 0)
+    return count if isinstance(count, int) else 0
 
 
 POISON_ERRORS: tuple[type[BaseException], ...] = (
@@ -116,29 +131,19 @@ def parking_middleware(
             routing_key = str(getattr(raw, "routing_key", "") or "")
             try:
                 result = await call_next(msg)
-            except POISON_ERRORS as error:
-                reason = describe(error)
-                logger.warning(
-                    "parking message",
+            except NotYetKnownError as error:
+                deliveries = delivery_count(raw) + 1
+                if deliveries >= NOT_YET_KNOWN_DELIVERIES:
+                    return await self._park(msg, f"{error} (after {deliveries} deliveries)")
+                stats.count_retried(routing_key)
+                logger.info(
+                    "not known yet; message will be redelivered",
                     extra={"routing_key": routing_key, "message_id": msg.message_id},
                 )
-                await park(
-                    msg.body,
-                    {
-                        PARKING_REASON_HEADER: reason,
-                        ORIGINAL_EXCHANGE_HEADER: str(getattr(raw, "exchange", "") or ""),
-                        ORIGINAL_ROUTING_KEY_HEADER: routing_key,
-                    },
-                )
-                stats.count_parked(routing_key)
-                if msg.reply_to:
-                    problem = Problem(code="invalid_message", detail=reason, status=422)
-                    await send_reply(
-                        msg.reply_to,
-                        msg.correlation_id,
-                        Reply(ok=False, problem=problem).model_dump_json().encode(),
-                    )
-                return None
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                raise
+            except POISON_ERRORS as error:
+                return await self._park(msg, describe(error))
             except Exception:
                 stats.count_retried(routing_key)
                 logger.exception(
@@ -149,5 +154,28 @@ def parking_middleware(
                 raise
             stats.count_consumed(routing_key)
             return result
+
+        async def _park(self, msg: StreamMessage[Any], reason: str) -> None:
+            raw = msg.raw_message
+            routing_key = str(getattr(raw, "routing_key", "") or "")
+            logger.warning(
+                "parking message", extra={"routing_key": routing_key, "message_id": msg.message_id}
+            )
+            await park(
+                msg.body,
+                {
+                    PARKING_REASON_HEADER: reason[:MAX_REASON_LENGTH],
+                    ORIGINAL_EXCHANGE_HEADER: str(getattr(raw, "exchange", "") or ""),
+                    ORIGINAL_ROUTING_KEY_HEADER: routing_key,
+                },
+            )
+            stats.count_parked(routing_key)
+            if msg.reply_to:
+                problem = Problem(code="invalid_message", detail=reason, status=422)
+                await send_reply(
+                    msg.reply_to,
+                    msg.correlation_id,
+                    Reply(ok=False, problem=problem).model_dump_json().encode(),
+                )
 
     return ParkingMiddleware

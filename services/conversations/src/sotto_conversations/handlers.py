@@ -94,7 +94,7 @@ from sotto_conversations.domain import (
 )
 from sotto_kit.locks import KeyedLocks
 from sotto_kit.mongo import Document
-from sotto_kit.parking import PoisonMessageError
+from sotto_kit.parking import NotYetKnownError
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -1288,10 +1288,10 @@ class Conversations:
     ) -> tuple[PracticeSettings, ClientRecord]:
         settings = await self._store.practice_settings(practice_id)
         if settings is None:
-            raise PoisonMessageError(f"unknown practice {practice_id}")
+            raise NotYetKnownError(f"unknown practice {practice_id}")
         client = await self._store.client(practice_id, client_id)
         if client is None:
-            raise PoisonMessageError(f"unknown client {client_id} in practice {practice_id}")
+            raise NotYetKnownError(f"unknown client {client_id} in practice {practice_id}")
         return settings, client
 
     async def _open_inbound(self, thread: Thread, change: Change) -> None:
@@ -1351,7 +1351,7 @@ class Conversations:
     async def inquiry_received(self, event: InquiryReceived) -> None:
         settings = await self._store.practice_settings(event.practice_id)
         if settings is None:
-            raise PoisonMessageError(f"unknown practice {event.practice_id}")
+            raise NotYetKnownError(f"unknown practice {event.practice_id}")
         conversation_id = derived_id("inquiry", event.inquiry_id)
         message_id = derived_id("inquiry-message", event.inquiry_id)
         existing = await self._store.load_thread(event.practice_id, conversation_id)
@@ -1392,7 +1392,7 @@ class Conversations:
                 recipient.kind == ParticipantKind.CLIENT and recipient.id == client.client_id
             ) or (recipient.kind == ParticipantKind.CONTACT and client.contact(recipient.id))
             if not known:
-                raise PoisonMessageError(
+                raise NotYetKnownError(
                     f"recipient {recipient.kind.value} {recipient.id} does not belong to the client"
                 )
         thread = await self._notices_thread(event.practice_id, client)
