@@ -1,7 +1,9 @@
-"""The reference staff inbox in a real browser: filters, notes, tasks, remove, unread, archive."""
+"""The reference staff inbox in a real browser: filters, paging, notes, tasks, copy as text,
+remove, unread, archive."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import (
+    CLIENT,
     CLIENT_BIRTHDAY,
     CLINICIAN,
     CLINICIAN_NAME,
@@ -76,18 +79,48 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
 
     await inbox.get_by_role("button", name="Invoice").click()
     await expect(page.get_by_role("heading", name="Invoice")).to_be_focused()
-    await expect(page.get_by_role("list", name="Messages")).to_contain_text("Which invoice?")
-    await page.get_by_role("button", name="Remove message sent").first.click()
+    messages = page.get_by_role("list", name="Messages")
+    await expect(messages).to_contain_text("Which invoice?")
+    # only the signed-in team member's own message may be removed: not the client's
+    from_client = messages.get_by_role("listitem").filter(has_text="Which invoice?")
+    await expect(from_client.get_by_role("button")).to_have_count(0)
+    remove = page.get_by_role("button", name=re.compile("^(Remove message|Confirm removal)"))
+    await expect(remove).to_have_count(1)
+    mine = messages.get_by_role("listitem").filter(has_text="Sent to the wrong person.")
+    await mine.get_by_role("button", name="Remove message sent").click()
     await page.get_by_role("button", name="Confirm removal").click()
     await expect(page.get_by_role("status")).to_have_text("The message was removed.")
-    await expect(page.get_by_role("list", name="Messages")).to_contain_text("Message removed.")
+    await expect(messages).to_contain_text("Message removed.")
+    await expect(remove).to_have_count(0)  # a removed message is not offered for removal again
     await page.get_by_label("Message to the conversation").fill("Please ignore the last message.")
     await page.get_by_role("button", name="Send reply").click()
     await expect(page.get_by_role("status")).to_have_text("Reply sent.")
+    reply = messages.get_by_role("listitem").filter(has_text="Please ignore the last message.")
+    await expect(reply.get_by_role("button", name="Remove message sent")).to_have_count(1)
+    await expect(remove).to_have_count(1)
+
+    await page.get_by_role("button", name="Copy as text").click()
+    await expect(page.get_by_role("status")).to_have_text("Tick the messages to copy first.")
+    await page.get_by_role("checkbox", name="Select the message from Alex Rivera").check()
+    await reply.get_by_role("checkbox", name="Select the message from You").check()
+    await page.get_by_role("button", name="Copy as text").click()
+    await expect(page.get_by_role("status")).to_contain_text("2 messages")
+    copied = page.get_by_label("Copied text")
+    await expect(copied).to_be_focused()
+    await expect(copied).not_to_be_editable()
+    stamp = r"\[\d{4}-\d\d-\d\d \d\d:\d\d UTC\]"
+    await expect(copied).to_have_value(
+        re.compile(
+            rf"^{stamp} Alex Rivera: Which invoice\?\n"
+            rf"{stamp} {re.escape(CLINICIAN_NAME)}: Please ignore the last message\.$"
+        )
+    )
 
     await page.get_by_label("Note", exact=True).fill("Client called about billing")
     await page.get_by_role("button", name="Add note").click()
-    await expect(page.locator(".notes")).to_contain_text("Client called about billing")
+    note = page.locator(".notes .note")
+    await expect(note).to_contain_text("Client called about billing")
+    await expect(note).to_contain_text(re.compile(r"^You, "))
     await page.get_by_label("Task", exact=True).fill("Resend the invoice")
     await page.get_by_label("Due (optional)").fill("2030-01-31")
     await page.get_by_label("For (optional)").select_option(label=OWNER_NAME)
@@ -135,6 +168,17 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
     await owner.get_by_role("button", name="Apply filters").click()
     forms = owner.locator("#inbox").get_by_role("button", name="Forms to fill")
     await expect(forms).to_contain_text(f"Assigned to {CLINICIAN_NAME}")
+    await owner.get_by_label("Show").select_option(label="My conversations")
+    await owner.get_by_label("Archived").check()
+    await owner.get_by_role("button", name="Apply filters").click()
+    await owner.locator("#inbox").get_by_role("button", name="Invoice").click()
+    await expect(owner.get_by_role("heading", name="Invoice")).to_be_focused()
+    owner_note = owner.locator(".notes .note")
+    await expect(owner_note).to_contain_text(f"{CLINICIAN_NAME}, ")
+    await expect(owner_note).not_to_contain_text(CLINICIAN)  # the name, never the raw id
+    # a colleague's, the client's and a removed message: none is the owner's to remove
+    await expect(owner.get_by_role("list", name="Messages")).to_contain_text("Please ignore")
+    await expect(owner.get_by_role("button", name=re.compile("^Remove"))).to_have_count(0)
 
     await client.get_by_role("button", name="Back to conversations").click()
     await client.get_by_role("button", name="Invoice").click()
@@ -181,3 +225,79 @@ async def test_the_owner_sends_an_announcement_and_the_client_opens_it(
     await client.get_by_label("Date of birth").fill(CLIENT_BIRTHDAY.isoformat())
     await client.get_by_role("button", name="Continue").click()
     await expect(client.get_by_text("The office is closed on Friday the 4th.")).to_be_visible()
+
+
+async def test_the_inbox_pages_through_more_conversations_than_one_page_holds(
+    practice: Practice,
+    new_page: NewPage,
+    screenshot: Screenshot,
+) -> None:
+    total = 27  # the page shows 25 a page
+    await practice.send_secure_message("paged-00", "Paged 00", "The oldest one.")
+    async with practice.staff(CLINICIAN) as clinician:
+        for number in range(1, total):
+            answer = await clinician.post(
+                "/api/staff/conversations",
+                json={
+                    "conversation_id": f"paged-{number:02}",
+                    "subject": f"Paged {number:02}",
+                    "client_id": CLIENT,
+                    "first_message": "Hello.",
+                },
+            )
+            assert answer.status_code == 201
+
+    page = await new_page(DESKTOP)
+    await sign_in(page, practice, CLINICIAN)
+    inbox = page.locator("#inbox").get_by_role("button")
+    pager = page.get_by_role("navigation", name="Inbox pages")
+    newer = pager.get_by_role("button", name="Newer")
+    older = pager.get_by_role("button", name="Older")
+    await expect(page.locator("#inbox-count")).to_have_text(f"{total} conversations")
+    await expect(inbox).to_have_count(25)
+    await expect(pager).to_contain_text("Page 1 of 2")
+    await expect(newer).to_be_disabled()
+    await expect(inbox.filter(has_text="Paged 26")).to_have_count(1)
+    await expect(inbox.filter(has_text="Paged 00")).to_have_count(0)
+
+    # paging keeps the filters as applied, not as half-typed
+    await page.get_by_label("Search").fill("Paged 26")
+    await older.click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"Page 2 of 2: 2 of {total} conversations"
+    )
+    await expect(inbox).to_have_count(2)
+    await expect(inbox.nth(0)).to_contain_text("Paged 01")
+    await expect(inbox.nth(1)).to_contain_text("Paged 00")
+    await expect(older).to_be_disabled()
+    await expect(newer).to_be_focused()
+    await screenshot(page, "desktop-inbox-last-page")
+    await page.get_by_label("Search").fill("")
+    await page.get_by_role("button", name="Apply filters").click()  # starts from the newest
+    await expect(pager).to_contain_text("Page 1 of 2")
+    await expect(inbox).to_have_count(25)
+    await older.click()
+    await expect(inbox).to_have_count(2)
+
+    # opening a thread keeps the page; archiving the last page away falls back to the one before
+    await inbox.filter(has_text="Paged 00").click()
+    await expect(page.get_by_role("heading", name="Paged 00")).to_be_focused()
+    await page.get_by_role("button", name="Archive", exact=True).click()
+    await expect(page.get_by_role("status")).to_have_text("Conversation archived.")
+    await expect(inbox).to_have_count(1)
+    await expect(pager).to_contain_text("Page 2 of 2")
+    await inbox.filter(has_text="Paged 01").click()
+    await expect(page.get_by_role("heading", name="Paged 01")).to_be_focused()
+    await page.get_by_role("button", name="Archive", exact=True).click()
+    await expect(page.get_by_role("status")).to_have_text("Conversation archived.")
+    await expect(page.locator("#inbox-count")).to_have_text("25 conversations")
+    await expect(inbox).to_have_count(25)
+    await expect(pager).to_be_hidden()
+
+    await page.get_by_label("Archived").check()
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(inbox).to_have_count(2)
+    await page.get_by_label("Archived").uncheck()
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(inbox).to_have_count(25)
+    await expect(inbox.first).to_contain_text("Paged 26")

@@ -1,4 +1,5 @@
-// The reference staff inbox: token sign-in, filtered inbox, thread with notes and tasks, announcements.
+// The reference staff inbox: token sign-in, filtered and paged inbox, thread with notes, tasks and
+// copy-as-text, announcements.
 import { announce, api, characterCounter, formatTime, h, newId, problemText } from "./common.js";
 
 const TOKEN_KEY = "sotto.staffToken";
@@ -10,6 +11,10 @@ const inbox = document.getElementById("inbox");
 const inboxCount = document.getElementById("inbox-count");
 const threadPanel = document.getElementById("thread");
 const signOutButton = document.getElementById("staff-sign-out");
+const pager = document.getElementById("inbox-pages");
+const newerButton = document.getElementById("inbox-newer");
+const olderButton = document.getElementById("inbox-older");
+const pageText = document.getElementById("inbox-page");
 let me = null;
 let team = new Map();  // staff id -> { display_name, roles, messaging_enabled }
 
@@ -39,6 +44,7 @@ async function failed(answer) {
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   me = null;
+  inboxPage = 1;
   workspace.hidden = true;
   signOutButton.hidden = true;
   announcementProgress.textContent = "";
@@ -70,6 +76,8 @@ async function start() {
     if (option.value !== "mine") option.disabled = !mayViewOthers;
   }
   showAnnouncementForm();
+  appliedFilters = inboxQuery();
+  inboxPage = 1;
   await loadInbox();
   document.getElementById("inbox-heading").focus();
 }
@@ -172,11 +180,31 @@ function inboxQuery() {
   return query;
 }
 
+const INBOX_PAGE_SIZE = 25;
+let appliedFilters = new URLSearchParams();  // the filters as last applied: paging keeps them
+let inboxPage = 1;  // 1 is the newest
+let inboxRequest = 0;  // only the latest request may draw the list
+
 async function loadInbox() {
-  const answer = await staffApi("GET", `/inbox?${inboxQuery()}`);
+  const asked = ++inboxRequest;
+  const query = new URLSearchParams(appliedFilters);
+  query.set("page", String(inboxPage));
+  query.set("page_size", String(INBOX_PAGE_SIZE));
+  const answer = await staffApi("GET", `/inbox?${query}`);
+  if (asked !== inboxRequest) return;  // a later request (another page, new filters) wins
   if (await failed(answer)) return;
   const page = answer.data;
+  const pages = Math.max(1, Math.ceil(page.total / page.page_size));
+  if (inboxPage > pages) {  // the list shrank under us (archived, reassigned): show its last page
+    inboxPage = pages;
+    await loadInbox();
+    return;
+  }
   inboxCount.textContent = page.total === 1 ? "1 conversation" : `${page.total} conversations`;
+  pager.hidden = pages === 1;
+  pageText.textContent = `Page ${inboxPage} of ${pages}`;
+  newerButton.disabled = inboxPage <= 1;
+  olderButton.disabled = inboxPage >= pages;
   inbox.replaceChildren(
     ...page.items.map((item) =>
       h("li", {},
@@ -187,8 +215,21 @@ async function loadInbox() {
           h("span", { className: "when" }, formatTime(item.last_activity_at))))));
 }
 
+async function turnPage(step) {
+  inboxPage = Math.max(1, inboxPage + step);
+  await loadInbox();
+  const [pressed, other] = step > 0 ? [olderButton, newerButton] : [newerButton, olderButton];
+  if (pressed.disabled) other.focus();  // a disabled button drops focus: keep it in the pager
+  announce(status, `${pageText.textContent}: ${inbox.children.length} of ${inboxCount.textContent}`, "info");
+}
+
+newerButton.addEventListener("click", () => turnPage(-1));
+olderButton.addEventListener("click", () => turnPage(1));
+
 filters.addEventListener("submit", async (event) => {
   event.preventDefault();
+  appliedFilters = inboxQuery();
+  inboxPage = 1;
   await loadInbox();
   announce(status, inboxCount.textContent, "info");
 });
@@ -207,21 +248,31 @@ function senderName(message, conversation) {
   return "Client's contact";
 }
 
+function isMine(message) {
+  return !message.automatic && message.sender?.kind === "staff" && message.sender.id === me.staff_id;
+}
+
 function messageItem(message, conversation, reload) {
+  const sender = senderName(message, conversation);
+  const when = formatTime(message.sent_at);
+  const select = h("input", { type: "checkbox", className: "select-message", "data-message": message.message_id });
+  select.setAttribute("aria-label", `Select the message from ${sender}, sent ${when}`);
   const meta = h("p", { className: "meta" },
-    h("span", {}, senderName(message, conversation)),
-    h("time", { datetime: message.sent_at }, formatTime(message.sent_at)));
+    h("label", { className: "check" }, select, h("span", {}, sender)),
+    h("time", { datetime: message.sent_at }, when));
   if (message.removed) {
     return h("li", { className: "message removed" }, meta, h("p", { className: "body" }, "Message removed."));
   }
+  const item = h("li", { className: isMine(message) ? "message mine" : "message" }, meta, h("p", { className: "body" }, message.body));
+  if (!isMine(message)) return item;  // only the sender may remove a message
   const remove = h("button", { type: "button", className: "danger" }, "Remove");
-  remove.setAttribute("aria-label", `Remove message sent ${formatTime(message.sent_at)}`);
+  remove.setAttribute("aria-label", `Remove message sent ${when}`);
   let armed = false;
   remove.addEventListener("click", async () => {
     if (!armed) {
       armed = true;
       remove.textContent = "Confirm removal";
-      remove.setAttribute("aria-label", `Confirm removal of the message sent ${formatTime(message.sent_at)}`);
+      remove.setAttribute("aria-label", `Confirm removal of the message sent ${when}`);
       announce(status, "Press again to remove this message for everyone.", "info");
       return;
     }
@@ -230,7 +281,48 @@ function messageItem(message, conversation, reload) {
     await reload();
     announce(status, "The message was removed.", "success");
   });
-  return h("li", { className: "message" }, meta, h("p", { className: "body" }, message.body), h("div", { className: "form-row" }, remove));
+  item.append(h("div", { className: "form-row" }, remove));
+  return item;
+}
+
+async function toClipboard(text) {
+  if (!window.isSecureContext || !navigator.clipboard) return false;
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    return false;  // no permission (or no focus): the text box below still holds it
+  }
+}
+
+// Ticked messages as plain text for a chart note, from the API (it names senders and marks removals).
+function copyControls(conversationId, list) {
+  const output = h("textarea", { id: "copied-text", readonly: true, spellcheck: "false", "aria-describedby": "copied-hint" });
+  const result = h("div", { className: "copied", hidden: true },
+    h("label", { for: "copied-text" }, "Copied text"),
+    h("p", { id: "copied-hint", className: "hint" }, "Read-only: select it and copy it into the chart note."),
+    output);
+  const button = h("button", { type: "button", className: "secondary" }, "Copy as text");
+  button.addEventListener("click", async () => {
+    const boxes = [...list.querySelectorAll("input.select-message:checked")];
+    if (!boxes.length) {
+      announce(status, "Tick the messages to copy first.", "error");
+      list.querySelector("input.select-message")?.focus();
+      return;
+    }
+    const answer = await staffApi("POST", conversationPath(conversationId, "/copy"), { message_ids: boxes.map((box) => box.dataset.message) });
+    if (await failed(answer)) return;
+    output.value = answer.data.text;
+    result.hidden = false;
+    const copied = await toClipboard(answer.data.text);
+    output.focus();
+    output.select();
+    const count = boxes.length === 1 ? "1 message" : `${boxes.length} messages`;
+    announce(status, copied ? `Copied ${count} to the clipboard.` : `${count} ready to copy from the text box.`, "success");
+  });
+  return h("div", { className: "copy-messages" },
+    h("div", { className: "form-row" }, button, h("span", { className: "hint" }, "Tick messages above, then copy them as text for a chart note.")),
+    result);
 }
 
 function textForm({ id, heading, label, button, limit, submit }) {
@@ -362,6 +454,7 @@ function renderThread(thread, reload, focus) {
     announce(status, "Marked unread.", "success");
   });
   const heading = h("h2", { id: "thread-heading", tabindex: "-1" }, conversation.subject);
+  const messageList = h("ol", { className: "messages", "aria-label": "Messages" }, thread.messages.map((message) => messageItem(message, conversation, reload)));
   threadPanel.replaceChildren(...h("div", {},
     heading,
     h("p", { className: "hint" },
@@ -371,7 +464,8 @@ function renderThread(thread, reload, focus) {
     assignForm(conversation, reload),
     thread.request_details ? h("p", { className: "banner" }, `Request details: ${thread.request_details}`) : null,
     h("h3", {}, "Messages"),
-    h("ol", { className: "messages", "aria-label": "Messages" }, thread.messages.map((message) => messageItem(message, conversation, reload))),
+    messageList,
+    copyControls(id, messageList),
     textForm({
       id: "staff-reply", heading: "Reply", label: "Message to the conversation", button: "Send reply",
       limit: thread.max_message_length,
@@ -387,7 +481,7 @@ function renderThread(thread, reload, focus) {
     h("section", { className: "notes", "aria-labelledby": "notes-heading" },
       h("h3", { id: "notes-heading" }, "Internal notes (never shown to clients)"),
       thread.notes.length
-        ? thread.notes.map((note) => h("div", { className: "note" }, h("p", { className: "hint" }, `${note.author_id === me.staff_id ? "You" : note.author_id}, ${formatTime(note.created_at)}`), note.body))
+        ? thread.notes.map((note) => h("div", { className: "note" }, h("p", { className: "hint" }, `${staffName(note.author_id)}, ${formatTime(note.created_at)}`), note.body))
         : h("p", { className: "hint" }, "No notes yet."),
       textForm({
         id: "note-body", heading: "Add a note", label: "Note", button: "Add note",
