@@ -17,6 +17,7 @@ from sotto_contracts.conversations import (
     ListClientConversations,
     MarkRead,
     MessagePosted,
+    PostMessage,
     ThreadView,
     UnreadReminderDue,
 )
@@ -24,6 +25,7 @@ from sotto_contracts.inbound import (
     CLIENT_EMAIL_WORKFLOW_EVENTS,
     AppointmentRequested,
     InquiryReceived,
+    InquiryResponse,
     StatementReady,
 )
 from sotto_conversations.main import create_app
@@ -373,3 +375,44 @@ async def test_an_event_that_overtakes_its_clients_projection_waits_for_it(
         notice = await harness.events.wait_for(UnreadReminderDue)
         assert notice[0]["recipient"]["id"] == "c-late"
         assert await harness.amqp.parked("conversations") == []
+
+
+async def test_a_prospect_is_answered_by_email_not_by_secure_message(
+    harness: Harness, team: Team
+) -> None:
+    await harness.amqp.publish(
+        InquiryReceived(
+            practice_id=PRACTICE,
+            inquiry_id="inq-9",
+            client_id="prospect-9",
+            display_name="Riley Prospect",
+            email="riley@example.org",
+            clinician_id="dr-primary",
+            body="Do you see teenagers?",
+        )
+    )
+    [opened] = await harness.events.wait_for(ConversationOpened, kind="inquiry")
+    conversation_id = opened["conversation_id"]
+    problem = await harness.problem(
+        PostMessage(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id=conversation_id,
+            posted_message_id="reply-1",
+            body="Yes, we do.",
+        )
+    )
+    assert (problem.code, problem.status) == ("prospect_not_client", 409)
+
+    await harness.amqp.publish(
+        InquiryResponse(practice_id=PRACTICE, client_id="prospect-9", reference_id="resp-1")
+    )
+    [due] = await harness.events.wait_for(ClientEmailDue)
+    assert due["recipient"] == {"kind": "client", "id": "prospect-9"}
+    assert due["conversation_id"] == conversation_id
+    staff_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id=conversation_id),
+        ThreadView,
+    )
+    assert "inquiry_response" in staff_view.notes[0].body
+    assert await harness.amqp.parked("conversations") == []

@@ -6,15 +6,17 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from sotto_contracts.common import ParticipantKind, ParticipantRef
+from sotto_contracts.common import ClientEmailWorkflow, ParticipantKind, ParticipantRef
+from sotto_contracts.conversations import ClientEmailDue
 from sotto_contracts.inbound import ClientUpserted
 from sotto_gateway.adapters.store import IdentityStore
 from sotto_kit.mongo import Document
 from tests.integration.gateway.conftest import PRACTICE
-from tests.integration.gateway.support import Broker
+from tests.integration.gateway.support import SEND, Broker, Watch
 from tests.support.waiting import eventually
 
 
@@ -117,3 +119,32 @@ def display_name(people: Any, client_id: str) -> Callable[[], Awaitable[str]]:
         return str(document["display_name"])
 
     return name
+
+
+async def test_an_email_due_for_someone_not_projected_yet_waits_for_their_record(
+    broker: Broker, http: httpx.AsyncClient, notifications: Watch, world: dict[str, Any]
+) -> None:
+    """Conversations may ask for an email before the gateway has read the client's event from
+    its own queue: the request is retried, not recorded as sent to nobody."""
+    due = ClientEmailDue(
+        practice_id=PRACTICE,
+        client_id="c-new",
+        recipient=ParticipantRef(kind=ParticipantKind.CLIENT, id="c-new"),
+        workflow=ClientEmailWorkflow.STATEMENT_READY,
+        reference_id="st-1",
+        conversation_id="notices-c-new",
+    )
+    await broker.publish(due)
+
+    async def retried() -> int:
+        stats = (await http.get("/health")).json()["messages"]
+        return int(stats["retried"].get(ClientEmailDue.ROUTING_KEY, 0))
+
+    await eventually(retried, until=lambda count: count >= 1, what="a retry")
+    await broker.publish(
+        ClientUpserted(
+            practice_id=PRACTICE, client_id="c-new", display_name="New", email="new@example.org"
+        )
+    )
+    [email] = await notifications.wait_for(SEND)
+    assert (email["to_address"], email["kind"]) == ("new@example.org", "statement_ready")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -9,7 +10,12 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.common import NotificationKind
-from sotto_contracts.inbound import ClientUpserted, StaffUpserted
+from sotto_contracts.inbound import (
+    ClientUpserted,
+    InquiryReceived,
+    InquiryResponse,
+    StaffUpserted,
+)
 from sotto_conversations.config import ConversationsSettings
 from sotto_gateway.config import GatewaySettings
 from sotto_kit.mongo import Document
@@ -216,3 +222,61 @@ async def test_a_team_member_switched_off_stays_off_through_an_ordinary_update(
     )
     assert opened.status_code == 403, opened.text
     assert opened.json()["code"] == "staff_messaging_disabled"
+
+
+async def test_a_prospect_gets_the_inquiry_response_by_email_and_the_portal_once_a_client(
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    broker: support.Broker,
+    database: AsyncDatabase[Document],
+) -> None:
+    inquiry = InquiryReceived(
+        practice_id=PRACTICE,
+        inquiry_id="inq-1",
+        client_id="prospect-1",
+        display_name="Riley Prospect",
+        email="riley@example.org",
+        body="Do you take new clients?",
+    )
+    await broker.publish(inquiry)
+    await broker.publish(
+        InquiryResponse(practice_id=PRACTICE, client_id="prospect-1", reference_id="resp-1")
+    )
+    [email] = await notifications.wait_for(
+        SEND, where=lambda body: body["to_address"] == "riley@example.org"
+    )
+    assert email["kind"] == NotificationKind.INQUIRY_RESPONSE
+
+    # Not a client yet: no sign-in link (the same answer as for anyone).
+    for address in ("riley@example.org", "blair@example.org"):
+        answer = await http.post("/api/portal/calm-waters/sign-in", json={"email": address})
+        assert answer.status_code == 202
+    await notifications.wait_for(SEND, where=lambda body: body["to_address"] == "blair@example.org")
+    assert [body["kind"] for body in notifications.of(SEND) if "riley" in body["to_address"]] == [
+        NotificationKind.INQUIRY_RESPONSE
+    ]
+
+    # The practice system makes them a client (an event older than the inquiry, even).
+    await broker.publish(
+        ClientUpserted(
+            practice_id=PRACTICE,
+            client_id="prospect-1",
+            display_name="Riley Client",
+            email="riley@example.org",
+            occurred_at=inquiry.occurred_at - timedelta(minutes=1),
+        )
+    )
+    name = display_name(database["people"], "prospect-1")
+    await eventually(name, until=lambda value: value == "Riley Client", what="a client now")
+    answer = await http.post("/api/portal/calm-waters/sign-in", json={"email": "riley@example.org"})
+    assert answer.status_code == 202
+    [link] = await notifications.wait_for(
+        SEND,
+        where=lambda body: (
+            body["to_address"] == "riley@example.org"
+            and body["kind"] == NotificationKind.SIGN_IN_LINK
+        ),
+    )
+    token = link["link_url"].rsplit("/sign-in/", 1)[1]
+    assert (await http.post(f"/api/portal/sign-in/{token}")).status_code == 200

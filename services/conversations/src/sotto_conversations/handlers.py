@@ -67,6 +67,7 @@ from sotto_contracts.inbound import (
     ClientEmailWorkflowEvent,
     ClientUpserted,
     InquiryReceived,
+    InquiryResponse,
     PracticeUpserted,
     StaffUpserted,
 )
@@ -428,6 +429,13 @@ class Conversations:
                 client = await self._store.client(thread.practice_id, thread.client_id)
                 if client is not None:
                     domain.require_client_enabled(client)
+                elif thread.kind == ConversationKind.INQUIRY:
+                    raise RefusalError(
+                        "prospect_not_client",
+                        "this person is not a client yet, so they cannot read secure messages: "
+                        "answer with your practice system's inquiry response",
+                        409,
+                    )
             return
         assert actor.client is not None
         now = self._clock()
@@ -1385,6 +1393,9 @@ class Conversations:
         await self._open_inbound(thread, change)
 
     async def client_email_workflow(self, event: ClientEmailWorkflowEvent) -> None:
+        if isinstance(event, InquiryResponse) and (inquiry := await self._prospect_inquiry(event)):
+            await self._record_email_history(event, inquiry, [domain.client_ref(event.client_id)])
+            return
         settings, client = await self._known_client(event.practice_id, event.client_id)
         recipients = event.recipients or [domain.client_ref(client.client_id)]
         for recipient in recipients:
@@ -1404,6 +1415,20 @@ class Conversations:
             await self._deliver_through_portal(event, thread, through_portal, settings)
         if by_email := [r for r in recipients if r not in through_portal]:
             await self._record_email_history(event, thread, by_email)
+
+    async def _prospect_inquiry(self, event: InquiryResponse) -> Thread | None:
+        """The inquiry of someone not a client yet, whom a response goes to by email alone."""
+        if await self._store.client(event.practice_id, event.client_id) is not None:
+            return None
+        inquiries, _ = await self._store.find_threads(
+            {
+                "practice_id": event.practice_id,
+                "client_id": event.client_id,
+                "kind": ConversationKind.INQUIRY.value,
+            },
+            limit=1,
+        )
+        return inquiries[0] if inquiries else None
 
     async def _notices_thread(self, practice_id: str, client: ClientRecord) -> Thread:
         conversation_id = derived_id("notices", client.client_id)

@@ -83,6 +83,8 @@ class Person:
     can_view_others: bool = False
     can_export: bool = False
     email_notifications: bool = True
+    # Someone who sent an inquiry and is not a client yet: an address, no portal access.
+    prospect: bool = False
     # A client's contacts as of its last event; None for records written before it was kept.
     contact_ids: frozenset[str] | None = None
     # When the stored record's event happened (None: not stored yet)

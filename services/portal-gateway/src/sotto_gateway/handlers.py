@@ -6,7 +6,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -33,7 +33,12 @@ from sotto_contracts.gateway import (
     VerificationFailed,
     VerificationSucceeded,
 )
-from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
+from sotto_contracts.inbound import (
+    ClientUpserted,
+    InquiryReceived,
+    PracticeUpserted,
+    StaffUpserted,
+)
 from sotto_contracts.notifier import SendNotification
 from sotto_gateway.adapters.store import IdentityStore, LinkStore, SessionStore
 from sotto_gateway.config import GatewaySettings
@@ -53,8 +58,11 @@ from sotto_gateway.domain import (
     token_digest,
     verification_digest,
 )
+from sotto_kit.parking import NotYetKnownError
 
 logger = logging.getLogger(__name__)
+
+PROSPECT_VERSION = datetime(1970, 1, 1, tzinfo=UTC)  # older than any client event
 
 Clock = Callable[[], datetime]
 
@@ -182,7 +190,7 @@ class Portal:
         else the practice's auto-enable for new clients."""
         if event.messaging_enabled is not None:
             return event.messaging_enabled
-        if previous is not None:
+        if previous is not None and not previous.prospect:
             return previous.messaging_enabled
         return (await self._practice_settings.get(event.practice_id)).auto_enable_new_clients
 
@@ -211,6 +219,23 @@ class Portal:
             if (contact := await self._identity.person(previous.practice_id, ref)) is not None:
                 formers.append(contact)
         return formers
+
+    async def on_inquiry_received(self, event: InquiryReceived) -> None:
+        """Someone not a client yet: their address, for the practice's inquiry response. Any
+        event of theirs as a client replaces it, however old, and only that opens the portal."""
+        ref = ParticipantRef(kind=ParticipantKind.CLIENT, id=event.client_id)
+        if not event.email or await self._identity.person(event.practice_id, ref) is not None:
+            return
+        prospect = Person(
+            practice_id=event.practice_id,
+            kind=ParticipantKind.CLIENT,
+            id=event.client_id,
+            display_name=event.display_name,
+            email=event.email,
+            messaging_enabled=False,
+            prospect=True,
+        )
+        await self._identity.upsert_person(prospect, PROSPECT_VERSION)
 
     async def on_staff_upserted(self, event: StaffUpserted) -> None:
         enabled = event.messaging_enabled
@@ -251,7 +276,9 @@ class Portal:
         person = await self._identity.person(event.practice_id, event.recipient)
         practice = await self._identity.practice(event.practice_id)
         notification_id = f"reminder-{event.message_id.hex}"
-        if person is None or not person.active or not person.email:
+        if person is None:
+            raise NotYetKnownError(f"unknown recipient {event.recipient.kind.value}")
+        if not person.active or not person.email:
             logger.info("no address for reminder", extra={"notification_id": notification_id})
             await self._links.add_notice(str(event.message_id), [])
             return
@@ -311,9 +338,11 @@ class Portal:
 
     async def on_client_email_due(self, event: ClientEmailDue) -> None:
         person = await self._identity.person(event.practice_id, event.recipient)
+        if person is None:
+            raise NotYetKnownError(f"unknown recipient {event.recipient.kind.value}")
         practice = await self._identity.practice(event.practice_id)
         events: list[Message] = []
-        if person is not None and person.active and person.email:
+        if person.active and person.email:
             portal = f"{self._base_url}/o/{practice.slug}/messages" if practice else self._base_url
             events = self._notification(
                 f"email-{event.message_id.hex}",

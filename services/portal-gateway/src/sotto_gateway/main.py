@@ -28,7 +28,12 @@ from sotto_contracts.conversations import (
     MessagingEnablementChanged,
     UnreadReminderDue,
 )
-from sotto_contracts.inbound import ClientUpserted, PracticeUpserted, StaffUpserted
+from sotto_contracts.inbound import (
+    ClientUpserted,
+    InquiryReceived,
+    PracticeUpserted,
+    StaffUpserted,
+)
 from sotto_gateway.adapters.rpc import Services
 from sotto_gateway.adapters.store import IdentityStore, LinkStore, OutboxWriter, SessionStore
 from sotto_gateway.adapters.tokens import StaffTokenVerifier
@@ -74,6 +79,10 @@ def subscribe(runtime: Runtime, portal: Portal) -> None:
     @queue(ClientUpserted)
     async def on_client(event: ClientUpserted) -> None:
         await portal.on_client_upserted(event)
+
+    @queue(InquiryReceived)
+    async def on_inquiry(event: InquiryReceived) -> None:
+        await portal.on_inquiry_received(event)
 
     @queue(StaffUpserted)
     async def on_staff(event: StaffUpserted) -> None:

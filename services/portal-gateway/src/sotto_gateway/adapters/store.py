@@ -54,6 +54,7 @@ def _person(document: Document) -> Person:
         can_view_others=document.get("can_view_others", False),
         can_export=document.get("can_export", False),
         email_notifications=document.get("email_notifications", True),
+        prospect=document.get("prospect", False),
         contact_ids=(
             frozenset(document["contact_ids"]) if document.get("contact_ids") is not None else None
         ),
@@ -230,6 +231,7 @@ class IdentityStore:
             "can_view_others": person.can_view_others,
             "can_export": person.can_export,
             "email_notifications": person.email_notifications,
+            "prospect": person.prospect,
             "contact_ids": None if person.contact_ids is None else sorted(person.contact_ids),
         }
         await self._replace_if_newer(
