@@ -5,13 +5,16 @@ from __future__ import annotations
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
     CreateTask,
+    GetInbox,
     GetThread,
+    InboxPage,
     MessageView,
     OpenConversation,
     PostMessage,
     SetMessagingEnabled,
     TaskView,
     ThreadView,
+    UnreadReminderDue,
     UpdateTask,
 )
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team, staff
@@ -192,3 +195,32 @@ async def test_a_clinician_taken_off_a_clients_care_loses_the_clients_threads_an
     )
     assert [(task.task_id, task.done) for task in seen_by_primary.tasks] == [("t-care", False)]
     assert seen_by_primary.messages == []
+
+    # Not in their list any more, and the client's reply does not email them about it.
+    mine = await harness.ok(GetInbox(practice_id=PRACTICE, actor=team.other_clinician), InboxPage)
+    assert mine.items == []
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await harness.ok(
+        PostMessage(
+            practice_id=PRACTICE,
+            actor=team.client,
+            conversation_id="care",
+            posted_message_id="client-reply",
+            body="Thanks",
+        ),
+        MessageView,
+    )
+    await harness.ok(opening(team.primary, "marker", client_id="c1"), ThreadView)
+    await harness.ok(
+        PostMessage(
+            practice_id=PRACTICE,
+            actor=team.client,
+            conversation_id="marker",
+            posted_message_id="marker-reply",
+            body="Marker",
+        ),
+        MessageView,
+    )
+    await harness.events.wait_for(UnreadReminderDue, conversation_id="marker")
+    reminded = {e["recipient"]["id"] for e in harness.events.of(UnreadReminderDue)}
+    assert "dr-other" not in reminded

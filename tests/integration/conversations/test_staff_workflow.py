@@ -20,6 +20,7 @@ from sotto_contracts.conversations import (
     InboxView,
     MarkRead,
     MarkUnread,
+    MessagePosted,
     MessageView,
     NoteAdded,
     NoteView,
@@ -134,6 +135,13 @@ async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team
     assert summary.assignee_id == "biller"
     assert ids(await harness.ok(inbox(team.primary), InboxPage)) == []
     assert ids(await harness.ok(inbox(team.biller), InboxPage)) == ["conv"]
+    # It left the opener, who is no longer told about the client's replies either.
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await harness.ok(post(team.client, "conv", "m-after", "About the invoice"), MessageView)
+    await harness.ok(post(team.client, "conv", "m-later", "And the receipt"), MessageView)
+    await harness.events.wait_for(MessagePosted, posted_message_id="m-later")  # after reminders
+    reminded = harness.events.of(UnreadReminderDue, conversation_id="conv")
+    assert {e["recipient"]["id"] for e in reminded} == {"biller"}
     event = await harness.events.wait_for(ConversationAssigned, conversation_id="conv")
     assert event[0]["previous_assignee_id"] == "dr-primary"
     problem = await harness.problem(assign(team.primary, "conv", "dr-stranger"))

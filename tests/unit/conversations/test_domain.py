@@ -143,8 +143,10 @@ def test_incoming_message_needed_to_mark_unread() -> None:
 def test_a_handover_is_unread_for_the_new_assignee_only_where_it_is_news() -> None:
     unread = thread_with(message("m1", 1, "client:c1", "Question"))
     unread.unread_by = ["staff:dr-a"]
-    unread.hand_over("b")
-    assert (unread.assignee_id, unread.unread_by) == ("b", ["staff:dr-a", "staff:b"])
+    assert unread.hand_over("b") == ["staff:dr-a"]  # it leaves dr-a, who took part
+    assert (unread.assignee_id, unread.unread_by) == ("b", ["staff:b"])
+    assert unread.participant_keys == ["client:c1"]
+    assert unread.inbox_owner_ids == ["b"]
     assert unread.newest_incoming_for("staff:b") == unread.messages["m1"]
 
     read = thread_with(message("m1", 1, "client:c1", "Question"))
@@ -168,9 +170,14 @@ def test_a_handover_is_unread_for_the_new_assignee_only_where_it_is_news() -> No
     request.assignee_id, request.request_details = None, "Tuesdays"
     assert request.hand_over("s") == []
     assert request.unread_by == ["staff:s"]
-    assert request.hand_over("b") == ["staff:s"]  # not a participant: it left them
+    assert request.hand_over("b") == ["staff:s"]
     assert request.unread_by == ["staff:b"]
-    assert thread_with().hand_over("s") == []  # dr-a takes part in the conversation
+
+
+def test_mine_holds_the_assignee_and_the_team_members_taking_part() -> None:
+    thread = thread_with()
+    thread.participant_keys.append("staff:biller")
+    assert thread.inbox_owner_ids == ["dr-a", "biller"]
 
 
 def test_others_threads_need_access_or_permission_even_for_billers() -> None:
@@ -183,3 +190,11 @@ def test_others_threads_need_access_or_permission_even_for_billers() -> None:
         member("b", StaffRole.BILLER, can_view_others=True), thread, CLIENT
     )
     assert domain.staff_may_view(member("o", StaffRole.OWNER), thread, CLIENT)
+    # The permission to see others' conversations does not reach clients one has no access to.
+    supervisor = member("sup", StaffRole.SUPERVISOR, can_view_others=True)
+    assert not domain.staff_may_view(supervisor, thread, CLIENT)
+    assert domain.staff_may_view(
+        member("sup", StaffRole.SUPERVISOR, can_view_others=True, client_ids=frozenset({"c1"})),
+        thread,
+        CLIENT,
+    )

@@ -265,10 +265,9 @@ class Thread:
 
     @property
     def inbox_owner_ids(self) -> list[str]:
-        """Staff whose "mine" list holds this thread: the assignee, or staff in a staff thread."""
-        if self.kind == ConversationKind.STAFF:
-            return [ref_of(k).id for k in self.participant_keys if k.startswith("staff:")]
-        return [self.assignee_id] if self.assignee_id else []
+        """Staff whose "mine" list holds this thread: its assignee and the team members taking
+        part (the ones its new messages notify)."""
+        return [ref_of(key).id for key in self.audience if key.startswith("staff:")]
 
     def ordered_messages(self) -> list[StoredMessage]:
         return sorted(self.messages.values(), key=lambda m: m.seq)
@@ -308,17 +307,17 @@ class Thread:
     def hand_over(self, assignee_id: str) -> list[str]:
         """Make `assignee_id` the assignee. The thread is unread for them when its previous
         assignee had not read it or, if it had none, when it holds a request or a message for
-        them that they have not read. Returns who no longer follows the thread (a previous
-        assignee who is not a participant): their reminders of it go."""
+        them that they have not read. The previous assignee leaves the thread (it leaves their
+        list); returns them: their reminders of it go."""
         key = f"staff:{assignee_id}"
         previous = self.assignee_id
         gone = []
         if previous:
             previous_key = f"staff:{previous}"
             unread = previous_key in self.unread_by
-            if previous_key not in self.participant_keys:
-                gone.append(previous_key)
-                self.unread_by = [k for k in self.unread_by if k != previous_key]
+            gone.append(previous_key)
+            self.participant_keys = [k for k in self.participant_keys if k != previous_key]
+            self.unread_by = [k for k in self.unread_by if k != previous_key]
         else:
             newest = self.newest_incoming_for(key)
             unread = (
@@ -465,12 +464,11 @@ def staff_may_view(staff: StaffMember, thread: Thread, client: ClientRecord | No
     involved = key in thread.participant_keys or thread.assignee_id == staff.staff_id
     if thread.kind == ConversationKind.STAFF:
         return involved
-    if staff.may_view_others:
-        return True
     if client is not None and not staff.reaches_client(client):
-        # taken off the client's care: their threads (and tasks, notes) go with the client
+        # never on, or taken off, the client's care: the permission to see others'
+        # conversations does not reach past it, and their own threads go with the client
         return False
-    if involved:
+    if involved or staff.may_view_others:
         return True
     # Billers and schedulers may *message* any client, but others' threads stay private
     # unless they have access to that client.

@@ -314,6 +314,7 @@ class Conversations:
                 or not settings.staff_notifications_enabled
                 or not staff.email_notifications
                 or not staff.active
+                or not await self._may_view(Actor(recipient, staff=staff), thread)
             ):
                 return None
             delay = settings.staff_notification_delay_seconds
@@ -1175,8 +1176,14 @@ class Conversations:
         threads, total = await self._store.find_threads(
             query, skip=(request.page - 1) * request.page_size, limit=request.page_size
         )
-        if request.view != InboxView.MINE and not staff.is_admin:
-            visible = [t for t in threads if await self._may_view(actor, t)]
+        if not staff.is_admin:  # "mine" too: someone taken off a client's care loses its threads
+            client_ids = [thread.client_id or "" for thread in threads]
+            clients = await self._store.clients_by_id(request.practice_id, client_ids)
+            visible = [
+                thread
+                for thread, client in zip(threads, clients, strict=True)
+                if domain.staff_may_view(staff, thread, client)
+            ]
             total -= len(threads) - len(visible)
             threads = visible
         return InboxPage(
