@@ -51,3 +51,23 @@ class GatewaySettings(ServiceSettings):
         ),
     )
     max_request_bytes: int = Field(default=64_000, ge=1024)
+    sign_in_emails_per_address: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Sign-in emails one address gets per `sign_in_address_period_minutes`, counted by "
+            "every instance together; beyond that a request is answered alike, but nothing is "
+            "sent and the earlier link stays valid."
+        ),
+    )
+    sign_in_address_period_minutes: float = Field(default=15, gt=0)
+    sign_in_requests_per_ip: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "Sign-in requests one client IP address may make per `sign_in_ip_period_seconds` on "
+            "one instance; beyond that the answer is 429 with Retry-After."
+        ),
+    )
+    sign_in_ip_period_seconds: int = Field(default=60, ge=1)

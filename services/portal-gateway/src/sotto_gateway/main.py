@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from faststream.rabbit.subscriber import RabbitSubscriber
@@ -35,6 +36,7 @@ from sotto_contracts.inbound import (
     StaffUpserted,
 )
 from sotto_gateway.adapters.rpc import Services
+from sotto_gateway.adapters.sign_in_sends import SignInSends
 from sotto_gateway.adapters.store import IdentityStore, LinkStore, OutboxWriter, SessionStore
 from sotto_gateway.adapters.tokens import StaffTokenVerifier
 from sotto_gateway.api.auth import SESSION_COOKIE
@@ -45,7 +47,7 @@ from sotto_gateway.api.middleware import (
     install_request_id_logging,
     request_id_middleware,
 )
-from sotto_gateway.api.portal import SecureLinkController, SignInController
+from sotto_gateway.api.portal import TOKEN_PARAMETER, SecureLinkController, SignInController
 from sotto_gateway.api.problems import EXCEPTION_HANDLERS
 from sotto_gateway.api.staff import staff_router
 from sotto_gateway.api.state import Gateway
@@ -139,6 +141,11 @@ def _tracing(tracer_provider: Any | None) -> list[OpenTelemetryPlugin]:
     return [OpenTelemetryPlugin(config)]
 
 
+def token_paths(app: Litestar) -> list[str]:
+    """The route templates whose paths carry a link or sign-in token."""
+    return [route.path_format for route in app.routes if TOKEN_PARAMETER in route.path_parameters]
+
+
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
@@ -150,6 +157,12 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     )
     links = LinkStore(runtime.database, writer)
     sessions = SessionStore(runtime.database, writer)
+    sign_in_sends = SignInSends(
+        runtime.database,
+        settings.verification_hash_key.get_secret_value().encode(),
+        settings.sign_in_emails_per_address,
+        timedelta(minutes=settings.sign_in_address_period_minutes),
+    )
     rpc = RpcClient(settings.rabbitmq_url, runtime.topology, timeout=settings.rpc_timeout_seconds)
     services = Services(rpc, settings_cache_seconds=settings.settings_cache_seconds)
     portal = Portal(settings, identity, links, sessions, services)
@@ -170,7 +183,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
 
     async def ensure_indexes() -> bool:
         try:
-            for store in (identity, links, sessions):
+            for store in (identity, links, sessions, sign_in_sends):
                 await store.ensure_indexes()
             await relay.ensure_indexes()
         except PyMongoError:
@@ -185,9 +198,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 return
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(started: Litestar) -> AsyncIterator[None]:
         # again: uvicorn installs its own log handlers after the app is built
-        configure_logging(SERVICE, settings.log_level)
+        configure_logging(SERVICE, settings.log_level, token_paths(started))
         install_request_id_logging()
         indexes = None if await ensure_indexes() else asyncio.create_task(keep_trying_indexes())
         await runtime.broker.connect()
@@ -243,5 +256,6 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         debug=False,
     )
     app.state.gateway = gateway
+    app.state.sign_in_sends = sign_in_sends
     app.state.broker = runtime.broker
     return app

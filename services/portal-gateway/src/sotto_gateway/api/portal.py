@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import time
+from typing import Any, cast
 
-from litestar import Controller, Response, get, post
+from limits import RateLimitItemPerSecond
+from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
 
+from sotto_gateway.adapters.sign_in_sends import SignInSends
 from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE
 from sotto_gateway.api.problems import ApiProblemError
 from sotto_gateway.api.schemas import LinkAnswer, SessionAnswer, SignInAnswer, SignInIn, VerifyIn
@@ -22,7 +26,8 @@ SIGN_IN_ANSWER = (
     "If this address belongs to someone at this practice, a sign-in link is on its way. "
     "It works once, for 15 minutes."
 )
-TOKEN_PATH = "{token:str}"  # noqa: S105  (a path parameter, not a secret)
+TOKEN_PARAMETER = "token"  # noqa: S105  (a path parameter's name, not a secret)
+TOKEN_PATH = f"{{{TOKEN_PARAMETER}:str}}"
 
 
 def session_cookies(gateway: Gateway, started: StartedSession) -> list[Cookie]:
@@ -108,25 +113,54 @@ class SecureLinkController(Controller):
         )
 
 
+async def provide_sign_in_sends(state: State) -> SignInSends:
+    return cast(SignInSends, state.sign_in_sends)
+
+
+async def _admit_client_ip(gateway: Gateway, request: Request[Any, Any, Any]) -> None:
+    settings = gateway.settings
+    limit = RateLimitItemPerSecond(
+        settings.sign_in_requests_per_ip, settings.sign_in_ip_period_seconds
+    )
+    client_ip = request.client.host if request.client else "unknown"
+    if not await gateway.limiter.hit(limit, "sign-in", client_ip):
+        stats = await gateway.limiter.get_window_stats(limit, "sign-in", client_ip)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise ApiProblemError(
+            429,
+            "rate_limited",
+            "Many sign-in requests came from your network in a short time. Please wait before "
+            "asking again.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 class SignInController(Controller):
     path = "/api/portal"
     tags = ["client: sign-in"]
-    dependencies = {"gateway": Provide(provide_gateway)}
+    dependencies = {
+        "gateway": Provide(provide_gateway),
+        "sign_in_sends": Provide(provide_sign_in_sends),
+    }
 
     @post("/{practice_slug:str}/sign-in", status_code=202, summary="Request a sign-in link")
     async def request_sign_in(
         self,
         practice_slug: FromPath[str],
         data: JSONBody[SignInIn],
+        request: Request[Any, Any, Any],
         gateway: NamedDependency[Gateway],
+        sign_in_sends: NamedDependency[SignInSends],
     ) -> Response[SignInAnswer]:
-        """The same answer whether or not the address is known."""
-        record_id = await gateway.portal.request_sign_in(practice_slug, data.email)
-        return Response(
-            SignInAnswer(detail=SIGN_IN_ANSWER),
-            status_code=202,
-            background=BackgroundTask(gateway.portal.flush_sign_in, record_id),
-        )
+        """The same answer whether or not the address is known, and whether or not it had its
+        share of sign-in emails lately (then nothing is sent and its last link stays valid).
+        Too many requests from one IP address get 429."""
+        await _admit_client_ip(gateway, request)
+        flush = None
+        if await sign_in_sends.claim(data.email):
+            record_id = await gateway.portal.request_sign_in(practice_slug, data.email)
+            flush = BackgroundTask(gateway.portal.flush_sign_in, record_id)
+        return Response(SignInAnswer(detail=SIGN_IN_ANSWER), status_code=202, background=flush)
 
     @post(f"/sign-in/{TOKEN_PATH}", summary="Use a sign-in link (single use)")
     async def use_sign_in_link(
