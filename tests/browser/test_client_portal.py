@@ -97,6 +97,7 @@ async def test_portal_sign_in_answers_alike_and_its_link_signs_the_client_in(
 
     sign_in = await link_from_mail(mail, practice.client_email, SIGN_IN_LINK)
     await page.goto(sign_in)
+    await page.get_by_role("button", name="Continue to my messages").click()
     await expect(page).to_have_url(f"{practice.base_url}/o/{practice.slug}/messages")
     await expect(page.get_by_role("heading", name="Your conversations")).to_be_visible()
     await page.get_by_role("button", name="Forms to fill").click()

@@ -10,6 +10,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.common import (
     ClientEmailWorkflow,
+    Contact,
+    ContactRelation,
     NotificationKind,
     ParticipantKind,
     ParticipantRef,
@@ -19,6 +21,7 @@ from sotto_contracts.conversations import (
     MessageRemoved,
     UnreadReminderDue,
 )
+from sotto_contracts.inbound import ClientUpserted
 from sotto_kit.mongo import Document
 from sotto_kit.outbox import OUTBOX_PENDING
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
@@ -290,3 +293,50 @@ async def test_unknown_link_is_not_found(http: httpx.AsyncClient) -> None:
     answer = await http.post("/api/client/links/not-a-real-token/open")
     assert answer.status_code == 404
     assert answer.json()["code"] == "not_found"
+
+
+async def test_a_recipient_without_details_on_file_is_sent_to_sign_in_not_locked_out(
+    broker: Broker,
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    database: AsyncDatabase[Document],
+) -> None:
+    """Family members and representatives often have no date of birth on file: no answer can
+    match, so the link says to sign in with their email instead of counting failures."""
+    alex = world["clients"][0]
+    await broker.publish(
+        ClientUpserted(
+            **alex.model_dump(exclude={"message_id", "occurred_at", "contacts"}),
+            contacts=[
+                Contact(
+                    contact_id="k1",
+                    relation=ContactRelation.PARTNER,
+                    display_name="Sam Rivera",
+                    email="sam@example.org",
+                )
+            ],
+        )
+    )
+
+    async def sams_details() -> object:
+        sam = await database["people"].find_one({"_id": f"{PRACTICE}|contact|k1"})
+        assert sam is not None
+        return sam["verification_hash"]
+
+    await eventually(sams_details, until=lambda value: value is None, what="no details on file")
+    token = await issue_link(broker, notifications, CONTACT)
+
+    opened = await http.post(f"/api/client/links/{token}/open")
+    assert opened.status_code == 410
+    assert opened.json()["link_status"] == "sign_in_instead"
+    assert opened.json()["sign_in_url"].endswith("/o/calm-waters/messages")
+    for _ in range(6):
+        tried = await http.post(
+            f"/api/client/links/{token}/verify", json={"date_of_birth": "1990-01-01"}
+        )
+        assert tried.status_code == 410
+        assert tried.json()["link_status"] == "sign_in_instead"
+    link = await database["links"].find_one({"recipient.id": "k1"})
+    assert link is not None
+    assert (link["failed_attempts"], link["locked"]) == (0, False)

@@ -83,17 +83,34 @@ async def test_a_used_sign_in_link_stays_used_when_its_used_mark_is_written_back
     written_back = await database["sign_in_links"].update_many({}, {"$set": {"used": False}})
     assert written_back.modified_count == 1
     assert (await http.post(f"/api/portal/sign-in/{token}")).status_code == 404
-    assert (await http.get(f"/api/portal/sign-in/{token}")).status_code == 404
+    assert (await http.get(f"/api/portal/sign-in/{token}")).status_code == 410
 
 
-async def test_following_the_emailed_link_redirects_to_the_portal(
+async def test_opening_the_emailed_link_uses_nothing_and_its_button_signs_in(
     http: httpx.AsyncClient, world: dict[str, Any], notifications: Watch
 ) -> None:
+    """Mail scanners open links before people do: opening the page must not spend the link."""
     token = await request_link(http, notifications, "alex@example.org")
-    followed = await http.get(f"/api/portal/sign-in/{token}")
+    for _ in range(2):
+        page = await http.get(f"/api/portal/sign-in/{token}")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert f'action="/api/portal/sign-in/{token}/continue"' in page.text
+        assert "Sign in to Calm Waters" in page.text
+        assert "sotto_session" not in page.cookies
+
+    followed = await http.post(f"/api/portal/sign-in/{token}/continue")
     assert followed.status_code == 303
     assert followed.headers["location"] == "/o/calm-waters/messages"
     assert "sotto_session" in followed.cookies
+
+    for spent in (
+        await http.get(f"/api/portal/sign-in/{token}"),
+        await http.post(f"/api/portal/sign-in/{token}/continue"),
+    ):
+        assert spent.status_code == 410
+        assert "sotto_session" not in spent.cookies
+        assert 'href="/o/calm-waters/messages"' in spent.text  # ask for a new one there
 
 
 async def test_a_newer_sign_in_link_replaces_the_older_one(

@@ -146,6 +146,8 @@ class LinkStatus(StrEnum):
     EXPIRED = "expired"
     REVOKED = "revoked"
     LOCKED = "locked"
+    # No verification data on file for the recipient: signing in with their email proves them
+    SIGN_IN_INSTEAD = "sign_in_instead"
 
 
 @dataclass(frozen=True)

@@ -428,9 +428,15 @@ class Portal:
                 conversation_id=link.conversation_id,
             )
             await self._links.record_on_link(link, {"last_opened_at": self._clock()}, [opened])
+            if not await self._verifiable(link):
+                status = LinkStatus.SIGN_IN_INSTEAD
         else:
             await self._refuse(link, status)
         return await self._view(link, status)
+
+    async def _verifiable(self, link: SecureLink) -> bool:
+        person = await self._identity.person(link.practice_id, link.recipient)
+        return person is not None and person.verification_hash is not None
 
     async def _refuse(self, link: SecureLink, status: LinkStatus) -> None:
         refused = LinkRefused(
@@ -453,7 +459,9 @@ class Portal:
                 self._verification_key, link.practice_id, person_key(link.recipient), date_of_birth
             )
             expected = person.verification_hash if person else None
-            matches = hmac.compare_digest(offered, expected or "")
+            if expected is None:  # nothing to compare with: no attempt can succeed or count
+                return VerificationOutcome(await self._view(link, LinkStatus.SIGN_IN_INSTEAD), None)
+            matches = hmac.compare_digest(offered, expected)
             if matches and person is not None and await self._may_use_portal(person):
                 succeeded = VerificationSucceeded(
                     practice_id=link.practice_id, link_id=link.link_id, recipient=link.recipient
@@ -541,6 +549,18 @@ class Portal:
             await self._links.flush_sign_in_link(link_id)
         except Exception:
             logger.warning("sign-in notice left for the outbox relay", exc_info=True)
+
+    async def sign_in_link_state(self, token: str) -> tuple[bool, Practice | None]:
+        """Whether a sign-in link may still be used, and its practice; reads only."""
+        document = await self._links.sign_in_link(token_digest(self._link_key, token))
+        if document is None:
+            return False, None
+        usable = (
+            not document["used"]
+            and document.get("recipient") is not None
+            and self._clock() < document["expires_at"]
+        )
+        return usable, await self._identity.practice(document["practice_id"])
 
     async def consume_sign_in(self, token: str) -> StartedSession:
         document = await self._links.use_sign_in_link(

@@ -398,6 +398,11 @@ class LinkStore:
     async def flush_sign_in_link(self, link_id: str) -> None:
         await self._writer.flush(self.sign_in_links, link_id)
 
+    async def sign_in_link(self, digest: str) -> Document | None:
+        return await self.sign_in_links.find_one(
+            {"_id": id_for_digest(digest), "token_digest": digest}
+        )
+
     async def use_sign_in_link(self, digest: str, now: datetime) -> Document | None:
         """Mark a sign-in link used; only the first caller gets it back.
 

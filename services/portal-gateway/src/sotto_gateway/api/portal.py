@@ -7,7 +7,7 @@ import time
 from typing import Any, cast
 
 from limits import RateLimitItemPerSecond
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie, State
 from litestar.di import NamedDependency, Provide
@@ -20,7 +20,8 @@ from sotto_gateway.api.problems import ApiProblemError
 from sotto_gateway.api.schemas import LinkAnswer, SessionAnswer, SignInAnswer, SignInIn, VerifyIn
 from sotto_gateway.api.state import Gateway, provide_gateway
 from sotto_gateway.domain import LinkStatus
-from sotto_gateway.handlers import LinkView, StartedSession
+from sotto_gateway.handlers import LinkView, NotFoundError, StartedSession
+from sotto_gateway.pages import sign_in_link_unusable_page, sign_in_page
 
 SIGN_IN_ANSWER = (
     "If this address belongs to someone at this practice, a sign-in link is on its way. "
@@ -66,6 +67,8 @@ def _unusable(gateway: Gateway, view: LinkView) -> ApiProblemError:
         LinkStatus.EXPIRED: "This link has expired.",
         LinkStatus.REVOKED: "This link is no longer valid.",
         LinkStatus.LOCKED: "This link is locked after too many failed verification attempts.",
+        LinkStatus.SIGN_IN_INSTEAD: "There are no details on file to confirm it is you, so this "
+        "message opens once you sign in with your email address.",
     }
     return ApiProblemError(
         410,
@@ -169,12 +172,34 @@ class SignInController(Controller):
         started = await gateway.portal.consume_sign_in(token)
         return session_answer(gateway, started)
 
-    @get(f"/sign-in/{TOKEN_PATH}", summary="Follow a sign-in link from the email (single use)")
-    async def follow_sign_in_link(
+    @get(
+        f"/sign-in/{TOKEN_PATH}",
+        summary="The page a sign-in email links to (opening it uses nothing)",
+        media_type=MediaType.HTML,
+    )
+    async def sign_in_link_page(
         self, token: FromPath[str], gateway: NamedDependency[Gateway]
-    ) -> Redirect:
-        """Starts the session and redirects to the practice's portal page."""
-        started = await gateway.portal.consume_sign_in(token)
+    ) -> Response[bytes]:
+        """A button that uses the link, or, for a link used, replaced or expired, a way to ask
+        for a new one. Mail scanners that open links before people do use up nothing."""
+        usable, practice = await gateway.portal.sign_in_link_state(token)
+        if not usable:
+            return sign_in_link_unusable_page(practice.slug if practice else None)
+        return sign_in_page(token, practice.display_name if practice else None)
+
+    @post(
+        f"/sign-in/{TOKEN_PATH}/continue",
+        summary="Use a sign-in link from its page (single use); redirects to the portal",
+        status_code=303,
+    )
+    async def continue_sign_in(
+        self, token: FromPath[str], gateway: NamedDependency[Gateway]
+    ) -> Response[Any]:
+        try:
+            started = await gateway.portal.consume_sign_in(token)
+        except NotFoundError:
+            _, practice = await gateway.portal.sign_in_link_state(token)
+            return sign_in_link_unusable_page(practice.slug if practice else None)
         practice = await gateway.portal.practice(started.session.practice_id)
         slug = practice.slug if practice else ""
         return Redirect(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from html import escape
 from pathlib import Path
 from string import Template
 
@@ -28,6 +29,41 @@ def _client_page(page: str, title: str) -> bytes:
 
 def _html(name: str) -> Response[bytes]:
     return Response(_page(name), media_type=MediaType.HTML)
+
+
+def sign_in_page(token: str, practice_name: str | None) -> Response[bytes]:
+    """The page a sign-in email links to. Opening it changes nothing (mail scanners open links
+    before people do); its button uses the link."""
+    body = (
+        "<p>Continue to read and reply to your secure messages. This link works once.</p>"
+        f'<form method="post" action="/api/portal/sign-in/{escape(token)}/continue">'
+        '<button type="submit">Continue to my messages</button></form>'
+    )
+    heading = f"Sign in to {practice_name}" if practice_name else "Sign in"
+    return _sign_in_response(escape(heading), body, 200)
+
+
+def sign_in_link_unusable_page(practice_slug: str | None) -> Response[bytes]:
+    again = (
+        f'<p><a href="/o/{escape(practice_slug)}/messages">Email me a new sign-in link</a></p>'
+        if practice_slug
+        else "<p>Ask for a new one on your practice's secure messages page.</p>"
+    )
+    body = (
+        "<p>It was used already, a newer one replaced it, or it expired: a sign-in link "
+        "works once, for 15 minutes.</p>" + again
+    )
+    return _sign_in_response("This sign-in link can no longer be used", body, 410)
+
+
+def _sign_in_response(heading: str, body: str, status: int) -> Response[bytes]:
+    page = Template((TEMPLATES / "sign_in.html").read_text()).substitute(heading=heading, body=body)
+    return Response(
+        page.encode(),
+        status_code=status,
+        media_type=MediaType.HTML,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @get("/l/{token:str}", include_in_schema=False)

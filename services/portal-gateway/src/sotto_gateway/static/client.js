@@ -159,6 +159,7 @@ const UNUSABLE_HEADINGS = {
   expired: "This link has expired",
   revoked: "This link is no longer valid",
   locked: "This link is locked",
+  sign_in_instead: "Sign in to read this message",
   verified: "This link has already been used",
 };
 
