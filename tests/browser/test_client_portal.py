@@ -1,15 +1,30 @@
-"""A client reads and answers a secure message in a real browser; portal sign-in; quick exit."""
+"""A client reads and answers a secure message in a real browser; portal sign-in; quick exit;
+a new message to a chosen team member; a draft survives the session ending."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
+from pymongo import AsyncMongoClient
 
-from tests.browser.conftest import CLIENT_BIRTHDAY, DESKTOP, OUTPUT, Practice, link_from_mail
+from sotto_contracts.common import StaffRole
+from sotto_contracts.inbound import StaffUpserted
+from tests.browser.conftest import (
+    CLIENT_BIRTHDAY,
+    CLINICIAN_NAME,
+    DESKTOP,
+    OUTPUT,
+    Practice,
+    link_from_mail,
+)
+from tests.support.amqp import Amqp
 from tests.support.mail import MailCatcher
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
 
@@ -171,3 +186,137 @@ async def test_a_link_locks_after_five_wrong_answers_and_offers_sign_in(
     await expect(page.get_by_role("heading", name="This link is locked")).to_be_visible()
     await sign_in.click()
     await expect(page.get_by_role("heading", name="Sign in to your messages")).to_be_visible()
+
+
+async def idle_out(mongo: AsyncMongoClient[Any], practice: Practice) -> None:
+    """Let every session of the practice sit idle past the timeout (15 minutes by default)."""
+    sessions = mongo[f"{practice.practice_id}_gateway"]["sessions"]
+    idle_since = datetime.now(UTC) - timedelta(minutes=30)
+    await sessions.update_many({"ended": False}, {"$set": {"last_seen_at": idle_since}})
+
+
+async def signed_in_to_portal(page: Page, practice: Practice, mail: MailCatcher) -> None:
+    await page.goto(f"{practice.base_url}/o/{practice.slug}/messages")
+    await page.get_by_label("Email address").fill(practice.client_email)
+    await page.get_by_role("button", name="Email me a sign-in link").click()
+    await expect(page.get_by_role("status")).to_contain_text("If this address belongs")
+    await page.goto(await link_from_mail(mail, practice.client_email, SIGN_IN_LINK))
+    await page.get_by_role("button", name="Continue to my messages").click()
+
+
+async def test_a_client_without_conversations_writes_to_a_team_member_they_choose(
+    practice: Practice,
+    amqp: Amqp,
+    mail: MailCatcher,
+    mongo: AsyncMongoClient[Any],
+    new_page: NewPage,
+    screenshot: Screenshot,
+) -> None:
+    for staff_id, name, role in (
+        ("staff-biller", "Casey Billing", StaffRole.BILLER),
+        ("staff-other-clinician", "Dr. Other", StaffRole.CLINICIAN),
+    ):
+        await amqp.publish(
+            StaffUpserted(
+                practice_id=practice.practice_id,
+                staff_id=staff_id,
+                display_name=name,
+                email=f"{staff_id}@{practice.slug}.example.org",
+                roles=[role],
+            )
+        )
+    async with practice.staff("staff-biller") as biller:
+
+        async def me() -> int:
+            return (await biller.get("/api/staff/me")).status_code
+
+        await eventually(me, until=lambda status: status == 200, what="biller projected")
+
+    page = await new_page()
+    await signed_in_to_portal(page, practice, mail)
+    await expect(page.get_by_role("heading", name="Your conversations")).to_be_visible()
+    await expect(page.get_by_text("You have no conversations yet.")).to_be_visible()
+    await page.get_by_role("button", name="New message").click()
+    await expect(page.get_by_role("heading", name="New message")).to_be_focused()
+    to = page.get_by_label("To", exact=True)
+    await expect(to.locator("option")).to_have_text(
+        [f"{CLINICIAN_NAME} (your clinician)", "Casey Billing (billing)"]
+    )
+    await expect(to).to_have_value("staff-clinician")
+    await expect(page.get_by_text("We reply within two working days.")).to_be_visible()
+    await expect(page.get_by_text("Please do not include urgent requests here.")).to_be_visible()
+    await expect(page.get_by_text("0 of 5000 characters")).to_be_visible()
+    await screenshot(page, "phone-new-message")
+
+    await to.select_option("staff-biller")
+    await page.get_by_label("Subject").fill("My invoice")
+    await page.get_by_label("Your message").fill("Is the March session billed twice?")
+    await page.get_by_role("button", name="Send message").click()
+    await expect(page.get_by_role("heading", name="My invoice")).to_be_visible()
+    await expect(page.get_by_role("status")).to_have_text("Your message was sent.")
+    messages = page.get_by_role("list", name="Messages")
+    await expect(messages).to_contain_text("Is the March session billed twice?")
+    async with practice.staff("staff-biller") as biller:
+        inbox = (await biller.get("/api/staff/inbox")).json()
+        assert [item["subject"] for item in inbox["items"]] == ["My invoice"]
+
+    await page.get_by_role("button", name="Back to conversations").click()
+    await page.get_by_role("button", name="New message").click()
+    await page.get_by_label("Subject").fill("Next week")
+    await page.get_by_label("Your message").fill("Could we move Tuesday to Thursday?")
+    await idle_out(mongo, practice)
+    await page.get_by_role("button", name="Send message").click()
+    await expect(page.get_by_role("heading", name="Please sign in again")).to_be_focused()
+    await expect(page.get_by_text("Your session has ended. Sign in again")).to_be_visible()
+    await expect(page.get_by_label("Your message")).to_have_value(
+        "Could we move Tuesday to Thursday?"
+    )
+    await expect(page.get_by_label("Subject")).to_have_value("Next week")
+    await expect(page.get_by_role("link", name="Sign in from the portal page")).to_have_attribute(
+        "href", f"/o/{practice.slug}/messages"
+    )
+    await screenshot(page, "phone-new-message-session-ended")
+
+
+async def test_a_reply_written_as_the_session_timed_out_stays_on_the_page(
+    practice: Practice,
+    mail: MailCatcher,
+    mongo: AsyncMongoClient[Any],
+    new_page: NewPage,
+    screenshot: Screenshot,
+) -> None:
+    await practice.send_secure_message("conv-5", "Homework", "Try the breathing exercise.")
+    link = await link_from_mail(mail, practice.client_email, SECURE_LINK)
+    page = await new_page()
+    await page.goto(link)
+    await page.get_by_label("Date of birth").fill(CLIENT_BIRTHDAY.isoformat())
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="Homework")).to_be_visible()
+    draft = "I tried it twice.\nIt helped on Monday, less on Wednesday."
+    await page.get_by_label("Your message").fill(draft)
+
+    await idle_out(mongo, practice)
+    await page.get_by_role("button", name="Send reply").click()
+    await expect(page.get_by_role("heading", name="Please sign in again")).to_be_focused()
+    await expect(page.get_by_label("Your message")).to_have_value(draft)
+    await expect(page.get_by_role("button", name="Send reply")).to_have_count(0)
+    # the practice's messages go with the session; only the client's own text stays
+    await expect(page.get_by_text("Try the breathing exercise.")).to_have_count(0)
+    await expect(page.get_by_role("link", name="Sign in from the portal page")).to_be_visible()
+    await expect(page.get_by_role("status")).to_have_text(
+        "Your message was not sent: your session has ended."
+    )
+    await screenshot(page, "phone-reply-session-ended")
+    await page.get_by_role("button", name="Copy my message").click()
+    await expect(page.get_by_role("status")).to_contain_text("Your message is")
+    await expect(page.get_by_label("Your message")).to_be_focused()
+    sessions = mongo[f"{practice.practice_id}_gateway"]["sessions"]
+    ended = await sessions.find_one({"ended": True})
+    assert ended is not None
+    assert ended["end_reason"] == "idle_timeout"
+    storage = await page.evaluate(
+        "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+    )
+    assert "breathing" not in storage
+    assert "tried it twice" not in storage
+    assert "tried" not in page.url

@@ -8,11 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
-from sotto_contracts.common import NotificationKind
+from sotto_contracts.common import NotificationKind, StaffRole
+from sotto_contracts.inbound import ClientUpserted, StaffUpserted
 from sotto_gateway.config import GatewaySettings
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
 from tests.integration.gateway.support import (
     SEND,
+    Broker,
     Watch,
     adopt_session,
     sign_in,
@@ -202,6 +204,9 @@ async def test_a_link_session_sees_only_its_conversation(
     new = await portal.post("/api/client/conversations", json={"subject": "x", "body": "y"})
     assert new.status_code == 403
     assert new.json()["code"] == "sign_in_required"
+    recipients = await portal.get("/api/client/recipients")
+    assert recipients.status_code == 403
+    assert recipients.json()["code"] == "sign_in_required"
 
     # Removing the message the link was sent for revokes the link; both sides see it removed.
     first_id = thread.json()["messages"][0]["message_id"]
@@ -258,3 +263,114 @@ async def test_limits_get_clear_answers(
     )
     sent = [m["body"] for m in thread["messages"] if m["sender"]["kind"] == "client"]
     assert sent == ["note 0", "note 1", "note 2"]
+
+
+async def test_client_chooses_whom_to_start_with_and_conversations_refuses_the_rest(
+    http: httpx.AsyncClient,
+    portal: httpx.AsyncClient,
+    base_url: str,
+    broker: Broker,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    notifications: Watch,
+) -> None:
+    more = [
+        StaffUpserted(
+            practice_id=PRACTICE,
+            staff_id="sched1",
+            display_name="Avery Scheduler",
+            email="sched1@staff.example.org",
+            roles=[StaffRole.SCHEDULER],
+        ),
+        StaffUpserted(
+            practice_id=PRACTICE,
+            staff_id="sched2",
+            display_name="Quiet Scheduler",
+            email="sched2@staff.example.org",
+            roles=[StaffRole.SCHEDULER],
+            messaging_enabled=False,
+        ),
+        StaffUpserted(
+            practice_id=PRACTICE,
+            staff_id="manager2",
+            display_name="Gone Manager",
+            email="manager2@staff.example.org",
+            roles=[StaffRole.PRACTICE_MANAGER],
+            active=False,
+        ),
+        ClientUpserted(
+            practice_id=PRACTICE,
+            client_id="c3",
+            display_name="Casey Noclin",
+            email="casey@example.org",
+            date_of_birth=CLIENT_BIRTHDAY,
+        ),
+    ]
+    for event in more:
+        await broker.publish(event)
+
+    async def team() -> set[str]:
+        members = await staff_call(http, gateway_settings, "owner1", "GET", "/api/staff/team")
+        return {member["staff_id"] for member in members}
+
+    await eventually(team, until=lambda ids: {"sched1", "sched2"} <= ids, what="schedulers")
+
+    await sign_in(portal, notifications, "alex@example.org")
+    listed = await portal.get("/api/client/recipients")
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == [
+        {"staff_id": "clin1", "display_name": "Clin1", "role": "primary_clinician"},
+        {"staff_id": "sched1", "display_name": "Avery Scheduler", "role": "scheduler"},
+        {"staff_id": "biller1", "display_name": "Biller1", "role": "biller"},
+        {"staff_id": "biller2", "display_name": "Biller2", "role": "biller"},
+        {"staff_id": "manager1", "display_name": "Manager1", "role": "practice_manager"},
+    ]
+    assert "@" not in listed.text
+
+    started = await portal.post(
+        "/api/client/conversations",
+        json={"subject": "Invoice", "body": "A question on my bill", "recipient_id": "biller1"},
+    )
+    assert started.status_code == 201, started.text
+    conversation_id = started.json()["result"]["conversation"]["conversation_id"]
+    opened = await staff_call(
+        http, gateway_settings, "biller1", "GET", f"/api/staff/conversations/{conversation_id}"
+    )
+    assert opened["conversation"]["assignee_id"] == "biller1"
+    assert opened["messages"][0]["body"] == "A question on my bill"
+
+    # conversations stays the authority: another clinician, a switched-off, a gone or an
+    # unknown team member are refused with its own answers
+    for recipient, status, code in (
+        ("clin2", 403, "client_may_not_start_with_staff"),
+        ("owner1", 403, "client_may_not_start_with_staff"),
+        ("sched2", 403, "staff_messaging_disabled"),
+        ("manager2", 422, "unknown_participant"),
+        ("nobody", 422, "unknown_participant"),
+    ):
+        refused = await portal.post(
+            "/api/client/conversations",
+            json={"subject": "Hi", "body": "Hello", "recipient_id": recipient},
+        )
+        assert (refused.status_code, refused.json()["code"]) == (status, code), recipient
+
+    # a client without a primary clinician may still write to managers, billers, schedulers
+    async with httpx.AsyncClient(base_url=base_url, timeout=15) as casey:
+        await sign_in(casey, notifications, "casey@example.org")
+        reachable = (await casey.get("/api/client/recipients")).json()
+        assert [r["staff_id"] for r in reachable] == ["sched1", "biller1", "biller2", "manager1"]
+        nobody_chosen = await casey.post(
+            "/api/client/conversations", json={"subject": "Hi", "body": "Hello"}
+        )
+        assert nobody_chosen.status_code == 409
+        assert nobody_chosen.json()["code"] == "no_primary_clinician"
+        chosen = await casey.post(
+            "/api/client/conversations",
+            json={"subject": "Hi", "body": "Hello", "recipient_id": "manager1"},
+        )
+        assert chosen.status_code == 201, chosen.text
+
+    # a contact may reply but not start: nobody to choose
+    async with httpx.AsyncClient(base_url=base_url, timeout=15) as sam:
+        await sign_in(sam, notifications, "sam@example.org")
+        assert (await sam.get("/api/client/recipients")).json() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -10,7 +11,7 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from sotto_contracts.common import ParticipantKind, ParticipantRef
+from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
     ConversationSummary,
     GetThread,
@@ -27,6 +28,8 @@ from sotto_gateway.api.schemas import (
     Banners,
     ClientConversation,
     ClientConversationIn,
+    ClientRecipient,
+    ClientRecipientRole,
     ClientSessionView,
     ClientThread,
     CommandResult,
@@ -34,6 +37,15 @@ from sotto_gateway.api.schemas import (
 )
 from sotto_gateway.api.state import Gateway, provide_gateway
 from sotto_gateway.domain import ClientSession, SessionEndReason, email_display_name, new_id
+
+# Whom a client may write to besides their primary clinician (DESIGN.md section 5), in the
+# order a team member with several of them is labelled. Conversations holds the same rule
+# (CLIENT_REACHABLE_ROLES) and refuses anyone else: this list only offers the choice.
+CLIENT_REACHABLE_ROLES: tuple[tuple[StaffRole, ClientRecipientRole], ...] = (
+    (StaffRole.PRACTICE_MANAGER, "practice_manager"),
+    (StaffRole.BILLER, "biller"),
+    (StaffRole.SCHEDULER, "scheduler"),
+)
 
 
 def _conversation(summary: ConversationSummary) -> ClientConversation:
@@ -44,6 +56,15 @@ def _conversation(summary: ConversationSummary) -> ClientConversation:
         archived=summary.archived,
         last_activity_at=summary.last_activity_at,
     )
+
+
+def _may_start(session: ClientSession) -> None:
+    if session.conversation_id is not None:
+        raise ApiProblemError(
+            403,
+            "sign_in_required",
+            "Sign in from the portal page to start a new conversation.",
+        )
 
 
 def _visible(session: ClientSession, conversation_id: str) -> None:
@@ -116,28 +137,70 @@ class ClientController(Controller):
         )
         return [_conversation(item) for item in items if session.may_see(item.conversation_id)]
 
-    @post("/conversations", status_code=201, summary="Start a conversation with my clinician")
+    @get("/recipients", summary="Whom I may start a conversation with")
+    async def recipients(
+        self, session: NamedDependency[ClientSession], gateway: NamedDependency[Gateway]
+    ) -> list[ClientRecipient]:
+        """The primary clinician first, then active practice managers, billers and schedulers
+        with messaging on, by name. Contacts may reply but not start: nobody for them."""
+        _may_start(session)
+        if session.principal.kind != ParticipantKind.CLIENT:
+            return []
+        client, team = await asyncio.gather(
+            gateway.portal.person(session.practice_id, session.principal),
+            gateway.portal.team(session.practice_id),
+        )
+        primary_id = client.primary_clinician_id if client is not None else None
+        reachable = [member for member in team if member.active and member.messaging_enabled]
+        chosen = [
+            ClientRecipient(
+                staff_id=member.id, display_name=member.display_name, role="primary_clinician"
+            )
+            for member in reachable
+            if member.id == primary_id
+        ]
+        for member in reachable:
+            role = next(
+                (label for held, label in CLIENT_REACHABLE_ROLES if held in member.roles), None
+            )
+            if member.id != primary_id and role is not None:
+                chosen.append(
+                    ClientRecipient(
+                        staff_id=member.id,
+                        display_name=member.display_name,
+                        role=role,
+                    )
+                )
+        return chosen
+
+    @post(
+        "/conversations",
+        status_code=201,
+        summary="Start a conversation with my clinician or another team member I may write to",
+    )
     async def start(
         self,
         data: JSONBody[ClientConversationIn],
         session: NamedDependency[ClientSession],
         gateway: NamedDependency[Gateway],
     ) -> CommandResult:
-        if session.conversation_id is not None:
-            raise ApiProblemError(
-                403,
-                "sign_in_required",
-                "Sign in from the portal page to start a new conversation.",
-            )
+        _may_start(session)
         await _within_limits(gateway, session, data.body)
-        client = await gateway.portal.person(
-            session.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=session.client_id)
-        )
-        if client is None or client.primary_clinician_id is None:
-            raise ApiProblemError(
-                409, "no_primary_clinician", "Your practice has not assigned you a clinician yet."
+        recipient_id = data.recipient_id
+        if recipient_id is None:
+            client = await gateway.portal.person(
+                session.practice_id,
+                ParticipantRef(kind=ParticipantKind.CLIENT, id=session.client_id),
             )
-        clinician = ParticipantRef(kind=ParticipantKind.STAFF, id=client.primary_clinician_id)
+            if client is None or client.primary_clinician_id is None:
+                raise ApiProblemError(
+                    409,
+                    "no_primary_clinician",
+                    "Your practice has not assigned you a clinician yet.",
+                )
+            recipient_id = client.primary_clinician_id
+        # conversations decides whether this client may write to them, and refuses otherwise
+        recipient = ParticipantRef(kind=ParticipantKind.STAFF, id=recipient_id)
         result = await gateway.services.command(
             OpenConversation(
                 practice_id=session.practice_id,
@@ -145,7 +208,7 @@ class ClientController(Controller):
                 conversation_id=data.conversation_id or new_id(),
                 subject=data.subject,
                 client_id=session.client_id,
-                participants=[clinician],
+                participants=[recipient],
                 first_message=data.body,
             )
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +37,11 @@ class ClientConversationIn(Body):
     subject: str = Field(min_length=1, max_length=200)
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARACTERS)
     conversation_id: Identifier | None = None
+    recipient_id: Identifier | None = Field(
+        default=None,
+        description="The team member to write to (see GET /api/client/recipients); "
+        "the primary clinician when left out.",
+    )
 
 
 class AssignIn(Body):
@@ -145,6 +151,20 @@ class ClientConversation(BaseModel):
     unread: bool
     archived: bool
     last_activity_at: datetime
+
+
+ClientRecipientRole = Literal["primary_clinician", "practice_manager", "biller", "scheduler"]
+
+
+class ClientRecipient(BaseModel):
+    """A team member a client may start a conversation with (never their address)."""
+
+    staff_id: str
+    display_name: str
+    role: ClientRecipientRole = Field(
+        description="Why the client may write to them: their primary clinician first, else "
+        "their role."
+    )
 
 
 class ClientThread(BaseModel):

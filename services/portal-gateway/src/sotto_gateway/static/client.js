@@ -1,4 +1,4 @@
-// The client portal: secure-link verification, conversations, reply, sign-in, quick exit.
+// The client portal: secure-link verification, conversations, reply, new message, sign-in, quick exit.
 import { announce, api, characterCounter, cookie, formatTime, h, newId, problemText } from "./common.js";
 
 const CSRF_KEY = "sotto.csrf";
@@ -30,13 +30,75 @@ function signInLink(url) {
   return h("p", {}, h("a", { href: url, className: "button" }, "Sign in from the portal page"));
 }
 
-function sessionEnded(answer) {
+function sessionEnded(answer, draft = null) {
   const slug = sessionStorage.getItem("sotto.slug");
   show(
     h("section", { className: "card" },
       h("h2", {}, "Please sign in again"),
       h("p", {}, problemText(answer)),
-      signInLink(slug ? `/o/${slug}/messages` : null)));
+      draft ? h("p", {}, "Your message was not sent. It is still below: copy it before you leave or sign in again, as this page will not keep it.") : null,
+      signInLink(slug ? `/o/${slug}/messages` : null)),
+    draft);
+  document.getElementById("sign-out").hidden = true;
+  if (draft) announce(status, "Your message was not sent: your session has ended.", "error");
+}
+
+async function toClipboard(text) {
+  if (!window.isSecureContext || !navigator.clipboard) return false;
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    return false;  // no permission: the text stays selected in its box
+  }
+}
+
+// A send that failed because the session ended: the typed fields themselves (moved, never
+// copied into storage or the address) stay on the page for the client to copy; the thread
+// they were answering goes with the session.
+function unsentDraft(fields, textarea) {
+  const described = (textarea.getAttribute("aria-describedby") || "").split(" ").filter((id) => fields.some((field) => field.id === id));
+  if (described.length) textarea.setAttribute("aria-describedby", described.join(" "));
+  else textarea.removeAttribute("aria-describedby");
+  const copy = h("button", { type: "button", className: "secondary" }, "Copy my message");
+  copy.addEventListener("click", async () => {
+    textarea.focus();
+    textarea.select();
+    const copied = await toClipboard(textarea.value);
+    announce(status, copied ? "Your message is copied." : "Your message is selected: copy it with your device's copy command.", "success");
+  });
+  return h("section", { className: "card unsent", "aria-labelledby": "unsent-heading" },
+    h("h3", { id: "unsent-heading" }, "Your unsent message"),
+    fields,
+    h("div", { className: "form-row" }, copy));
+}
+
+function beforeWriting(settings, id) {
+  return h("div", { id },
+    h("p", { className: "hint" }, "Messages cannot be edited or deleted after you send them."),
+    settings.edit_note ? h("p", { className: "banner edit-note" }, settings.edit_note) : null);
+}
+
+function practiceNotices(settings) {
+  return [
+    settings.banner ? h("p", { className: "banner", role: "note" }, settings.banner) : null,
+    settings.away_message ? h("p", { className: "banner away", role: "note" }, settings.away_message) : null,
+  ];
+}
+
+function checkedBody(textarea, limit) {
+  const body = textarea.value.trim();
+  if (!body) {
+    announce(status, "Write a message before sending.", "error");
+    textarea.focus();
+    return null;
+  }
+  if (body.length > limit) {
+    announce(status, `Your message is too long: at most ${limit} characters.`, "error");
+    textarea.focus();
+    return null;
+  }
+  return body;
 }
 
 // ------------------------------------------------------------------ quick exit
@@ -78,37 +140,25 @@ function messageItem(message, me) {
 
 function replyForm(thread, conversationId, reload) {
   const limit = thread.max_message_length;
+  const label = h("label", { for: "reply-body" }, "Your message");
   const textarea = h("textarea", { id: "reply-body", name: "body", required: true, "aria-describedby": "reply-counter reply-note" });
   const counter = h("p", { id: "reply-counter", className: "counter", "aria-live": "off" });
-  const note = h("div", { id: "reply-note" },
-    h("p", { className: "hint" }, "Messages cannot be edited or deleted after you send them."),
-    thread.edit_note ? h("p", { className: "banner edit-note" }, thread.edit_note) : null);
   const button = h("button", { type: "submit" }, "Send reply");
   const form = h("form", { className: "card", "aria-labelledby": "reply-heading" },
     h("h3", { id: "reply-heading" }, "Write a reply"),
-    note,
-    h("label", { for: "reply-body" }, "Your message"),
-    textarea, counter,
+    beforeWriting(thread, "reply-note"),
+    label, textarea, counter,
     h("div", { className: "form-row" }, button));
   const updateCounter = characterCounter(textarea, counter, limit);
   let messageId = newId();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = textarea.value.trim();
-    if (!body) {
-      announce(status, "Write a message before sending.", "error");
-      textarea.focus();
-      return;
-    }
-    if (body.length > limit) {
-      announce(status, `Your message is too long: at most ${limit} characters.`, "error");
-      textarea.focus();
-      return;
-    }
+    const body = checkedBody(textarea, limit);
+    if (body === null) return;
     button.disabled = true;
     const answer = await clientApi("POST", `/api/client/conversations/${encodeURIComponent(conversationId)}/messages`, { body, message_id: messageId });
     button.disabled = false;
-    if (answer.status === 401) return sessionEnded(answer);
+    if (answer.status === 401) return sessionEnded(answer, unsentDraft([label, textarea, counter], textarea));
     if (!answer.ok) {
       announce(status, problemText(answer), "error");
       return;
@@ -134,8 +184,7 @@ async function showConversation(conversationId, me, back) {
     show(
       h("section", { "aria-labelledby": "conversation-heading" },
         back ? h("p", {}, h("button", { type: "button", className: "secondary", onclick: back }, "Back to conversations")) : null,
-        thread.banner ? h("p", { className: "banner", role: "note" }, thread.banner) : null,
-        thread.away_message ? h("p", { className: "banner away", role: "note" }, thread.away_message) : null,
+        practiceNotices(thread),
         h("h2", { id: "conversation-heading" }, thread.conversation.subject),
         h("ol", { className: "messages", "aria-label": "Messages" }, thread.messages.map((message) => messageItem(message, me))),
         replyForm(thread, conversationId, load)));
@@ -290,9 +339,85 @@ function conversationItem(conversation, open) {
       h("span", { className: "when" }, formatTime(conversation.last_activity_at))));
 }
 
-async function showConversationList(session) {
-  const answer = await clientApi("GET", "/api/client/conversations");
+const RECIPIENT_ROLES = {
+  primary_clinician: "your clinician",
+  practice_manager: "practice manager",
+  biller: "billing",
+  scheduler: "scheduling",
+};
+
+function recipientLabel(recipient) {
+  const role = RECIPIENT_ROLES[recipient.role];
+  return role ? `${recipient.display_name} (${role})` : recipient.display_name;
+}
+
+async function showNewMessage(session, recipients, back) {
+  const answer = await clientApi("GET", "/api/client/banners");
   if (answer.status === 401) return sessionEnded(answer);
+  if (!answer.ok) {
+    announce(status, problemText(answer), "error");
+    return;
+  }
+  const settings = answer.data;
+  const limit = settings.max_message_length;
+  // the API lists the primary clinician first: the first option is the one preselected
+  const to = h("select", { id: "new-to", name: "recipient_id", required: true },
+    recipients.map((recipient, index) => h("option", { value: recipient.staff_id, selected: index === 0 }, recipientLabel(recipient))));
+  const subjectLabel = h("label", { for: "new-subject" }, "Subject");
+  const subject = h("input", { id: "new-subject", name: "subject", type: "text", required: true, maxlength: 200, autocomplete: "off" });
+  const bodyLabel = h("label", { for: "new-body" }, "Your message");
+  const textarea = h("textarea", { id: "new-body", name: "body", required: true, "aria-describedby": "new-counter new-note" });
+  const counter = h("p", { id: "new-counter", className: "counter", "aria-live": "off" });
+  const button = h("button", { type: "submit" }, "Send message");
+  const form = h("form", { className: "card", "aria-labelledby": "new-heading", novalidate: true },
+    h("h2", { id: "new-heading" }, "New message"),
+    beforeWriting(settings, "new-note"),
+    h("label", { for: "new-to" }, "To"), to,
+    subjectLabel, subject,
+    bodyLabel, textarea, counter,
+    h("div", { className: "form-row" },
+      button,
+      h("button", { type: "button", className: "secondary", onclick: back }, "Cancel")));
+  characterCounter(textarea, counter, limit);
+  const conversationId = newId();  // kept across retries: a repeated send opens it once
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!subject.value.trim()) {
+      subject.setAttribute("aria-invalid", "true");
+      announce(status, "Give your message a subject.", "error");
+      subject.focus();
+      return;
+    }
+    subject.removeAttribute("aria-invalid");
+    const body = checkedBody(textarea, limit);
+    if (body === null) return;
+    button.disabled = true;
+    const sent = await clientApi("POST", "/api/client/conversations", {
+      conversation_id: conversationId, recipient_id: to.value, subject: subject.value.trim(), body,
+    });
+    button.disabled = false;
+    if (sent.status === 401) return sessionEnded(sent, unsentDraft([subjectLabel, subject, bodyLabel, textarea, counter], textarea));
+    if (!sent.ok) {
+      announce(status, problemText(sent), "error");
+      return;
+    }
+    await showConversation(conversationId, session.principal, back);
+    announce(status, "Your message was sent.", "success");
+  });
+  show(
+    h("section", { "aria-label": "New message" },
+      practiceNotices(settings),
+      form));
+}
+
+async function showConversationList(session) {
+  // contacts reply but do not start; a secure-link session sees only its one conversation
+  const mayStart = session.principal.kind === "client" && !session.conversation_id;
+  const [answer, reachable] = await Promise.all([
+    clientApi("GET", "/api/client/conversations"),
+    mayStart ? clientApi("GET", "/api/client/recipients") : Promise.resolve({ ok: true, data: [] }),
+  ]);
+  if (answer.status === 401 || reachable.status === 401) return sessionEnded(answer.status === 401 ? answer : reachable);
   if (!answer.ok) {
     announce(status, problemText(answer), "error");
     return;
@@ -300,12 +425,22 @@ async function showConversationList(session) {
   const back = () => showConversationList(session);
   const open = (id) => showConversation(id, session.principal, back);
   const items = answer.data;
+  const recipients = reachable.ok ? reachable.data : [];
+  let start = null;
+  if (recipients.length) {
+    start = h("div", { className: "form-row list-actions" },
+      h("button", { type: "button", onclick: () => showNewMessage(session, recipients, back) }, "New message"));
+  } else if (mayStart && reachable.ok) {
+    start = h("p", { className: "hint" }, "Your practice has not set up anyone you can start a conversation with yet.");
+  }
   show(
     h("section", { className: "card", "aria-labelledby": "list-heading" },
       h("h2", { id: "list-heading" }, "Your conversations"),
+      start,
       items.length
         ? h("ul", { className: "list" }, items.map((item) => conversationItem(item, open)))
         : h("p", {}, "You have no conversations yet.")));
+  if (!reachable.ok) announce(status, problemText(reachable), "error");
 }
 
 async function signOut() {
