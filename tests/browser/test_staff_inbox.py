@@ -51,6 +51,7 @@ async def test_staff_work_a_thread_and_the_client_sees_the_removal(
     await client.get_by_role("button", name="Email me a sign-in link").click()
     await expect(client.get_by_role("status")).to_contain_text("sign-in link is on its way")
     await client.goto(await link_from_mail(mail, practice.client_email, SIGN_IN_LINK))
+    await client.get_by_role("button", name="Continue to my messages").click()
     await client.get_by_role("button", name="Invoice").click()
     await client.get_by_label("Your message").fill("Which invoice?")
     await client.get_by_role("button", name="Send reply").click()

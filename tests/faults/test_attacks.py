@@ -30,6 +30,11 @@ ALEX_DOB = "1990-04-12"
 TIMING_TRIES = 25
 TIMING_BOUND = (0.5, 2.0)
 REFUSED = {401, 403, 404}
+# The timing probes must reach the real sign-in path, not the rate limits' quick answers.
+UNLIMITED_SIGN_IN = {
+    "GATEWAY_SIGN_IN_REQUESTS_PER_IP": "1000000",
+    "GATEWAY_SIGN_IN_EMAILS_PER_ADDRESS": "10000",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,9 @@ async def world(
     used_namespaces.add(namespace)
     amqp = Amqp(infra.rabbitmq_url, Topology(namespace=namespace))
     try:
-        async with running_system(infra, namespace, OUTPUT / "attacks") as system:
+        async with running_system(
+            infra, namespace, OUTPUT / "attacks", env=UNLIMITED_SIGN_IN
+        ) as system:
             home = await seed_demo(system, amqp, namespace)
             other = await seed_demo(system, amqp, f"{namespace}-other")
             await amqp.publish(

@@ -54,7 +54,7 @@ class GatewaySettings(ServiceSettings):
     sign_in_emails_per_address: int = Field(
         default=3,
         ge=1,
-        le=100,
+        le=10_000,
         description=(
             "Sign-in emails one address gets per `sign_in_address_period_minutes`, counted by "
             "every instance together; beyond that a request is answered alike, but nothing is "

@@ -10,7 +10,6 @@ quiet for one to two periods. Addresses are stored keyed-hashed, never in clear.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -45,25 +44,28 @@ class SignInSends:
 
     async def ensure_indexes(self) -> None:
         await ensure_collections(self.collections)
+        await self.sends.create_index("address")
         await self.sends.create_index("window")
 
     async def claim(self, email: str) -> bool:
         """Count one sign-in email to `email`; False, counting nothing, if it had its share."""
         address = token_digest(self._key, normalize_email(email))
         window = int(self._clock().timestamp() // self._period_seconds)
-        previous, current = (
-            [f"{address}:{number}:{slot}" for slot in range(self._limit)]
-            for number in (window - 1, window)
-        )
-        found = await asyncio.gather(
-            *(self.sends.find_one({"_id": slot}, {"_id": 1}) for slot in [*previous, *current])
-        )
-        taken = {document["_id"] for document in found if document is not None}
-        claimable = current[len(taken.intersection(previous)) :]
-        # a flooded address is refused after these reads, without a write
-        for slot in (slot for slot in claimable if slot not in taken):
+        recent = [
+            document
+            async for document in self.sends.find(
+                {"address": address, "window": {"$gte": window - 1}}, {"_id": 1, "window": 1}
+            )
+        ]
+        taken = {document["_id"] for document in recent}
+        left_by_previous = sum(1 for document in recent if document["window"] == window - 1)
+        # a flooded address is refused after this read, without a write
+        for number in range(left_by_previous, self._limit):
+            slot = f"{address}:{window}:{number}"
+            if slot in taken:
+                continue
             try:
-                await self.sends.insert_one({"_id": slot, "window": window})
+                await self.sends.insert_one({"_id": slot, "address": address, "window": window})
             except DuplicateKeyError:
                 continue
             await self._sweep(window)
