@@ -45,7 +45,7 @@ async def test_access_log_lines_show_token_paths_with_the_token_redacted(
     with gateway_log() as written:
         assert (await http.get(f"/l/{link}")).status_code == 200
         assert (await http.post(f"/api/client/links/{link}/open")).status_code == 404
-        assert (await http.get(f"/api/portal/sign-in/{sign_in}?from=email")).status_code == 404
+        assert (await http.get(f"/api/portal/sign-in/{sign_in}?from=email")).status_code == 410
 
         async def logged() -> list[dict[str, Any]]:
             lines = [json.loads(line) for line in written.getvalue().splitlines()]
@@ -58,5 +58,5 @@ async def test_access_log_lines_show_token_paths_with_the_token_redacted(
     assert any('"GET /l/[redacted] HTTP/1.1" 200' in message for message in messages)
     assert any('"POST /api/client/links/[redacted]/open HTTP/1.1" 404' in m for m in messages)
     assert any(
-        '"GET /api/portal/sign-in/[redacted]?from=email HTTP/1.1" 404' in m for m in messages
+        '"GET /api/portal/sign-in/[redacted]?from=email HTTP/1.1" 410' in m for m in messages
     )
