@@ -289,6 +289,29 @@ async def test_removing_the_message_revokes_its_links(
     assert opened.json()["code"] == "link_revoked"
 
 
+async def test_a_reminder_handled_after_its_messages_removal_sends_nothing(
+    broker: Broker, world: dict[str, Any], notifications: Watch, database: AsyncDatabase[Document]
+) -> None:
+    """The two events come on different queues: the removal may be handled first."""
+    await broker.publish(
+        MessageRemoved(practice_id=PRACTICE, conversation_id="conv1", posted_message_id="m-conv1")
+    )
+
+    async def marked() -> int:
+        return await database["removed_messages"].count_documents({})
+
+    await eventually(marked, until=lambda count: count == 1, what="removal recorded")
+    late = reminder(CLIENT)
+    await broker.publish(late)
+
+    async def handled() -> int:
+        return await database["notices"].count_documents({"_id": str(late.message_id)})
+
+    await eventually(handled, until=lambda count: count == 1, what="reminder handled")
+    assert not [c for c in notifications.of(SEND) if late.message_id.hex in c["notification_id"]]
+    assert await database["links"].count_documents({"posted_message_id": "m-conv1"}) == 0
+
+
 async def test_unknown_link_is_not_found(http: httpx.AsyncClient) -> None:
     answer = await http.post("/api/client/links/not-a-real-token/open")
     assert answer.status_code == 404

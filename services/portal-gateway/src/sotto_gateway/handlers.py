@@ -295,7 +295,9 @@ class Portal:
                 )
             await self._links.add_notice(str(event.message_id), events)
             return
-        if not await self._may_use_portal(person):
+        if not await self._may_use_portal(person) or await self._links.was_removed(
+            event.practice_id, event.posted_message_id
+        ):
             await self._links.add_notice(str(event.message_id), [])
             return
         expiry_hours = (await self._practice_settings.get(event.practice_id)).link_expiry_hours
@@ -335,6 +337,9 @@ class Portal:
             "failed_attempts": 0,
         }
         await self._links.add_link(document, [*command, issued] if command else [issued])
+        # The message's removal may have been handled meanwhile, before this link existed.
+        if await self._links.was_removed(event.practice_id, event.posted_message_id):
+            await self._revoke_links_of(event.practice_id, event.posted_message_id)
 
     async def on_client_email_due(self, event: ClientEmailDue) -> None:
         person = await self._identity.person(event.practice_id, event.recipient)
@@ -355,7 +360,11 @@ class Portal:
         await self._links.add_notice(str(event.message_id), events)
 
     async def on_message_removed(self, event: MessageRemoved) -> None:
-        for link in await self._links.links_for_message(event.practice_id, event.posted_message_id):
+        await self._links.mark_removed(event.practice_id, event.posted_message_id)
+        await self._revoke_links_of(event.practice_id, event.posted_message_id)
+
+    async def _revoke_links_of(self, practice_id: str, posted_message_id: str) -> None:
+        for link in await self._links.links_for_message(practice_id, posted_message_id):
             revoked = LinkRevoked(
                 practice_id=link.practice_id,
                 link_id=link.link_id,

@@ -303,6 +303,7 @@ class LinkStore:
         self.sign_in_links = database["sign_in_links"]
         self.sign_in_link_uses = database["sign_in_link_uses"]
         self.notices = database["notices"]
+        self.removed_messages = database["removed_messages"]
         self._writer = writer
 
     @property
@@ -311,7 +312,7 @@ class LinkStore:
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
-        return [*self.outbox_collections, self.sign_in_link_uses]
+        return [*self.outbox_collections, self.sign_in_link_uses, self.removed_messages]
 
     async def ensure_indexes(self) -> None:
         await ensure_collections(self.collections)
@@ -360,6 +361,15 @@ class LinkStore:
         )
         await self._writer.flush(self.links, link.link_id, written)
         return written is not None
+
+    async def mark_removed(self, practice_id: str, posted_message_id: str) -> None:
+        await insert_new(self.removed_messages, [{"_id": f"{practice_id}|{posted_message_id}"}])
+
+    async def was_removed(self, practice_id: str, posted_message_id: str) -> bool:
+        found = await self.removed_messages.find_one(
+            {"_id": f"{practice_id}|{posted_message_id}"}, {"_id": 1}
+        )
+        return found is not None
 
     async def links_for_message(self, practice_id: str, posted_message_id: str) -> list[SecureLink]:
         cursor = self.links.find(
