@@ -116,6 +116,11 @@ async def test_inbox_views_filters_search_and_paging(harness: Harness, team: Tea
     assert (problem.code, problem.status) == ("not_permitted", 403)
     others = await harness.ok(inbox(team.manager, view=InboxView.OTHERS), InboxPage)
     assert set(ids(others)) == {"older", "newer", "other-owned"}
+    # Others' unread: what their team member has not read yet (the client's message in "older").
+    unread_by_team = await harness.ok(
+        inbox(team.manager, view=InboxView.OTHERS, unread_only=True), InboxPage
+    )
+    assert ids(unread_by_team) == ["older"]
     by_name = await harness.ok(
         inbox(team.manager, view=InboxView.OTHERS, search="jordan"), InboxPage
     )

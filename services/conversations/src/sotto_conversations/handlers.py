@@ -1162,7 +1162,10 @@ class Conversations:
                 else:
                     query["inbox_owner_ids"] = {"$nin": [staff.staff_id]}
         if request.unread_only:
-            query["unread_by"] = actor.key
+            if request.view == InboxView.MINE:
+                query["unread_by"] = actor.key
+            else:  # others' lists: what a team member has not read yet
+                query["unread_by_staff"] = True
         activity: Document = {}
         if request.since:
             activity["$gte"] = request.since

@@ -129,6 +129,7 @@ def thread_fields(thread: Thread) -> Document:
         "participant_keys": list(thread.participant_keys),
         "assignee_id": thread.assignee_id,
         "inbox_owner_ids": thread.inbox_owner_ids,
+        "unread_by_staff": any(key.startswith("staff:") for key in thread.unread_by),
         "archived": thread.archived,
         "created_at": thread.created_at,
         "last_activity_at": thread.last_activity_at,
