@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 
 from limits import RateLimitItemPerSecond
 from litestar import Controller, Response, get, post
@@ -35,7 +33,7 @@ from sotto_gateway.api.schemas import (
     CommandResult,
     MessageIn,
 )
-from sotto_gateway.api.state import Gateway, provide_gateway
+from sotto_gateway.api.state import Gateway, admit, provide_gateway
 from sotto_gateway.domain import ClientSession, SessionEndReason, email_display_name, new_id
 
 # Whom a client may write to besides their primary clinician (DESIGN.md section 5), in the
@@ -85,15 +83,13 @@ async def _within_limits(gateway: Gateway, session: ClientSession, body: str) ->
         settings.client_rate_limit_count, settings.client_rate_limit_period_seconds
     )
     key = f"{session.practice_id}|{session.principal.kind.value}|{session.principal.id}"
-    if not await gateway.limiter.hit(limit, "client-messages", key):
-        stats = await gateway.limiter.get_window_stats(limit, "client-messages", key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise ApiProblemError(
-            429,
-            "rate_limited",
-            "You have sent many messages in a short time. Please wait before sending more.",
-            headers={"Retry-After": str(retry_after)},
-        )
+    await admit(
+        gateway,
+        limit,
+        "client-messages",
+        key,
+        "You have sent many messages in a short time. Please wait before sending more.",
+    )
 
 
 class ClientController(Controller):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any, cast
 
 from limits import RateLimitItemPerSecond
@@ -18,7 +16,7 @@ from sotto_gateway.adapters.sign_in_sends import SignInSends
 from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE
 from sotto_gateway.api.problems import ApiProblemError
 from sotto_gateway.api.schemas import LinkAnswer, SessionAnswer, SignInAnswer, SignInIn, VerifyIn
-from sotto_gateway.api.state import Gateway, provide_gateway
+from sotto_gateway.api.state import Gateway, admit, provide_gateway
 from sotto_gateway.domain import LinkStatus
 from sotto_gateway.handlers import LinkView, NotFoundError, StartedSession
 from sotto_gateway.pages import sign_in_link_unusable_page, sign_in_page
@@ -126,16 +124,14 @@ async def _admit_client_ip(gateway: Gateway, request: Request[Any, Any, Any]) ->
         settings.sign_in_requests_per_ip, settings.sign_in_ip_period_seconds
     )
     client_ip = request.client.host if request.client else "unknown"
-    if not await gateway.limiter.hit(limit, "sign-in", client_ip):
-        stats = await gateway.limiter.get_window_stats(limit, "sign-in", client_ip)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise ApiProblemError(
-            429,
-            "rate_limited",
-            "Many sign-in requests came from your network in a short time. Please wait before "
-            "asking again.",
-            headers={"Retry-After": str(retry_after)},
-        )
+    await admit(
+        gateway,
+        limit,
+        "sign-in",
+        client_ip,
+        "Many sign-in requests came from your network in a short time. Please wait before "
+        "asking again.",
+    )
 
 
 class SignInController(Controller):

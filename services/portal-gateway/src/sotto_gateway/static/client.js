@@ -1,5 +1,5 @@
 // The client portal: secure-link verification, conversations, reply, new message, sign-in, quick exit.
-import { announce, api, characterCounter, cookie, formatTime, h, newId, problemText } from "./common.js";
+import { announce, api, characterCounter, cookie, formatTime, h, newId, problemText, toClipboard } from "./common.js";
 
 const CSRF_KEY = "sotto.csrf";
 const page = document.body.dataset.page;
@@ -41,16 +41,6 @@ function sessionEnded(answer, draft = null) {
     draft);
   document.getElementById("sign-out").hidden = true;
   if (draft) announce(status, "Your message was not sent: your session has ended.", "error");
-}
-
-async function toClipboard(text) {
-  if (!window.isSecureContext || !navigator.clipboard) return false;
-  try {
-    await navigator.clipboard.writeText(text);
-    return true;
-  } catch {
-    return false;  // no permission: the text stays selected in its box
-  }
 }
 
 // A send that failed because the session ended: the typed fields themselves (moved, never

@@ -76,3 +76,15 @@ export function characterCounter(textarea, output, limit) {
   update();
   return update;
 }
+
+// Whether the text reached the clipboard; without permission (or focus) the caller's text box
+// still holds it.
+export async function toClipboard(text) {
+  if (!window.isSecureContext || !navigator.clipboard) return false;
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

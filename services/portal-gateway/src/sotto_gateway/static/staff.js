@@ -1,6 +1,6 @@
 // The reference staff inbox: token sign-in, filtered and paged inbox, thread with notes, tasks and
 // copy-as-text, announcements.
-import { announce, api, characterCounter, formatTime, h, newId, problemText } from "./common.js";
+import { announce, api, characterCounter, formatTime, h, newId, problemText, toClipboard } from "./common.js";
 
 const TOKEN_KEY = "sotto.staffToken";
 const status = document.getElementById("status");
@@ -283,16 +283,6 @@ function messageItem(message, conversation, reload) {
   });
   item.append(h("div", { className: "form-row" }, remove));
   return item;
-}
-
-async function toClipboard(text) {
-  if (!window.isSecureContext || !navigator.clipboard) return false;
-  try {
-    await navigator.clipboard.writeText(text);
-    return true;
-  } catch {
-    return false;  // no permission (or no focus): the text box below still holds it
-  }
 }
 
 // Ticked messages as plain text for a chart note, from the API (it names senders and marks removals).
