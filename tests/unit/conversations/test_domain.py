@@ -138,6 +138,9 @@ def test_incoming_message_needed_to_mark_unread() -> None:
     thread = thread_with(message("m1", 1, "staff:dr-a", "Hello"))
     assert not thread.has_incoming_for("staff:dr-a")
     assert thread.has_incoming_for("client:c1")
+    notices = thread_with(message("n1", 1, None, "Your statement is ready"))
+    assert notices.has_incoming_for("client:c1")
+    assert not notices.has_incoming_for("staff:dr-a")  # the practice's own notice
 
 
 def test_a_handover_is_unread_for_the_new_assignee_only_where_it_is_news() -> None:

@@ -276,10 +276,13 @@ class Thread:
         return self.newest_incoming_for(key) is not None
 
     def newest_incoming_for(self, key: str) -> StoredMessage | None:
+        """The newest message someone else sent `key`; the practice's own notices and automatic
+        replies come in for clients only."""
         incoming = [
             message
             for message in self.messages.values()
-            if message.sender is None or key_of(message.sender) != key
+            if (message.sender is None and not key.startswith("staff:"))
+            or (message.sender is not None and key_of(message.sender) != key)
         ]
         return max(incoming, key=lambda message: message.seq, default=None)
 
