@@ -19,6 +19,11 @@ class StaffRole(StrEnum):
     SCHEDULER = "scheduler"
 
 
+# Whom a client may write to besides their primary clinician (DESIGN.md section 5), in the
+# order a team member holding several of these roles is labelled by.
+CLIENT_REACHABLE_ROLES = (StaffRole.PRACTICE_MANAGER, StaffRole.BILLER, StaffRole.SCHEDULER)
+
+
 class ParticipantKind(StrEnum):
     CLIENT = "client"
     CONTACT = "contact"

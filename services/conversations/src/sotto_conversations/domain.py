@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import emoji
 
-from sotto_contracts.common import ContactRelation, ParticipantKind, ParticipantRef, StaffRole
+from sotto_contracts.common import (
+    CLIENT_REACHABLE_ROLES,
+    ContactRelation,
+    ParticipantKind,
+    ParticipantRef,
+    StaffRole,
+)
 from sotto_contracts.conversations import (
     AnnouncementResult,
     AnnouncementState,
@@ -24,9 +30,6 @@ from sotto_contracts.conversations import (
 REMOVED_TEXT = "message removed"
 ANY_CLIENT_ROLES = frozenset(
     {StaffRole.OWNER, StaffRole.PRACTICE_MANAGER, StaffRole.BILLER, StaffRole.SCHEDULER}
-)
-CLIENT_REACHABLE_ROLES = frozenset(
-    {StaffRole.PRACTICE_MANAGER, StaffRole.BILLER, StaffRole.SCHEDULER}
 )
 ADMIN_ROLES = frozenset({StaffRole.OWNER, StaffRole.PRACTICE_MANAGER})
 SYSTEM_AUTHOR = "practice"
@@ -99,7 +102,7 @@ class StaffMember:
 
     @property
     def reachable_by_clients(self) -> bool:
-        return bool(self.roles & CLIENT_REACHABLE_ROLES)
+        return not self.roles.isdisjoint(CLIENT_REACHABLE_ROLES)
 
 
 @dataclass(frozen=True)
@@ -275,16 +278,18 @@ class Thread:
     def has_incoming_for(self, key: str) -> bool:
         return self.newest_incoming_for(key) is not None
 
-    def newest_incoming_for(self, key: str) -> StoredMessage | None:
-        """The newest message someone else sent `key`; the practice's own notices and automatic
-        replies come in for clients only."""
-        incoming = [
+    def _incoming_for(self, key: str) -> list[StoredMessage]:
+        """Messages someone else sent `key`; the practice's own notices and automatic replies
+        come in for clients only."""
+        return [
             message
             for message in self.messages.values()
             if (message.sender is None and not key.startswith("staff:"))
             or (message.sender is not None and key_of(message.sender) != key)
         ]
-        return max(incoming, key=lambda message: message.seq, default=None)
+
+    def newest_incoming_for(self, key: str) -> StoredMessage | None:
+        return max(self._incoming_for(key), key=lambda message: message.seq, default=None)
 
     def withdraw(self, removed: StoredMessage) -> dict[str, StoredMessage | None]:
         """Who the removed message had left unread, each with the newest message still unread
@@ -296,10 +301,9 @@ class Thread:
                 continue
             unread = [
                 message
-                for message in self.messages.values()
+                for message in self._incoming_for(key)
                 if not message.removed
                 and message.seq > read_up_to
-                and (message.sender is None or key_of(message.sender) != key)
                 and (not message.recipients or key in message.recipients)
             ]
             left[key] = max(unread, key=lambda message: message.seq, default=None)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from limits import RateLimitItemPerSecond
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
+from sotto_contracts.common import CLIENT_REACHABLE_ROLES, ParticipantKind, ParticipantRef
 from sotto_contracts.conversations import (
     ConversationSummary,
     GetThread,
@@ -34,15 +35,12 @@ from sotto_gateway.api.schemas import (
     MessageIn,
 )
 from sotto_gateway.api.state import Gateway, admit, provide_gateway
-from sotto_gateway.domain import ClientSession, SessionEndReason, email_display_name, new_id
-
-# Whom a client may write to besides their primary clinician (DESIGN.md section 5), in the
-# order a team member with several of them is labelled. Conversations holds the same rule
-# (CLIENT_REACHABLE_ROLES) and refuses anyone else: this list only offers the choice.
-CLIENT_REACHABLE_ROLES: tuple[tuple[StaffRole, ClientRecipientRole], ...] = (
-    (StaffRole.PRACTICE_MANAGER, "practice_manager"),
-    (StaffRole.BILLER, "biller"),
-    (StaffRole.SCHEDULER, "scheduler"),
+from sotto_gateway.domain import (
+    ClientSession,
+    Person,
+    SessionEndReason,
+    email_display_name,
+    new_id,
 )
 
 
@@ -147,26 +145,20 @@ class ClientController(Controller):
             gateway.portal.team(session.practice_id),
         )
         primary_id = client.primary_clinician_id if client is not None else None
-        reachable = [member for member in team if member.active and member.messaging_enabled]
+
+        def role_of(member: Person) -> ClientRecipientRole | None:
+            if member.id == primary_id:
+                return "primary_clinician"
+            held = next((role for role in CLIENT_REACHABLE_ROLES if role in member.roles), None)
+            return None if held is None else cast(ClientRecipientRole, held.value)
+
+        # Conversations refuses anyone else: this list only offers the choice.
         chosen = [
-            ClientRecipient(
-                staff_id=member.id, display_name=member.display_name, role="primary_clinician"
-            )
-            for member in reachable
-            if member.id == primary_id
+            ClientRecipient(staff_id=member.id, display_name=member.display_name, role=role)
+            for member in team
+            if member.active and member.messaging_enabled and (role := role_of(member))
         ]
-        for member in reachable:
-            role = next(
-                (label for held, label in CLIENT_REACHABLE_ROLES if held in member.roles), None
-            )
-            if member.id != primary_id and role is not None:
-                chosen.append(
-                    ClientRecipient(
-                        staff_id=member.id,
-                        display_name=member.display_name,
-                        role=role,
-                    )
-                )
+        chosen.sort(key=lambda recipient: recipient.role != "primary_clinician")  # stable
         return chosen
 
     @post(
