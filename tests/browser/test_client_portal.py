@@ -1,5 +1,6 @@
 """A client reads and answers a secure message in a real browser; portal sign-in; quick exit;
-a new message to a chosen team member; a draft survives the session ending."""
+a new message to a chosen team member; a draft survives the session ending; one address
+switches between the records it may act as."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from playwright.async_api import Page, expect
 from pymongo import AsyncMongoClient
 
 from sotto_contracts.common import StaffRole
-from sotto_contracts.inbound import StaffUpserted
+from sotto_contracts.inbound import ClientUpserted, StaffUpserted
 from tests.browser.conftest import (
     CLIENT_BIRTHDAY,
+    CLINICIAN,
     CLINICIAN_NAME,
     DESKTOP,
     OUTPUT,
@@ -320,3 +322,60 @@ async def test_a_reply_written_as_the_session_timed_out_stays_on_the_page(
     assert "breathing" not in storage
     assert "tried it twice" not in storage
     assert "tried" not in page.url
+
+
+async def test_a_parent_with_one_address_for_two_clients_switches_between_them(
+    practice: Practice,
+    amqp: Amqp,
+    mail: MailCatcher,
+    new_page: NewPage,
+    screenshot: Screenshot,
+) -> None:
+    """Alex's address is also on file for Jamie, a child client: after one sign-in, the
+    portal offers both records and shows each one's conversations alone."""
+    await amqp.publish(
+        ClientUpserted(
+            practice_id=practice.practice_id,
+            client_id="client-jamie",
+            display_name="Jamie Rivera",
+            email=practice.client_email,
+            primary_clinician_id=CLINICIAN,
+            clinician_ids=[CLINICIAN],
+        )
+    )
+    await practice.send_secure_message("conv-alex", "Alex's forms", "Please bring the forms.")
+    async with practice.staff(CLINICIAN) as clinician:
+
+        async def opened() -> int:
+            answer = await clinician.post(
+                "/api/staff/conversations",
+                json={
+                    "conversation_id": "conv-jamie",
+                    "subject": "Jamie's homework",
+                    "client_id": "client-jamie",
+                    "first_message": "Draw your week.",
+                },
+            )
+            return answer.status_code
+
+        await eventually(opened, until=lambda status: status == 201, what="Jamie's thread")
+
+    page = await new_page()
+    await signed_in_to_portal(page, practice, mail)
+    viewing_as = page.get_by_label("Viewing as")
+    await expect(viewing_as.locator("option")).to_have_text(["Alex Rivera", "Jamie Rivera"])
+    await expect(viewing_as).to_have_value("client:client-alex")
+    conversations = page.get_by_role("list").first
+    await expect(conversations).to_contain_text("Alex's forms")
+    await expect(conversations).not_to_contain_text("Jamie's homework")
+
+    await viewing_as.select_option("client:client-jamie")
+    await expect(page.get_by_role("status")).to_have_text(
+        "Now showing the conversations of Jamie Rivera."
+    )
+    await expect(page.get_by_label("Viewing as")).to_have_value("client:client-jamie")
+    await expect(page.get_by_role("button", name="Jamie's homework")).to_be_visible()
+    await expect(page.get_by_role("button", name="Alex's forms")).to_have_count(0)
+    await screenshot(page, "phone-viewing-as")
+    await page.get_by_role("button", name="Jamie's homework").click()
+    await expect(page.get_by_role("list", name="Messages")).to_contain_text("Draw your week.")

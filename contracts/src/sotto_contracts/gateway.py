@@ -94,7 +94,7 @@ class SessionStarted(GatewayEvent):
     conversation_id: Identifier | None = Field(
         default=None, description="Set when the session is scoped to one conversation."
     )
-    via: str = Field(description="secure_link or sign_in_link", max_length=32)
+    via: str = Field(description="secure_link, sign_in_link or identity_switch", max_length=32)
 
 
 class SessionEnded(GatewayEvent):
@@ -102,7 +102,10 @@ class SessionEnded(GatewayEvent):
 
     session_ref: Identifier
     principal: ParticipantRef
-    reason: str = Field(description="sign_out, idle_timeout or absolute_timeout", max_length=32)
+    reason: str = Field(
+        description="sign_out, idle_timeout, absolute_timeout or switched_identity",
+        max_length=32,
+    )
 
 
 class StaffViewedConversation(GatewayEvent):

@@ -101,6 +101,13 @@ async def test_client_reads_and_replies_to_their_own_conversation(
         "practice_name": "Calm Waters",
         "practice_slug": "calm-waters",
         "conversation_id": None,
+        "identities": [
+            {
+                "principal": {"kind": "client", "id": "c1"},
+                "display_name": "Alex Rivera",
+                "on_behalf_of": None,
+            }
+        ],
     }
     listed = (await portal.get("/api/client/conversations")).json()
     assert [(item["conversation_id"], item["unread"]) for item in listed] == [("conv1", True)]

@@ -9,8 +9,11 @@ import httpx
 from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.common import NotificationKind
+from sotto_contracts.inbound import ClientUpserted
 from sotto_kit.mongo import Document
-from tests.integration.gateway.support import Watch, adopt_session
+from tests.integration.gateway.conftest import PRACTICE
+from tests.integration.gateway.support import Broker, Watch, adopt_session
+from tests.support.waiting import eventually
 
 SEND = "notifier.send_notification.v1"
 REQUESTED = "gateway.sign_in_requested.v1"
@@ -206,3 +209,92 @@ async def test_state_changing_calls_need_the_csrf_token(
     [ended] = await events.wait_for("gateway.session_ended.v1")
     assert ended["reason"] == "sign_out"
     assert (await http.get("/api/client/session")).status_code == 401
+
+
+async def test_an_address_with_several_records_switches_between_them(
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    events: Watch,
+    broker: Broker,
+    database: AsyncDatabase[Document],
+) -> None:
+    """Sam is Alex's partner (contact k1) and a client in their own right (c3), with one
+    address: sign-in opens Sam's own record and can switch to the partner's, nothing else."""
+    await broker.publish(
+        ClientUpserted(
+            practice_id=PRACTICE,
+            client_id="c3",
+            display_name="Sam Rivera",
+            email="Sam@Example.org",
+            primary_clinician_id="clin2",
+            clinician_ids=["clin2"],
+            messaging_enabled=True,
+        )
+    )
+    await eventually(
+        lambda: database["people"].count_documents({"_id": f"{PRACTICE}|client|c3"}),
+        until=lambda count: count == 1,
+        what="c3 projected",
+    )
+    token = await request_link(http, notifications, "sam@example.org")
+    signed_in_as_sam = await http.post(f"/api/portal/sign-in/{token}")
+    first_csrf = adopt_session(http, signed_in_as_sam)
+    first_session = signed_in_as_sam.cookies["sotto_session"]
+    view = (await http.get("/api/client/session")).json()
+    assert view["principal"] == {"kind": "client", "id": "c3"}
+    assert view["identities"] == [
+        {
+            "principal": {"kind": "client", "id": "c3"},
+            "display_name": "Sam Rivera",
+            "on_behalf_of": None,
+        },
+        {
+            "principal": {"kind": "contact", "id": "k1"},
+            "display_name": "Sam Rivera",
+            "on_behalf_of": "Alex Rivera",
+        },
+    ]
+
+    alex = {"principal": {"kind": "client", "id": "c1"}}
+    refused = await http.post("/api/client/session/identity", json=alex)
+    assert refused.status_code == 404, "another address's record is not Sam's to open"
+
+    switched = await http.post(
+        "/api/client/session/identity", json={"principal": {"kind": "contact", "id": "k1"}}
+    )
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["csrf_token"] != first_csrf
+    [ended] = await events.wait_for("gateway.session_ended.v1")
+    assert ended["reason"] == "switched_identity"
+    assert ended["principal"] == {"kind": "client", "id": "c3"}
+    started = await events.wait_for(
+        "gateway.session_started.v1", where=lambda event: event["via"] == "identity_switch"
+    )
+    assert started[0]["principal"] == {"kind": "contact", "id": "k1"}
+
+    adopt_session(http, switched)
+    now = (await http.get("/api/client/session")).json()
+    assert now["principal"] == {"kind": "contact", "id": "k1"}
+    assert [item["principal"]["id"] for item in now["identities"]] == ["k1", "c3"]
+    assert (await http.get("/api/client/conversations")).status_code == 200
+
+    http.cookies.set("sotto_session", first_session)
+    assert (await http.get("/api/client/session")).status_code == 401, "the old session ended"
+
+
+async def test_a_secure_link_session_cannot_switch_records(
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    notifications: Watch,
+    database: AsyncDatabase[Document],
+) -> None:
+    await signed_in(http, notifications)
+    await database["sessions"].update_many({}, {"$set": {"conversation_id": "t1"}})
+    view = (await http.get("/api/client/session")).json()
+    assert [item["principal"]["id"] for item in view["identities"]] == ["c1"]
+    refused = await http.post(
+        "/api/client/session/identity", json={"principal": {"kind": "client", "id": "c1"}}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "sign_in_required"

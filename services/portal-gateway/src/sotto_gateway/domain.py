@@ -176,12 +176,23 @@ class SessionEndReason(StrEnum):
     SIGN_OUT = "sign_out"
     IDLE_TIMEOUT = "idle_timeout"
     ABSOLUTE_TIMEOUT = "absolute_timeout"
+    SWITCHED_IDENTITY = "switched_identity"
 
 
 @dataclass(frozen=True)
 class SessionPolicy:
     idle: timedelta
     absolute: timedelta
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A client or contact record that whoever holds its email address may act as."""
+
+    ref: ParticipantRef
+    display_name: str
+    # For a contact: the name of the client whose conversations they share
+    on_behalf_of: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from sotto_gateway.adapters.store import IdentityStore, LinkStore, SessionStore
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.domain import (
     ClientSession,
+    Identity,
     LinkStatus,
     Person,
     Practice,
@@ -77,6 +78,10 @@ class NotFoundError(Exception):
 
 class SessionRequiredError(Exception):
     """No live session: missing, unknown, ended or timed out."""
+
+
+class SignInRequiredError(Exception):
+    """A secure-link session (one conversation) asked for what needs a portal sign-in."""
 
 
 @dataclass(frozen=True)
@@ -515,7 +520,9 @@ class Portal:
             practice.practice_id, normalize_email(email)
         )
         usable = [person for person in candidates if await self._may_use_portal(person)]
-        usable.sort(key=lambda person: person.kind is not ParticipantKind.CLIENT)
+        usable.sort(
+            key=lambda person: (person.kind is not ParticipantKind.CLIENT, person.display_name)
+        )
         person = usable[0] if usable else None
         token = new_token()
         digest = token_digest(self._link_key, token)
@@ -584,6 +591,57 @@ class Portal:
         if person is None or not await self._may_use_portal(person):
             raise NotFoundError("sign-in link")
         return await self._start_session(person, None, "sign_in_link", [])
+
+    # ------------------------------------------------------------------ several identities
+
+    async def identities(self, session: ClientSession) -> list[Identity]:
+        """Every record the signed-in address may act as: a partner who is a client too, a
+        parent of two clients. A secure-link session is its one person (the link proved no
+        more); the signed-in record comes first, then clients, then contacts, by name."""
+        person = await self._identity.person(session.practice_id, session.principal)
+        if person is None:
+            return []
+        if session.conversation_id is not None or person.email is None:
+            return [await self._identity_of(person)]
+        candidates = await self._identity.portal_users_by_email(
+            session.practice_id, normalize_email(person.email)
+        )
+        usable = [candidate for candidate in candidates if await self._may_use_portal(candidate)]
+        usable.sort(
+            key=lambda candidate: (
+                candidate.ref != session.principal,
+                candidate.kind is not ParticipantKind.CLIENT,
+                candidate.display_name,
+            )
+        )
+        return [await self._identity_of(candidate) for candidate in usable]
+
+    async def _identity_of(self, person: Person) -> Identity:
+        if person.kind is not ParticipantKind.CONTACT or person.client_id is None:
+            return Identity(ref=person.ref, display_name=person.display_name)
+        client = await self._identity.person(
+            person.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=person.client_id)
+        )
+        return Identity(
+            ref=person.ref,
+            display_name=person.display_name,
+            on_behalf_of=client.display_name if client else None,
+        )
+
+    async def switch_identity(
+        self, session: ClientSession, target: ParticipantRef
+    ) -> StartedSession:
+        """A new session as another record with the same address; the current one ends."""
+        if session.conversation_id is not None:
+            raise SignInRequiredError
+        if target not in [identity.ref for identity in await self.identities(session)]:
+            raise NotFoundError("identity")
+        person = await self._identity.person(session.practice_id, target)
+        if person is None:
+            raise NotFoundError("identity")
+        started = await self._start_session(person, None, "identity_switch", [])
+        await self.end_session(session, SessionEndReason.SWITCHED_IDENTITY)
+        return started
 
     # ------------------------------------------------------------------ sessions
 

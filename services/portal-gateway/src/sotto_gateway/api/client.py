@@ -22,17 +22,21 @@ from sotto_contracts.conversations import (
 )
 from sotto_contracts.gateway import ClientViewedConversation
 from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE, provide_session
+from sotto_gateway.api.portal import session_answer
 from sotto_gateway.api.problems import ApiProblemError
 from sotto_gateway.api.schemas import (
     Banners,
     ClientConversation,
     ClientConversationIn,
+    ClientIdentity,
     ClientRecipient,
     ClientRecipientRole,
     ClientSessionView,
     ClientThread,
     CommandResult,
+    IdentitySwitchIn,
     MessageIn,
+    SessionAnswer,
 )
 from sotto_gateway.api.state import Gateway, admit, provide_gateway
 from sotto_gateway.domain import (
@@ -103,13 +107,39 @@ class ClientController(Controller):
     async def current(
         self, session: NamedDependency[ClientSession], gateway: NamedDependency[Gateway]
     ) -> ClientSessionView:
-        practice = await gateway.portal.practice(session.practice_id)
+        practice, identities = await asyncio.gather(
+            gateway.portal.practice(session.practice_id), gateway.portal.identities(session)
+        )
         return ClientSessionView(
             principal=session.principal,
             practice_name=email_display_name(practice.display_name if practice else None),
             practice_slug=practice.slug if practice else None,
             conversation_id=session.conversation_id,
+            identities=[
+                ClientIdentity(
+                    principal=identity.ref,
+                    display_name=identity.display_name,
+                    on_behalf_of=identity.on_behalf_of,
+                )
+                for identity in identities
+            ],
         )
+
+    @post(
+        "/session/identity",
+        status_code=200,
+        summary="Act as another record with the same email address (a new session)",
+    )
+    async def switch_identity(
+        self,
+        data: JSONBody[IdentitySwitchIn],
+        session: NamedDependency[ClientSession],
+        gateway: NamedDependency[Gateway],
+    ) -> Response[SessionAnswer]:
+        """Ends this session and starts one as the chosen record, which must be among the
+        session's identities; new cookies and CSRF token. Not from a secure-link session."""
+        started = await gateway.portal.switch_identity(session, data.principal)
+        return session_answer(gateway, started)
 
     @post("/sign-out", status_code=204, summary="End the session")
     async def sign_out(

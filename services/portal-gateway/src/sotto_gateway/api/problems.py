@@ -14,7 +14,7 @@ from litestar.types import ExceptionHandlersMap
 from pymongo.errors import PyMongoError
 
 from sotto_gateway.adapters.tokens import InvalidStaffTokenError
-from sotto_gateway.handlers import NotFoundError, SessionRequiredError
+from sotto_gateway.handlers import NotFoundError, SessionRequiredError, SignInRequiredError
 from sotto_kit.messaging import ProblemError, RequestTimeoutError
 
 PROBLEM_JSON = "application/problem+json"
@@ -97,6 +97,12 @@ def _session_required(request: Request[Any, Any, Any], _: Exception) -> Response
     )
 
 
+def _sign_in_required(_: Request[Any, Any, Any], __: Exception) -> Response[dict[str, Any]]:
+    return problem_response(
+        403, "sign_in_required", "Sign in from your practice's portal page to do this."
+    )
+
+
 def _staff_token(_: Request[Any, Any, Any], __: Exception) -> Response[dict[str, Any]]:
     return problem_response(
         401,
@@ -159,6 +165,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ProblemError: _service_problem,
     NotFoundError: _not_found,
     SessionRequiredError: _session_required,
+    SignInRequiredError: _sign_in_required,
     InvalidStaffTokenError: _staff_token,
     ValidationException: _validation,
     pydantic.ValidationError: _invalid_model,

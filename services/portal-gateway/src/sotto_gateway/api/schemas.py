@@ -138,11 +138,28 @@ class SignInAnswer(BaseModel):
     detail: str
 
 
+class ClientIdentity(BaseModel):
+    principal: ParticipantRef
+    display_name: str
+    on_behalf_of: str | None = Field(
+        description="For a contact: the client whose conversations they share."
+    )
+
+
 class ClientSessionView(BaseModel):
     principal: ParticipantRef
     practice_name: str
     practice_slug: str | None
     conversation_id: str | None
+    identities: list[ClientIdentity] = Field(
+        description="Every record this email address may act as, the signed-in one first "
+        "(a partner who is a client too, a parent of two clients); switch with "
+        "POST /api/client/session/identity."
+    )
+
+
+class IdentitySwitchIn(BaseModel):
+    principal: ParticipantRef
 
 
 class ClientConversation(BaseModel):

@@ -1,4 +1,5 @@
-// The client portal: secure-link verification, conversations, reply, new message, sign-in, quick exit.
+// The client portal: secure-link verification, conversations, reply, new message, sign-in,
+// switching between the records one address may act as, quick exit.
 import { announce, api, characterCounter, cookie, formatTime, h, newId, problemText, toClipboard } from "./common.js";
 
 const CSRF_KEY = "sotto.csrf";
@@ -400,6 +401,38 @@ async function showNewMessage(session, recipients, back) {
       form));
 }
 
+function identityLabel(identity) {
+  return identity.on_behalf_of ? `${identity.display_name}, for ${identity.on_behalf_of}` : identity.display_name;
+}
+
+// One address, several records (a partner who is a client too, a parent of two clients):
+// choosing one starts a new session as that record.
+function identityChooser(session) {
+  if (!session.identities || session.identities.length < 2) return null;
+  const current = `${session.principal.kind}:${session.principal.id}`;
+  const select = h("select", { id: "identity" },
+    session.identities.map((identity) => {
+      const value = `${identity.principal.kind}:${identity.principal.id}`;
+      return h("option", { value, selected: value === current }, identityLabel(identity));
+    }));
+  select.addEventListener("change", async () => {
+    const chosen = session.identities.find((identity) => `${identity.principal.kind}:${identity.principal.id}` === select.value);
+    const answer = await clientApi("POST", "/api/client/session/identity", { principal: chosen.principal });
+    if (answer.status === 401) return sessionEnded(answer);
+    if (!answer.ok) {
+      select.value = current;
+      announce(status, problemText(answer), "error");
+      return;
+    }
+    sessionStorage.setItem(CSRF_KEY, answer.data.csrf_token);
+    const next = await currentSession();
+    if (!next) return sessionEnded(answer);
+    await showConversationList(next);
+    announce(status, `Now showing the conversations of ${identityLabel(chosen)}.`, "success");
+  });
+  return h("div", { className: "identity-choice" }, h("label", { for: "identity" }, "Viewing as"), select);
+}
+
 async function showConversationList(session) {
   // contacts reply but do not start; a secure-link session sees only its one conversation
   const mayStart = session.principal.kind === "client" && !session.conversation_id;
@@ -426,6 +459,7 @@ async function showConversationList(session) {
   show(
     h("section", { className: "card", "aria-labelledby": "list-heading" },
       h("h2", { id: "list-heading" }, "Your conversations"),
+      identityChooser(session),
       start,
       items.length
         ? h("ul", { className: "list" }, items.map((item) => conversationItem(item, open)))
