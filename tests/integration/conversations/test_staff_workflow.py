@@ -155,6 +155,48 @@ async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team
     assert (problem.code, problem.status) == ("unknown_assignee", 422)
 
 
+async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_primary_clinician(
+    harness: Harness, team: Team
+) -> None:
+    """Dr. Other opened the thread and was then taken off Alex's care: Alex's reply goes to
+    Alex's primary clinician, who gets the thread in their list and a reminder."""
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await harness.ok(
+        OpenConversation(
+            practice_id=PRACTICE,
+            actor=team.other_clinician,
+            conversation_id="orphan",
+            subject="Worksheet",
+            client_id="c1",
+            first_message="Here is the worksheet.",
+        ),
+        ThreadView,
+    )
+    await harness.ok(post(team.client, "orphan", "m-seen", "Thanks"), MessageView)
+    assert ids(await harness.ok(inbox(team.primary), InboxPage)) == []
+    await harness.add_client(
+        "c1", display_name="Alex Rivera", primary_clinician_id="dr-primary", clinician_ids=[]
+    )
+
+    await harness.ok(post(team.client, "orphan", "m-orphan", "Can we talk?"), MessageView)
+    [handed] = await harness.events.wait_for(ConversationAssigned, conversation_id="orphan")
+    assert handed["assignee_id"] == "dr-primary"
+    assert handed["previous_assignee_id"] == "dr-other"
+    assert handed["actor"] is None
+    reminded = await harness.events.wait_for(
+        UnreadReminderDue, conversation_id="orphan", posted_message_id="m-orphan"
+    )
+    assert {event["recipient"]["id"] for event in reminded} == {"dr-primary"}
+    mine = await harness.ok(inbox(team.primary), InboxPage)
+    assert ids(mine) == ["orphan"]
+    assert mine.items[0].unread is True
+
+    # Once someone on the team can see it, nothing is handed over again.
+    await harness.ok(post(team.client, "orphan", "m-next", "Any time Tuesday"), MessageView)
+    await harness.events.wait_for(MessagePosted, posted_message_id="m-next")
+    assert len(harness.events.of(ConversationAssigned, conversation_id="orphan")) == 1
+
+
 async def test_a_thread_handed_over_unread_reminds_its_new_assignee(
     harness: Harness, team: Team
 ) -> None:

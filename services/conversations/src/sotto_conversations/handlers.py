@@ -479,6 +479,8 @@ class Conversations:
             await self._check_sender(actor, thread, settings)
             domain.check_length(request.body, settings)
             change = Change()
+            if actor.staff is None:
+                await self._rehome_if_orphaned(thread, change)
             message = await self._append(
                 thread, actor.ref, request.posted_message_id, request.body, settings, change
             )
@@ -488,6 +490,34 @@ class Conversations:
         if appended:  # a repeated request is not another message
             await self._record_client_send(actor, request.practice_id)
         return view
+
+    async def _rehome_if_orphaned(self, thread: Thread, change: Change) -> None:
+        """A client writing into a thread nobody on the team can see any more (its assignee and
+        the staff in it were taken off the client's care, or left) hands it to the client's
+        primary clinician first, so that the message reaches someone and is reminded of."""
+        if thread.kind == ConversationKind.STAFF or not thread.client_id:
+            return
+        client = await self._store.client(thread.practice_id, thread.client_id)
+        if client is None or client.primary_clinician_id is None:
+            return
+        for key in thread.audience:
+            if key.startswith("staff:"):
+                member = await self._store.staff(thread.practice_id, ref_of(key).id)
+                if member and member.active and domain.staff_may_view(member, thread, client):
+                    return
+        primary = await self._store.staff(thread.practice_id, client.primary_clinician_id)
+        if primary is None or not primary.active:
+            return
+        previous = thread.assignee_id
+        change.read_by.extend(thread.hand_over(primary.staff_id))
+        change.events.append(
+            ConversationAssigned(
+                practice_id=thread.practice_id,
+                conversation_id=thread.conversation_id,
+                assignee_id=primary.staff_id,
+                previous_assignee_id=previous,
+            )
+        )
 
     async def mark_read(self, request: MarkRead) -> ConversationSummary:
         actor = await self._actor(request.practice_id, request.actor)
