@@ -192,6 +192,12 @@ async def test_open_then_verify_starts_a_conversation_scoped_session(
     assert me.json()["conversation_id"] == "conv1"
     assert me.json()["principal"] == {"kind": "client", "id": "c1"}
 
+    # The slip before the success does not count towards a later lock.
+    later_slip = await http.post(
+        f"/api/client/links/{token}/verify", json={"date_of_birth": "1990-04-13"}
+    )
+    assert later_slip.json()["attempts_left"] == 4
+
 
 async def test_contact_verifies_with_their_own_date_of_birth(
     broker: Broker,

@@ -480,6 +480,8 @@ class Portal:
                 succeeded = VerificationSucceeded(
                     practice_id=link.practice_id, link_id=link.link_id, recipient=link.recipient
                 )
+                if link.failed_attempts:  # earlier slips do not count towards a later lock
+                    await self._links.record_on_link(link, {"failed_attempts": 0}, [])
                 started = await self._start_session(
                     person, link.conversation_id, "secure_link", [succeeded]
                 )
