@@ -46,6 +46,12 @@ class GetAccessLog(Query):
     ROUTING_KEY: ClassVar[str] = "audit.get_access_log.v1"
 
     client_id: Identifier | None = None
+    contact_ids: list[Identifier] = Field(
+        default_factory=list,
+        max_length=100,
+        description="With client_id: the client's contacts, whose link opens, verifications, "
+        "sessions and views are listed with the client's own.",
+    )
     staff_id: Identifier | None = None
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None

@@ -9,7 +9,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from sotto_audit.config import AuditSettings
 from sotto_contracts.audit import AuditPage, GetAccessLog, GetDeliveryLog
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
-from sotto_contracts.gateway import LinkIssued, LinkOpened, StaffViewedConversation
+from sotto_contracts.gateway import (
+    ClientViewedConversation,
+    LinkIssued,
+    LinkOpened,
+    StaffViewedConversation,
+)
 from sotto_contracts.notifier import EmailDelivered, EmailFailed
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
@@ -73,13 +78,25 @@ async def test_delivery_and_access_logs_filter_and_page(
         StaffViewedConversation(
             practice_id="other-practice", staff_id="s1", conversation_id="x", client_id="c1"
         ),
+        ClientViewedConversation(
+            practice_id=PRACTICE,
+            occurred_at=START + timedelta(days=14),
+            principal=ParticipantRef(kind=ParticipantKind.CONTACT, id="k1"),
+            conversation_id="conv-1",
+        ),
+        ClientViewedConversation(
+            practice_id=PRACTICE,
+            occurred_at=START + timedelta(days=15),
+            principal=ParticipantRef(kind=ParticipantKind.CONTACT, id="k2"),
+            conversation_id="conv-2",
+        ),
     ]
     async with serve_audit(settings):
         for event in [*deliveries, *others]:
             await amqp.publish(event)
         await eventually(
             lambda: records.find({}, {"routing_key": 1, "practice_id": 1, "_id": 0}).to_list(),
-            until=lambda found: len(found) == 12,
+            until=lambda found: len(found) == 14,
             what="stored",
         )
 
@@ -96,6 +113,7 @@ async def test_delivery_and_access_logs_filter_and_page(
         conversation = await delivery(conversation_id="conv-2")
         window = await delivery(since=START + timedelta(days=1), until=START + timedelta(days=4))
         by_client = await access(client_id="c1")
+        with_contacts = await access(client_id="c1", contact_ids=["k1"])
         by_staff = await access(staff_id="s1")
 
     assert to_c1.total == 7
@@ -118,3 +136,8 @@ async def test_delivery_and_access_logs_filter_and_page(
         StaffViewedConversation.ROUTING_KEY,
     ]
     assert [(i.actor_id, i.conversation_id) for i in by_staff.items] == [("s1", "conv-1")]
+    assert [(i.routing_key, i.subject_id) for i in with_contacts.items] == [
+        (LinkOpened.ROUTING_KEY, "c1"),
+        (StaffViewedConversation.ROUTING_KEY, "c1"),
+        (ClientViewedConversation.ROUTING_KEY, "k1"),
+    ]

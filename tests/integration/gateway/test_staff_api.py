@@ -441,6 +441,25 @@ async def test_owner_downloads_an_export_and_reads_the_audit_logs(
     await eventually_contains(deliveries, ("gateway.link_issued.v1", "conv3"))
 
 
+async def test_a_clients_access_log_includes_their_contacts_sessions(
+    http: httpx.AsyncClient,
+    world: dict[str, Any],
+    audit: str,
+    owner: Staff,
+    notifications: Watch,
+) -> None:
+    """Sam, Alex's partner, signs in: Alex's access log shows it beside Alex's own records."""
+    await sign_in(http, notifications, "sam@example.org")
+    await sign_in(http, notifications, "blair@example.org")
+
+    async def alex_access() -> list[tuple[str, str | None]]:
+        page = await owner.ok("GET", "/api/staff/audit/access", client_id="c1")
+        return [(r["routing_key"], r["subject_id"]) for r in page["items"]]
+
+    logged = await eventually_contains(alex_access, ("gateway.session_started.v1", "k1"))
+    assert {subject for _, subject in logged} <= {"c1", "k1"}, "nobody else's records"
+
+
 async def eventually_contains(probe: Any, wanted: Any) -> list[Any]:
     found: list[Any] = await eventually(
         probe, until=lambda items: wanted in items, what=f"audit record {wanted}"

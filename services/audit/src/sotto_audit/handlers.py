@@ -162,11 +162,13 @@ async def delivery_log(query: GetDeliveryLog, store: AuditStore) -> AuditPage:
 
 
 async def access_log(query: GetAccessLog, store: AuditStore) -> AuditPage:
-    """Link opens and refusals, verification, sessions, views and exports: per client or staff."""
+    """Link opens and refusals, verification, sessions, views and exports: per client (with
+    their contacts) or staff."""
     where = RecordFilter(
         practice_id=query.practice_id,
         categories=(Category.ACCESS,),
         subject_id=query.client_id,
+        also_subject_ids=tuple(query.contact_ids),
         actor_id=query.staff_id,
         since=query.since,
         until=query.until,

@@ -717,6 +717,11 @@ class Portal:
     async def person(self, practice_id: str, ref: ParticipantRef) -> Person | None:
         return await self._identity.person(practice_id, ref)
 
+    async def contact_ids(self, practice_id: str, client_id: str) -> list[str]:
+        """Everyone recorded as the client's contact, former ones too (for their access log)."""
+        contacts = await self._identity.contacts_of(practice_id, client_id)
+        return sorted(contact.id for contact in contacts)
+
     async def team(self, practice_id: str) -> list[Person]:
         return await self._identity.team(practice_id)
 

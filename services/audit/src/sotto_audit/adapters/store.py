@@ -46,6 +46,8 @@ class RecordFilter:
     categories: tuple[Category, ...]
     actor_id: str | None = None
     subject_id: str | None = None
+    # records about these too, with the subject's own (a client's contacts)
+    also_subject_ids: tuple[str, ...] = ()
     conversation_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -58,6 +60,8 @@ class RecordFilter:
         for name in ("actor_id", "subject_id", "conversation_id"):
             if (value := getattr(self, name)) is not None:
                 query[name] = value
+        if self.subject_id is not None and self.also_subject_ids:
+            query["subject_id"] = {"$in": [self.subject_id, *self.also_subject_ids]}
         moment: Document = {}
         if self.since is not None:
             moment["$gte"] = self.since

@@ -635,7 +635,11 @@ class StaffController(Controller):
         )
         return await gateway.services.ask(query, AuditPage)
 
-    @get("/audit/access", guards=[owner_guard], summary="Access log (owner)")
+    @get(
+        "/audit/access",
+        guards=[owner_guard],
+        summary="Access log (owner); a client's includes their contacts' link opens and sessions",
+    )
     async def access_log(
         self,
         staff: NamedDependency[StaffPrincipal],
@@ -647,10 +651,14 @@ class StaffController(Controller):
         page: FromQuery[int] = 1,
         page_size: FromQuery[int] = 50,
     ) -> AuditPage:
+        contact_ids = (
+            await gateway.portal.contact_ids(staff.practice_id, client_id) if client_id else []
+        )
         query = GetAccessLog.model_validate(
             {
                 "practice_id": staff.practice_id,
                 "client_id": client_id,
+                "contact_ids": contact_ids,
                 "staff_id": staff_id,
                 "since": since,
                 "until": until,
