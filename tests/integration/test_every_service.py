@@ -2,7 +2,7 @@
 
 A contract message goes through RabbitMQ into the service and its database and shows on its
 health report; a malformed one ends in the service's parking queue with the error, and the
-service keeps consuming.
+service keeps consuming; one sent before the service ever started waits for it.
 """
 
 from __future__ import annotations
@@ -161,3 +161,34 @@ async def test_round_trip_and_poison_parking(
         parked = await eventually(lambda: amqp.parked(case.service), what="parked message")
         assert [p.body for p in parked] == [poison]
         assert parked[0].reason.startswith("invalid message")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.service for case in CASES])
+async def test_a_message_sent_before_its_service_first_started_waits_for_it(
+    case: Case, make_settings: Callable[..., Any], amqp: Amqp, infra: Infrastructure
+) -> None:
+    """A first deploy: another service is up and publishes (or a practice system does) before
+    this one has ever run. Any service's start declares every queue, so nothing is dropped."""
+    neighbour = CASES[(CASES.index(case) + 1) % len(CASES)]
+
+    def settings_of(service: Case) -> Any:
+        overrides = {"smtp_host": infra.smtp_host, "smtp_port": infra.smtp_port}
+        return make_settings(
+            service.settings_type,
+            service.service,
+            **(overrides if service.service == "notifier" else {}),
+        )
+
+    valid = case.valid()
+    async with serve(neighbour.create_app(settings_of(neighbour))):
+        await amqp.publish(valid)
+    async with (
+        serve(case.create_app(settings_of(case))) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10) as http,
+    ):
+
+        async def consumed() -> int:
+            report = (await http.get("/health")).json()
+            return int(report["messages"]["consumed"].get(valid.ROUTING_KEY, 0))
+
+        await eventually(consumed, until=lambda n: n >= 1, what=f"{case.service} consumed")

@@ -16,6 +16,7 @@ from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from sotto_contracts.subscriptions import SUBSCRIPTIONS
 from sotto_contracts.topology import Topology
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import Publisher
@@ -118,14 +119,29 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
     )
 
 
-async def declare_parking(runtime: Runtime) -> None:
-    """Exchanges and this service's parking queue exist before any message is consumed."""
-    topology = runtime.topology
-    for exchange in (topology.events, topology.commands, topology.inbound):
-        await runtime.broker.declare_exchange(exchange)
-    dead_letter = await runtime.broker.declare_exchange(topology.dead_letter)
-    parking = await runtime.broker.declare_queue(topology.parking_queue(runtime.service))
-    await parking.bind(dead_letter, routing_key=runtime.service)
+async def declare_topology(runtime: Runtime) -> None:
+    """The exchanges, and every service's queues and parking queue (`SUBSCRIPTIONS`), exist
+    before this service consumes or publishes anything: a message for a service that has
+    never run yet waits for it instead of being dropped."""
+    topology, broker = runtime.topology, runtime.broker
+    exchanges = {
+        name: await broker.declare_exchange(topology.exchange(name))
+        for name in ("events", "commands", "inbound")
+    }
+    dead_letter = await broker.declare_exchange(topology.dead_letter)
+    for service in sorted({runtime.service, *(s.service for s in SUBSCRIPTIONS)}):
+        parking = await broker.declare_queue(topology.parking_queue(service))
+        await parking.bind(dead_letter, routing_key=service)
+    for subscription in SUBSCRIPTIONS:
+        queue = await broker.declare_queue(
+            topology.work_queue(
+                subscription.service,
+                subscription.purpose,
+                subscription.routing_key,
+                single_active_consumer=subscription.single_active_consumer,
+            )
+        )
+        await queue.bind(exchanges[subscription.exchange], routing_key=subscription.routing_key)
 
 
 def _json(status: int, payload: dict[str, Any]) -> AsgiResponse:
@@ -162,7 +178,7 @@ def worker_app(
         # again: servers (uvicorn) install their own log handlers after the app is built
         configure_logging(runtime.service, runtime.settings.log_level)
         await runtime.broker.connect()
-        await declare_parking(runtime)
+        await declare_topology(runtime)
 
     async def close_database() -> None:
         await runtime.mongo.close()

@@ -506,15 +506,21 @@ class Conversations:
                 if member and member.active and domain.staff_may_view(member, thread, client):
                     return
         primary = await self._store.staff(thread.practice_id, client.primary_clinician_id)
-        if primary is None or not primary.active:
-            return
+        if primary is not None and primary.active:
+            self._hand_over(thread, primary.staff_id, None, change)
+
+    @staticmethod
+    def _hand_over(
+        thread: Thread, assignee_id: str, actor: ParticipantRef | None, change: Change
+    ) -> None:
         previous = thread.assignee_id
-        change.read_by.extend(thread.hand_over(primary.staff_id))
+        change.read_by.extend(thread.hand_over(assignee_id))
         change.events.append(
             ConversationAssigned(
                 practice_id=thread.practice_id,
                 conversation_id=thread.conversation_id,
-                assignee_id=primary.staff_id,
+                actor=actor,
+                assignee_id=assignee_id,
                 previous_assignee_id=previous,
             )
         )
@@ -802,19 +808,9 @@ class Conversations:
                 raise RefusalError(
                     "assignee_without_access", "the assignee cannot see this client", 403
                 )
-            previous = thread.assignee_id
             change = Change()
-            if previous != assignee.staff_id:
-                change.read_by.extend(thread.hand_over(assignee.staff_id))
-                change.events.append(
-                    ConversationAssigned(
-                        practice_id=thread.practice_id,
-                        conversation_id=thread.conversation_id,
-                        actor=actor.ref,
-                        assignee_id=assignee.staff_id,
-                        previous_assignee_id=previous,
-                    )
-                )
+            if thread.assignee_id != assignee.staff_id:
+                self._hand_over(thread, assignee.staff_id, actor.ref, change)
             # Also on a repeated request: a crash may have come between the save and the reminder.
             change.reminders += await self._handover_reminders(thread, assignee.staff_id, settings)
             return domain.summary(thread, actor.key), change

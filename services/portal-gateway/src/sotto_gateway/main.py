@@ -58,7 +58,7 @@ from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import RpcClient
 from sotto_kit.observability import METRICS_CONTENT_TYPE
 from sotto_kit.outbox import OutboxRelay
-from sotto_kit.runtime import Runtime, create_runtime, declare_parking
+from sotto_kit.runtime import Runtime, create_runtime, declare_topology
 
 SERVICE = "gateway"
 INDEX_RETRY_SECONDS = 2.0
@@ -204,7 +204,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         install_request_id_logging()
         indexes = None if await ensure_indexes() else asyncio.create_task(keep_trying_indexes())
         await runtime.broker.connect()
-        await declare_parking(runtime)
+        await declare_topology(runtime)
         await runtime.broker.start()
         runtime.consuming = True
         relay.start()
