@@ -197,6 +197,23 @@ async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_prima
     assert len(harness.events.of(ConversationAssigned, conversation_id="orphan")) == 1
 
 
+async def test_with_no_clinician_left_on_their_care_a_clients_message_reaches_a_manager(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await open_with(harness, team, "no-clinician", "Scheduling")
+    await harness.add_client("c1", display_name="Alex Rivera", clinician_ids=[])
+
+    await harness.ok(post(team.client, "no-clinician", "m-1", "Who do I ask now?"), MessageView)
+    [handed] = await harness.events.wait_for(ConversationAssigned, conversation_id="no-clinician")
+    assert (handed["assignee_id"], handed["previous_assignee_id"]) == ("manager", "dr-primary")
+    reminded = await harness.events.wait_for(
+        UnreadReminderDue, conversation_id="no-clinician", posted_message_id="m-1"
+    )
+    assert {event["recipient"]["id"] for event in reminded} == {"manager"}
+    assert ids(await harness.ok(inbox(team.manager), InboxPage)) == ["no-clinician"]
+
+
 async def test_a_thread_handed_over_unread_reminds_its_new_assignee(
     harness: Harness, team: Team
 ) -> None:

@@ -494,20 +494,33 @@ class Conversations:
     async def _rehome_if_orphaned(self, thread: Thread, change: Change) -> None:
         """A client writing into a thread nobody on the team can see any more (its assignee and
         the staff in it were taken off the client's care, or left) hands it to the client's
-        primary clinician first, so that the message reaches someone and is reminded of."""
+        primary clinician, or else to a practice manager or owner, so that the message reaches
+        someone and is reminded of."""
         if thread.kind == ConversationKind.STAFF or not thread.client_id:
             return
         client = await self._store.client(thread.practice_id, thread.client_id)
-        if client is None or client.primary_clinician_id is None:
+        if client is None:
             return
-        for key in thread.audience:
-            if key.startswith("staff:"):
-                member = await self._store.staff(thread.practice_id, ref_of(key).id)
-                if member and member.active and domain.staff_may_view(member, thread, client):
-                    return
-        primary = await self._store.staff(thread.practice_id, client.primary_clinician_id)
-        if primary is not None and primary.active:
-            self._hand_over(thread, primary.staff_id, None, change)
+
+        def may_take(member: domain.StaffMember | None) -> bool:
+            return (
+                member is not None
+                and member.active
+                and domain.staff_may_view(member, thread, client)
+            )
+
+        for staff_id in thread.inbox_owner_ids:
+            if may_take(await self._store.staff(thread.practice_id, staff_id)):
+                return
+        if client.primary_clinician_id:
+            primary = await self._store.staff(thread.practice_id, client.primary_clinician_id)
+            if primary is not None and may_take(primary):
+                self._hand_over(thread, primary.staff_id, None, change)
+                return
+        leads = await self._store.practice_leads(thread.practice_id)
+        lead = next((member for member in leads if may_take(member)), None)
+        if lead is not None:
+            self._hand_over(thread, lead.staff_id, None, change)
 
     @staticmethod
     def _hand_over(

@@ -555,6 +555,20 @@ class ConversationStore:
             query["all_clinician_ids"] = clinician_id
         return [client_from(document) async for document in self.people.find(query)]
 
+    async def practice_leads(self, practice_id: str) -> list[StaffMember]:
+        """Active practice managers, then owners, each in staff id order."""
+        query: Document = {
+            "practice_id": practice_id,
+            "kind": "staff",
+            "active": True,
+            "roles": {"$in": [StaffRole.PRACTICE_MANAGER.value, StaffRole.OWNER.value]},
+        }
+        leads = [staff_from(document) async for document in self.people.find(query)]
+        return sorted(
+            leads,
+            key=lambda lead: (StaffRole.PRACTICE_MANAGER not in lead.roles, lead.staff_id),
+        )
+
     async def names(self, practice_id: str, keys: Iterable[str]) -> dict[str, str]:
         """Display names for participant keys (clients, contacts, staff)."""
         wanted = set(keys)
