@@ -158,7 +158,7 @@ async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team
 async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_primary_clinician(
     harness: Harness, team: Team
 ) -> None:
-    """Dr. Other opened the thread and was then taken off Alex's care: Alex's reply goes to
+    """Dr. Other opened the thread and has since left the practice: Alex's reply goes to
     Alex's primary clinician, who gets the thread in their list and a reminder."""
     await harness.configure(team.owner, staff_notification_delay_seconds=0)
     await harness.ok(
@@ -174,9 +174,7 @@ async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_prima
     )
     await harness.ok(post(team.client, "orphan", "m-seen", "Thanks"), MessageView)
     assert ids(await harness.ok(inbox(team.primary), InboxPage)) == []
-    await harness.add_client(
-        "c1", display_name="Alex Rivera", primary_clinician_id="dr-primary", clinician_ids=[]
-    )
+    await harness.add_staff("dr-other", StaffRole.CLINICIAN, active=False)
 
     await harness.ok(post(team.client, "orphan", "m-orphan", "Can we talk?"), MessageView)
     [handed] = await harness.events.wait_for(ConversationAssigned, conversation_id="orphan")
@@ -195,6 +193,45 @@ async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_prima
     await harness.ok(post(team.client, "orphan", "m-next", "Any time Tuesday"), MessageView)
     await harness.events.wait_for(MessagePosted, posted_message_id="m-next")
     assert len(harness.events.of(ConversationAssigned, conversation_id="orphan")) == 1
+
+
+async def test_taking_a_clinician_off_a_clients_care_hands_their_threads_on_at_once(
+    harness: Harness, team: Team
+) -> None:
+    """Alex wrote to Dr. Other, who is then taken off Alex's care before reading it: the
+    thread goes to Alex's primary clinician straight away, unread and reminded of."""
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await harness.ok(
+        OpenConversation(
+            practice_id=PRACTICE,
+            actor=team.other_clinician,
+            conversation_id="moved",
+            subject="Worksheet",
+            client_id="c1",
+            first_message="Here is the worksheet.",
+        ),
+        ThreadView,
+    )
+    await harness.ok(post(team.client, "moved", "m-unread", "I have a question"), MessageView)
+    await harness.add_client(
+        "c1", display_name="Alex Rivera", primary_clinician_id="dr-primary", clinician_ids=[]
+    )
+
+    [handed] = await harness.events.wait_for(ConversationAssigned, conversation_id="moved")
+    assert (handed["assignee_id"], handed["previous_assignee_id"]) == ("dr-primary", "dr-other")
+    reminded = await harness.events.wait_for(
+        UnreadReminderDue, conversation_id="moved", posted_message_id="m-unread"
+    )
+    assert {event["recipient"]["id"] for event in reminded} == {"dr-other", "dr-primary"}
+    mine = await harness.ok(inbox(team.primary), InboxPage)
+    assert (ids(mine), [item.unread for item in mine.items]) == (["moved"], [True])
+    # An update that leaves the care as it is moves nothing again.
+    await harness.add_client(
+        "c1", display_name="Alex Rivera", primary_clinician_id="dr-primary", clinician_ids=[]
+    )
+    await harness.ok(post(team.client, "moved", "m-next", "Any news?"), MessageView)
+    await harness.events.wait_for(MessagePosted, posted_message_id="m-next")
+    assert len(harness.events.of(ConversationAssigned, conversation_id="moved")) == 1
 
 
 async def test_with_no_clinician_left_on_their_care_a_clients_message_reaches_a_manager(

@@ -249,10 +249,11 @@ class Conversations:
         self,
         practice_id: str,
         conversation_id: str,
-        actor: Actor,
+        actor: Actor | None,
         apply: Callable[[Thread], Awaitable[tuple[T, Change]]],
     ) -> T:
         """Load, change and save a thread, retrying when a concurrent write got there first.
+        `actor` None: the service itself, on a practice event (no visibility check).
 
         Writes to one thread are serialised within this process as well, because FerretDB
         does not make the version check atomic.
@@ -264,13 +265,21 @@ class Conversations:
         self,
         practice_id: str,
         conversation_id: str,
-        actor: Actor,
+        actor: Actor | None,
         apply: Callable[[Thread], Awaitable[tuple[T, Change]]],
     ) -> T:
         for _ in range(SAVE_ATTEMPTS):
-            thread = await self._visible_thread(
-                practice_id, conversation_id, actor, for_update=True
-            )
+            if actor is None:
+                loaded = await self._store.load_thread(
+                    practice_id, conversation_id, for_update=True
+                )
+                if loaded is None:
+                    raise not_found()
+                thread = loaded
+            else:
+                thread = await self._visible_thread(
+                    practice_id, conversation_id, actor, for_update=True
+                )
             result, change = await apply(thread)
             # Before the save: a crash after it must not leave the reminder of a read message
             # (a repeated request finds nothing to mark). A failed save's retry cancels again.
@@ -491,16 +500,16 @@ class Conversations:
             await self._record_client_send(actor, request.practice_id)
         return view
 
-    async def _rehome_if_orphaned(self, thread: Thread, change: Change) -> None:
+    async def _rehome_if_orphaned(self, thread: Thread, change: Change) -> bool:
         """A client writing into a thread nobody on the team can see any more (its assignee and
         the staff in it were taken off the client's care, or left) hands it to the client's
         primary clinician, or else to a practice manager or owner, so that the message reaches
         someone and is reminded of."""
         if thread.kind == ConversationKind.STAFF or not thread.client_id:
-            return
+            return False
         client = await self._store.client(thread.practice_id, thread.client_id)
         if client is None:
-            return
+            return False
 
         def may_take(member: domain.StaffMember | None) -> bool:
             return (
@@ -511,16 +520,38 @@ class Conversations:
 
         for staff_id in thread.inbox_owner_ids:
             if may_take(await self._store.staff(thread.practice_id, staff_id)):
-                return
+                return False
         if client.primary_clinician_id:
             primary = await self._store.staff(thread.practice_id, client.primary_clinician_id)
             if primary is not None and may_take(primary):
                 self._hand_over(thread, primary.staff_id, None, change)
-                return
+                return True
         leads = await self._store.practice_leads(thread.practice_id)
         lead = next((member for member in leads if may_take(member)), None)
-        if lead is not None:
-            self._hand_over(thread, lead.staff_id, None, change)
+        if lead is None:
+            return False
+        self._hand_over(thread, lead.staff_id, None, change)
+        return True
+
+    async def _rehome_threads_of(self, practice_id: str, client_id: str) -> None:
+        """Someone left the client's care: each of the client's threads nobody on the team can
+        see any more goes to whoever takes over (`_rehome_if_orphaned`), with a reminder when
+        it holds what they have not read."""
+        settings = await self._settings(practice_id)
+        threads, _ = await self._store.find_threads(
+            {"practice_id": practice_id, "client_id": client_id}
+        )
+
+        async def apply(thread: Thread) -> tuple[None, Change]:
+            change = Change()
+            if await self._rehome_if_orphaned(thread, change) and thread.assignee_id:
+                change.reminders += await self._handover_reminders(
+                    thread, thread.assignee_id, settings
+                )
+            return None, change
+
+        for thread in threads:
+            await self._update(practice_id, thread.conversation_id, None, apply)
 
     @staticmethod
     def _hand_over(
@@ -1319,9 +1350,18 @@ class Conversations:
             ],
             "contact_ids": [c.contact_id for c in event.contacts],
         }
-        await self._store.upsert_person(
+        stored = await self._store.upsert_person(
             event.practice_id, "client", event.client_id, fields, event.occurred_at
         )
+        applied = (
+            stored is None
+            or not stored.get("occurred_at")
+            or (stored["occurred_at"] <= event.occurred_at)
+        )
+        # Re-homed after the write, so a crash in between leaves it to the client's next
+        # message (`post_message` checks for an orphan as well).
+        if applied and previous and previous.clinician_ids - set(fields["all_clinician_ids"]):
+            await self._rehome_threads_of(event.practice_id, event.client_id)
 
     async def staff_upserted(self, event: StaffUpserted) -> None:
         await self._store.ensure_practice(event.practice_id)
