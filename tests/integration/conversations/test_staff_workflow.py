@@ -158,8 +158,10 @@ async def test_reassigning_moves_the_thread_between_lists(harness: Harness, team
 async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_primary_clinician(
     harness: Harness, team: Team
 ) -> None:
-    """Dr. Other opened the thread and has since left the practice: Alex's reply goes to
-    Alex's primary clinician, who gets the thread in their list and a reminder."""
+    """Dr. Other opened the thread and has since left the practice, recorded without the
+    thread being handed on (a crash between the two writes, or data from before the rule):
+    Alex's reply goes to Alex's primary clinician, with the thread in their list and a
+    reminder."""
     await harness.configure(team.owner, staff_notification_delay_seconds=0)
     await harness.ok(
         OpenConversation(
@@ -174,7 +176,10 @@ async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_prima
     )
     await harness.ok(post(team.client, "orphan", "m-seen", "Thanks"), MessageView)
     assert ids(await harness.ok(inbox(team.primary), InboxPage)) == []
-    await harness.add_staff("dr-other", StaffRole.CLINICIAN, active=False)
+    left = await harness.database["people"].update_one(
+        {"kind": "staff", "id": "dr-other"}, {"$set": {"active": False}}
+    )
+    assert left.modified_count == 1
 
     await harness.ok(post(team.client, "orphan", "m-orphan", "Can we talk?"), MessageView)
     [handed] = await harness.events.wait_for(ConversationAssigned, conversation_id="orphan")
@@ -232,6 +237,17 @@ async def test_taking_a_clinician_off_a_clients_care_hands_their_threads_on_at_o
     await harness.ok(post(team.client, "moved", "m-next", "Any news?"), MessageView)
     await harness.events.wait_for(MessagePosted, posted_message_id="m-next")
     assert len(harness.events.of(ConversationAssigned, conversation_id="moved")) == 1
+
+
+async def test_a_team_member_leaving_hands_their_client_threads_on_at_once(
+    harness: Harness, team: Team
+) -> None:
+    await open_with(harness, team, "left-behind", "Homework")
+    await harness.add_staff("dr-primary", StaffRole.CLINICIAN, active=False)
+    [handed] = await harness.events.wait_for(ConversationAssigned, conversation_id="left-behind")
+    # Alex's primary clinician is the one who left: a manager takes the thread.
+    assert (handed["assignee_id"], handed["previous_assignee_id"]) == ("manager", "dr-primary")
+    assert ids(await harness.ok(inbox(team.manager), InboxPage)) == ["left-behind"]
 
 
 async def test_with_no_clinician_left_on_their_care_a_clients_message_reaches_a_manager(

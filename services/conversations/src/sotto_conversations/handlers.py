@@ -167,6 +167,11 @@ class Change:
     withdrawn: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _applied(stored: Document | None, occurred_at: datetime) -> bool:
+    """Whether an inbound update was written: nothing newer was stored before it."""
+    return stored is None or not stored.get("occurred_at") or stored["occurred_at"] <= occurred_at
+
+
 class Conversations:
     def __init__(self, store: ConversationStore, clock: Callable[[], datetime] = utc_now) -> None:
         self._store = store
@@ -533,14 +538,12 @@ class Conversations:
         self._hand_over(thread, lead.staff_id, None, change)
         return True
 
-    async def _rehome_threads_of(self, practice_id: str, client_id: str) -> None:
-        """Someone left the client's care: each of the client's threads nobody on the team can
-        see any more goes to whoever takes over (`_rehome_if_orphaned`), with a reminder when
-        it holds what they have not read."""
+    async def _rehome_threads(self, practice_id: str, query: Document) -> None:
+        """Someone left a client's care, or the practice: each thread matching `query` that
+        nobody on the team can see any more goes to whoever takes over
+        (`_rehome_if_orphaned`), with a reminder when it holds what they have not read."""
         settings = await self._settings(practice_id)
-        threads, _ = await self._store.find_threads(
-            {"practice_id": practice_id, "client_id": client_id}
-        )
+        threads, _ = await self._store.find_threads({"practice_id": practice_id, **query})
 
         async def apply(thread: Thread) -> tuple[None, Change]:
             change = Change()
@@ -1353,15 +1356,11 @@ class Conversations:
         stored = await self._store.upsert_person(
             event.practice_id, "client", event.client_id, fields, event.occurred_at
         )
-        applied = (
-            stored is None
-            or not stored.get("occurred_at")
-            or (stored["occurred_at"] <= event.occurred_at)
-        )
+        applied = _applied(stored, event.occurred_at)
         # Re-homed after the write, so a crash in between leaves it to the client's next
         # message (`post_message` checks for an orphan as well).
         if applied and previous and previous.clinician_ids - set(fields["all_clinician_ids"]):
-            await self._rehome_threads_of(event.practice_id, event.client_id)
+            await self._rehome_threads(event.practice_id, {"client_id": event.client_id})
 
     async def staff_upserted(self, event: StaffUpserted) -> None:
         await self._store.ensure_practice(event.practice_id)
@@ -1376,9 +1375,20 @@ class Conversations:
         }
         if event.messaging_enabled is not None:  # else as switched in the inbox (new: on)
             fields["messaging_enabled"] = event.messaging_enabled
-        await self._store.upsert_person(
+        previous = await self._store.staff(event.practice_id, event.staff_id)
+        stored = await self._store.upsert_person(
             event.practice_id, "staff", event.staff_id, fields, event.occurred_at
         )
+        access_lost = previous is not None and (
+            (previous.active and not event.active)
+            or bool(previous.client_ids - set(event.client_ids))
+            or bool(previous.roles - set(event.roles))
+        )
+        if access_lost and _applied(stored, event.occurred_at):
+            await self._rehome_threads(
+                event.practice_id,
+                {"inbox_owner_ids": event.staff_id, "kind": {"$ne": ConversationKind.STAFF.value}},
+            )
 
     async def _known_client(
         self, practice_id: str, client_id: str
