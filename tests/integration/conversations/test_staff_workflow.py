@@ -63,6 +63,21 @@ def post(
     )
 
 
+async def opened_by_dr_other(harness: Harness, team: Team, conversation_id: str) -> None:
+    """Dr. Other, on Alex's care but not Alex's primary clinician, writes to Alex first."""
+    await harness.ok(
+        OpenConversation(
+            practice_id=PRACTICE,
+            actor=team.other_clinician,
+            conversation_id=conversation_id,
+            subject="Worksheet",
+            client_id="c1",
+            first_message="Here is the worksheet.",
+        ),
+        ThreadView,
+    )
+
+
 def assign(
     team_member: ParticipantRef, conversation_id: str, assignee_id: str
 ) -> AssignConversation:
@@ -163,17 +178,7 @@ async def test_a_client_writing_into_a_thread_nobody_can_see_reaches_their_prima
     Alex's reply goes to Alex's primary clinician, with the thread in their list and a
     reminder."""
     await harness.configure(team.owner, staff_notification_delay_seconds=0)
-    await harness.ok(
-        OpenConversation(
-            practice_id=PRACTICE,
-            actor=team.other_clinician,
-            conversation_id="orphan",
-            subject="Worksheet",
-            client_id="c1",
-            first_message="Here is the worksheet.",
-        ),
-        ThreadView,
-    )
+    await opened_by_dr_other(harness, team, "orphan")
     await harness.ok(post(team.client, "orphan", "m-seen", "Thanks"), MessageView)
     assert ids(await harness.ok(inbox(team.primary), InboxPage)) == []
     left = await harness.database["people"].update_one(
@@ -206,17 +211,7 @@ async def test_taking_a_clinician_off_a_clients_care_hands_their_threads_on_at_o
     """Alex wrote to Dr. Other, who is then taken off Alex's care before reading it: the
     thread goes to Alex's primary clinician straight away, unread and reminded of."""
     await harness.configure(team.owner, staff_notification_delay_seconds=0)
-    await harness.ok(
-        OpenConversation(
-            practice_id=PRACTICE,
-            actor=team.other_clinician,
-            conversation_id="moved",
-            subject="Worksheet",
-            client_id="c1",
-            first_message="Here is the worksheet.",
-        ),
-        ThreadView,
-    )
+    await opened_by_dr_other(harness, team, "moved")
     await harness.ok(post(team.client, "moved", "m-unread", "I have a question"), MessageView)
     await harness.add_client(
         "c1", display_name="Alex Rivera", primary_clinician_id="dr-primary", clinician_ids=[]
