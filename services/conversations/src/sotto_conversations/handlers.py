@@ -78,6 +78,7 @@ from sotto_conversations.adapters.store import (
     VersionConflictError,
     reminder_id,
     search_pattern,
+    staff_from,
     thread_id,
 )
 from sotto_conversations.domain import (
@@ -274,17 +275,13 @@ class Conversations:
         apply: Callable[[Thread], Awaitable[tuple[T, Change]]],
     ) -> T:
         for _ in range(SAVE_ATTEMPTS):
-            if actor is None:
-                loaded = await self._store.load_thread(
-                    practice_id, conversation_id, for_update=True
-                )
-                if loaded is None:
-                    raise not_found()
-                thread = loaded
+            loaded = await self._store.load_thread(practice_id, conversation_id, for_update=True)
+            if actor is not None:
+                thread = await self._checked_visible(actor, loaded)
+            elif loaded is None:
+                raise not_found()
             else:
-                thread = await self._visible_thread(
-                    practice_id, conversation_id, actor, for_update=True
-                )
+                thread = loaded
             result, change = await apply(thread)
             # Before the save: a crash after it must not leave the reminder of a read message
             # (a repeated request finds nothing to mark). A failed save's retry cancels again.
@@ -493,8 +490,8 @@ class Conversations:
             await self._check_sender(actor, thread, settings)
             domain.check_length(request.body, settings)
             change = Change()
-            if actor.staff is None:
-                await self._rehome_if_orphaned(thread, change)
+            if actor.client is not None:
+                await self._rehome_if_orphaned(thread, change, actor.client)
             message = await self._append(
                 thread, actor.ref, request.posted_message_id, request.body, settings, change
             )
@@ -505,14 +502,16 @@ class Conversations:
             await self._record_client_send(actor, request.practice_id)
         return view
 
-    async def _rehome_if_orphaned(self, thread: Thread, change: Change) -> bool:
-        """A client writing into a thread nobody on the team can see any more (its assignee and
-        the staff in it were taken off the client's care, or left) hands it to the client's
-        primary clinician, or else to a practice manager or owner, so that the message reaches
-        someone and is reminded of."""
+    async def _rehome_if_orphaned(
+        self, thread: Thread, change: Change, client: ClientRecord | None = None
+    ) -> bool:
+        """A client thread nobody on the team can see any more (its assignee and the staff in
+        it were taken off the client's care, or left) goes to the client's primary clinician,
+        or else to a practice manager or owner, so that what the client writes reaches someone
+        and is reminded of. `client`: the thread's client, when the caller has it."""
         if thread.kind == ConversationKind.STAFF or not thread.client_id:
             return False
-        client = await self._store.client(thread.practice_id, thread.client_id)
+        client = client or await self._store.client(thread.practice_id, thread.client_id)
         if client is None:
             return False
 
@@ -526,16 +525,17 @@ class Conversations:
         for staff_id in thread.inbox_owner_ids:
             if may_take(await self._store.staff(thread.practice_id, staff_id)):
                 return False
-        if client.primary_clinician_id:
-            primary = await self._store.staff(thread.practice_id, client.primary_clinician_id)
-            if primary is not None and may_take(primary):
-                self._hand_over(thread, primary.staff_id, None, change)
-                return True
-        leads = await self._store.practice_leads(thread.practice_id)
-        lead = next((member for member in leads if may_take(member)), None)
-        if lead is None:
+        taker = (
+            await self._store.staff(thread.practice_id, client.primary_clinician_id)
+            if client.primary_clinician_id
+            else None
+        )
+        if not may_take(taker):
+            leads = await self._store.practice_leads(thread.practice_id)
+            taker = next((lead for lead in leads if may_take(lead)), None)
+        if taker is None:
             return False
-        self._hand_over(thread, lead.staff_id, None, change)
+        self._hand_over(thread, taker.staff_id, None, change)
         return True
 
     async def _rehome_threads(self, practice_id: str, query: Document) -> None:
@@ -1375,10 +1375,10 @@ class Conversations:
         }
         if event.messaging_enabled is not None:  # else as switched in the inbox (new: on)
             fields["messaging_enabled"] = event.messaging_enabled
-        previous = await self._store.staff(event.practice_id, event.staff_id)
         stored = await self._store.upsert_person(
             event.practice_id, "staff", event.staff_id, fields, event.occurred_at
         )
+        previous = staff_from(stored) if stored else None
         access_lost = previous is not None and (
             (previous.active and not event.active)
             or bool(previous.client_ids - set(event.client_ids))

@@ -518,13 +518,7 @@ class Portal:
         practice = await self._identity.practice_by_slug(slug)
         if practice is None:
             raise NotFoundError("practice")
-        candidates = await self._identity.portal_users_by_email(
-            practice.practice_id, normalize_email(email)
-        )
-        usable = [person for person in candidates if await self._may_use_portal(person)]
-        usable.sort(
-            key=lambda person: (person.kind is not ParticipantKind.CLIENT, person.display_name)
-        )
+        usable = await self._usable_by_email(practice.practice_id, email)
         person = usable[0] if usable else None
         token = new_token()
         digest = token_digest(self._link_key, token)
@@ -596,27 +590,30 @@ class Portal:
 
     # ------------------------------------------------------------------ several identities
 
-    async def identities(self, session: ClientSession) -> list[Identity]:
-        """Every record the signed-in address may act as: a partner who is a client too, a
-        parent of two clients. A secure-link session is its one person (the link proved no
-        more); the signed-in record comes first, then clients, then contacts, by name."""
+    async def _usable_by_email(self, practice_id: str, email: str) -> list[Person]:
+        """The clients and contacts with this address who may use the portal now: clients
+        first, then by name."""
+        candidates = await self._identity.portal_users_by_email(practice_id, normalize_email(email))
+        usable = [person for person in candidates if await self._may_use_portal(person)]
+        usable.sort(
+            key=lambda person: (person.kind is not ParticipantKind.CLIENT, person.display_name)
+        )
+        return usable
+
+    async def _records_of(self, session: ClientSession) -> list[Person]:
+        """Every record the signed-in address may act as, the signed-in one first: a partner
+        who is a client too, a parent of two clients. A secure-link session is its one person
+        (the link proved no more)."""
         person = await self._identity.person(session.practice_id, session.principal)
         if person is None:
             return []
         if session.conversation_id is not None or person.email is None:
-            return [await self._identity_of(person)]
-        candidates = await self._identity.portal_users_by_email(
-            session.practice_id, normalize_email(person.email)
-        )
-        usable = [candidate for candidate in candidates if await self._may_use_portal(candidate)]
-        usable.sort(
-            key=lambda candidate: (
-                candidate.ref != session.principal,
-                candidate.kind is not ParticipantKind.CLIENT,
-                candidate.display_name,
-            )
-        )
-        return [await self._identity_of(candidate) for candidate in usable]
+            return [person]
+        usable = await self._usable_by_email(session.practice_id, person.email)
+        return sorted(usable, key=lambda candidate: candidate.ref != session.principal)
+
+    async def identities(self, session: ClientSession) -> list[Identity]:
+        return [await self._identity_of(person) for person in await self._records_of(session)]
 
     async def _identity_of(self, person: Person) -> Identity:
         if person.kind is not ParticipantKind.CONTACT or person.client_id is None:
@@ -636,9 +633,8 @@ class Portal:
         """A new session as another record with the same address; the current one ends."""
         if session.conversation_id is not None:
             raise SignInRequiredError
-        if target not in [identity.ref for identity in await self.identities(session)]:
-            raise NotFoundError("identity")
-        person = await self._identity.person(session.practice_id, target)
+        records = await self._records_of(session)
+        person = next((record for record in records if record.ref == target), None)
         if person is None:
             raise NotFoundError("identity")
         started = await self._start_session(person, None, "identity_switch", [])

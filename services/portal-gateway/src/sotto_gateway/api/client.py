@@ -46,6 +46,7 @@ from sotto_gateway.domain import (
     email_display_name,
     new_id,
 )
+from sotto_gateway.handlers import SignInRequiredError
 
 
 def _conversation(summary: ConversationSummary) -> ClientConversation:
@@ -60,11 +61,7 @@ def _conversation(summary: ConversationSummary) -> ClientConversation:
 
 def _may_start(session: ClientSession) -> None:
     if session.conversation_id is not None:
-        raise ApiProblemError(
-            403,
-            "sign_in_required",
-            "Sign in from the portal page to start a new conversation.",
-        )
+        raise SignInRequiredError
 
 
 def _visible(session: ClientSession, conversation_id: str) -> None:

@@ -57,7 +57,7 @@ def sign_in_link_unusable_page(practice_slug: str | None) -> Response[bytes]:
 
 
 def _sign_in_response(heading: str, body: str, status: int) -> Response[bytes]:
-    page = Template((TEMPLATES / "sign_in.html").read_text()).substitute(heading=heading, body=body)
+    page = Template(_page("sign_in.html").decode()).substitute(heading=heading, body=body)
     return Response(
         page.encode(),
         status_code=status,
