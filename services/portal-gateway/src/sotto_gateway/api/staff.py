@@ -352,7 +352,6 @@ class StaffController(Controller):
         staff: NamedDependency[StaffPrincipal],
         gateway: NamedDependency[Gateway],
     ) -> CommandResult:
-        await _thread(gateway, staff, conversation_id)
         request = AddNote.model_validate(
             {
                 "practice_id": staff.practice_id,
@@ -362,7 +361,7 @@ class StaffController(Controller):
                 "body": data.body,
             }
         )
-        return CommandResult(result=await gateway.services.command(request))
+        return await _command_on(gateway, staff, conversation_id, request)
 
     @post(f"{CONVERSATION}/tasks", status_code=201, summary="Create a task")
     async def create_task(
@@ -372,7 +371,6 @@ class StaffController(Controller):
         staff: NamedDependency[StaffPrincipal],
         gateway: NamedDependency[Gateway],
     ) -> CommandResult:
-        await _thread(gateway, staff, conversation_id)
         request = CreateTask(
             practice_id=staff.practice_id,
             actor=staff.ref,
@@ -382,7 +380,7 @@ class StaffController(Controller):
             assignee_id=data.assignee_id,
             due=data.due,
         )
-        return CommandResult(result=await gateway.services.command(request))
+        return await _command_on(gateway, staff, conversation_id, request)
 
     @patch("/tasks/{task_id:str}", summary="Update a task")
     async def update_task(
@@ -413,14 +411,13 @@ class StaffController(Controller):
         staff: NamedDependency[StaffPrincipal],
         gateway: NamedDependency[Gateway],
     ) -> CommandResult:
-        await _thread(gateway, staff, conversation_id)
         request = RemoveMessage(
             practice_id=staff.practice_id,
             actor=staff.ref,
             conversation_id=conversation_id,
             posted_message_id=message_id,
         )
-        return CommandResult(result=await gateway.services.command(request))
+        return await _command_on(gateway, staff, conversation_id, request)
 
     @post(f"{CONVERSATION}/copy", status_code=200, summary="Copy messages as text")
     async def copy_messages(
