@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_audit import cli
@@ -23,6 +24,7 @@ from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
 from tests.integration.audit.conftest import CHECKPOINT_KEY, serve_audit
 from tests.support.amqp import Amqp, publish_many
+from tests.support.infra import Infrastructure
 from tests.support.waiting import eventually
 
 KEY = CHECKPOINT_KEY.encode()
@@ -223,3 +225,52 @@ async def test_a_repeated_batch_moves_the_watermark_its_first_attempt_left_behin
     assert await store.watermark("wm") == await store.head("wm")
     assert (await store.head("wm")).sequence == 3
     assert "wm" in await store.practices()
+
+
+class _Finds(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[Document] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_redelivered_batch_is_sorted_out_by_id_reads_alone(
+    infra: Infrastructure, records: AsyncCollection[Document], settings: AuditSettings
+) -> None:
+    """Events recorded already are found by `_id`: on FerretDB any other filter (or a sort)
+    reads the whole records collection, which under load outlasted the socket timeout, so
+    the batch came back again and again and starved every service of the database."""
+    finds = _Finds()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        infra.mongodb_url, event_listeners=[finds]
+    )
+    try:
+        store = AuditStore(client[settings.database])
+        await store.ensure_indexes()
+        drafts = [_draft("again", f"event-{n}") for n in range(5)]
+        await store.append("again", drafts[:3], datetime.now(UTC))
+        finds.commands.clear()
+
+        await store.append("again", [drafts[1], *drafts[3:], drafts[0]], datetime.now(UTC))
+
+        record_reads = [command for command in finds.commands if command["find"] == "records"]
+        stored = await records.find({"practice_id": "again"}).sort("sequence", 1).to_list()
+        verification = await verify_chain(store, "again", KEY)
+        watermark = await store.watermark("again")
+    finally:
+        await client.close()
+    assert record_reads, "the duplicates were not looked up"
+    assert all(set(read["filter"]) == {"_id"} and "sort" not in read for read in record_reads)
+    assert [(r["event_id"], r["sequence"]) for r in stored] == [
+        (f"event-{n}", n + 1) for n in range(5)
+    ]
+    assert verification == ChainVerification(valid=True, records_checked=5)
+    assert watermark == ChainHead(5, stored[-1]["hash"])

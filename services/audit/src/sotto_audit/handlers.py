@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ from sotto_contracts.registry import message_type
 from sotto_kit.parking import PoisonMessageError
 
 Clock = Callable[[], datetime]
+
+logger = logging.getLogger(__name__)
+
+
+class BatchNotStoredError(RuntimeError):
+    """The batch holding this event was not stored; its consumer nacks it for another try."""
 
 
 class BatchingRecorder:
@@ -91,10 +98,14 @@ class BatchingRecorder:
         drafts = [draft for draft, _ in items]
         try:
             await self._store.append(drafts[0].practice_id, drafts, recorded_at)
-        except Exception as error:  # handed to each waiting consumer, which nacks and retries
+        except Exception as error:
+            logger.exception("audit batch not stored", extra={"events": len(drafts)})
+            # Each waiting consumer (which nacks and retries) gets an error of its own: one
+            # exception raised in a hundred consumers grows a traceback a hundred frames deep.
+            reason = f"{type(error).__name__}: {error}"[:300]
             for _, done in items:
                 if not done.done():
-                    done.set_exception(error)
+                    done.set_exception(BatchNotStoredError(reason))
             return
         for _, done in items:
             if not done.done():

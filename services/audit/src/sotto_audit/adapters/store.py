@@ -1,15 +1,17 @@
 """The append-only record store: per-practice chains claimed by a unique (practice, sequence).
 
 Appending is an ordered claim: records are inserted with the sequences that follow the head
-this instance knows; a duplicate-key error means another instance claimed them first, so the
-head is re-read and the rest re-sealed. The `heads` collection is a watermark of the last
-acknowledged record, so a chain that lost its tail is detected too.
+this instance knows; a duplicate-key error means the event is recorded already (a record's
+`_id` is its event id) or another instance claimed the sequences first, so the head is moved
+on and the rest re-sealed. The `heads` collection is a watermark of the last acknowledged
+record, so a chain that lost its tail is detected too. Records written before `_id` was the
+event id keep their own `_id` and are still found, by the `event_id` index.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +40,10 @@ READ_BATCH = 1000
 
 class ChainContentionError(RuntimeError):
     """Other instances kept claiming the same sequences; the batch is retried later."""
+
+
+class AuditWriteError(RuntimeError):
+    """The database refused a batch for another reason than a duplicate."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class RecordFilter:
 
 
 def _document(record: AuditRecord) -> Document:
-    return fields_of(record) | {"category": record.category.value}
+    return fields_of(record) | {"_id": record.event_id, "category": record.category.value}
 
 
 def _record(document: Document) -> AuditRecord:
@@ -110,6 +116,21 @@ def _only_duplicates(error: BulkWriteError) -> bool:
     return all(item.get("code") == DUPLICATE_KEY for item in error.details.get("writeErrors", []))
 
 
+def _summary(error: BulkWriteError) -> str:
+    """What went wrong, without the documents the error quotes."""
+    errors = error.details.get("writeErrors", [])
+    codes = sorted({str(item.get("code")) for item in errors})
+    return f"insert failed: {len(errors)} write errors, codes {', '.join(codes)}"
+
+
+def _followed(head: ChainHead, recorded: Iterable[ChainHead]) -> ChainHead:
+    """The chain's head after the records at the sequences that directly follow `head`."""
+    for record in sorted(recorded, key=lambda each: each.sequence):
+        if record.sequence == head.sequence + 1:
+            head = record
+    return head
+
+
 class AuditStore:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._records = database["records"]
@@ -138,50 +159,65 @@ class AuditStore:
 
     # ------------------------------------------------------------------------- appending
 
-    async def append(self, practice_id: str, drafts: Sequence[Draft], recorded_at: datetime) -> int:
-        """Append drafts not yet recorded to the practice's chain; returns how many were new."""
+    async def append(
+        self, practice_id: str, drafts: Sequence[Draft], recorded_at: datetime
+    ) -> None:
+        """Append the drafts not yet recorded to the practice's chain.
+
+        A duplicate key means some of these events are recorded already (a redelivery) or
+        another instance took the next sequences. One `_id` read of the events tells the two
+        apart (a record's `_id` is its event id): on FerretDB any other filter reads the whole,
+        ever-growing collection, and under load such reads outlast the socket timeout and
+        come back with every redelivery.
+        """
         pending = list({draft.event_id: draft for draft in drafts}.values())
-        stored = 0
-        last: ChainHead | None = None
+        head = self._known_heads.get(practice_id) or await self.head(practice_id)
         for _ in range(MAX_APPEND_ATTEMPTS):
-            head = self._known_heads.get(practice_id) or await self.head(practice_id)
             records = seal(pending, head, recorded_at)
-            try:
-                await self._records.insert_many([_document(r) for r in records], ordered=True)
-            except BulkWriteError as error:
-                if not _only_duplicates(error):
-                    raise
-                # FerretDB under concurrent writers may report an `nInserted` it rolled back,
-                # so what was stored is read back rather than taken from the error.
-                self._known_heads.pop(practice_id, None)
-                remaining = await self._not_recorded(pending)
-                stored += len(pending) - len(remaining)
-                pending = remaining
-                if not pending:
-                    break
-                continue
-            stored += len(records)
-            last = records[-1].head if records else last
-            if last is not None:
-                self._known_heads[practice_id] = last
-            break
+            if await self._inserted(records):
+                head = records[-1].head if records else head
+                break
+            recorded = await self._recorded_heads(pending)
+            if not recorded:
+                latest = await self.head(practice_id)
+                if latest == head:  # neither redelivered nor taken: records from before `_id`s
+                    recorded = await self._recorded_heads(pending, by="event_id")
+                    if not recorded:
+                        raise ChainContentionError(practice_id)
+                head = latest
+            head = _followed(head, recorded.values())
+            pending = [draft for draft in pending if draft.event_id not in recorded]
+            if not pending:
+                break
         else:
             raise ChainContentionError(practice_id)
-        if last is None:
-            # Only records already there: the attempt that stored them may have stopped before
-            # moving the watermark.
-            last = await self.head(practice_id)
-        await self._advance_watermark(practice_id, last)
-        return stored
+        self._known_heads[practice_id] = head
+        # Also when every draft was recorded already: the attempt that stored them may have
+        # stopped before moving the watermark.
+        await self._advance_watermark(practice_id, head)
 
-    async def _not_recorded(self, drafts: Sequence[Draft]) -> list[Draft]:
-        if not drafts:
-            return []
+    async def _inserted(self, records: Sequence[AuditRecord]) -> bool:
+        """False if a duplicate key stopped the (ordered) insert; records before it may be in."""
+        try:
+            await self._records.insert_many([_document(r) for r in records], ordered=True)
+        except BulkWriteError as error:
+            if _only_duplicates(error):
+                return False
+            raise AuditWriteError(_summary(error)) from None
+        return True
+
+    async def _recorded_heads(
+        self, drafts: Sequence[Draft], *, by: str = "_id"
+    ) -> dict[str, ChainHead]:
+        """The chain position of each of these events that is recorded, by event id."""
         cursor = self._records.find(
-            {"event_id": {"$in": [draft.event_id for draft in drafts]}}, {"event_id": 1}
+            {by: {"$in": [draft.event_id for draft in drafts]}},
+            {"event_id": 1, "sequence": 1, "hash": 1},
         )
-        recorded = {document["event_id"] async for document in cursor}
-        return [draft for draft in drafts if draft.event_id not in recorded]
+        return {
+            document["event_id"]: ChainHead(document["sequence"], document["hash"])
+            async for document in cursor
+        }
 
     async def _advance_watermark(self, practice_id: str, head: ChainHead) -> None:
         fields = {"sequence": head.sequence, "hash": head.hash}
