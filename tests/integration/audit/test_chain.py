@@ -274,3 +274,37 @@ async def test_a_redelivered_batch_is_sorted_out_by_id_reads_alone(
     ]
     assert verification == ChainVerification(valid=True, records_checked=5)
     assert watermark == ChainHead(5, stored[-1]["hash"])
+
+
+async def test_a_duplicate_met_mid_batch_leaves_no_gap_in_the_chain(
+    records: AsyncCollection[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event recorded by another instance just after this batch was checked: FerretDB's
+    ordered insert stops at it but stores part of what follows, records that link to one
+    that is not there. They are withdrawn and sealed again."""
+    store = AuditStore(records.database)
+    await store.ensure_indexes()
+    raced = _draft("race", "event-raced")
+    await store.append("race", [raced], datetime.now(UTC))
+    checked = store._recorded_heads
+    calls = 0
+
+    async def misses_it_once(drafts: list[Draft], *, by: str = "_id") -> dict[str, ChainHead]:
+        nonlocal calls
+        calls += 1
+        return {} if calls == 1 else await checked(drafts, by=by)
+
+    monkeypatch.setattr(store, "_recorded_heads", misses_it_once)
+    batch = [
+        *(_draft("race", f"before-{n}") for n in range(150)),
+        raced,
+        *(_draft("race", f"after-{n}") for n in range(100)),
+    ]
+    await store.append("race", batch, datetime.now(UTC))
+
+    stored = await records.find({"practice_id": "race"}).sort("sequence", 1).to_list()
+    assert [r["sequence"] for r in stored] == list(range(1, 252))
+    assert len({r["event_id"] for r in stored}) == 251
+    assert await verify_chain(store, "race", KEY) == ChainVerification(
+        valid=True, records_checked=251
+    )

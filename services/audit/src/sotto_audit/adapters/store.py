@@ -164,31 +164,38 @@ class AuditStore:
     ) -> None:
         """Append the drafts not yet recorded to the practice's chain.
 
-        A duplicate key means some of these events are recorded already (a redelivery) or
-        another instance took the next sequences. One `_id` read of the events tells the two
-        apart (a record's `_id` is its event id): on FerretDB any other filter reads the whole,
-        ever-growing collection, and under load such reads outlast the socket timeout and
-        come back with every redelivery.
+        Events recorded already (a redelivery, an event published twice) are left out before
+        sealing, by one `_id` read (a record's `_id` is its event id): on FerretDB any other
+        filter reads the whole, ever-growing collection, and an ordered insert that meets a
+        duplicate goes on storing part of what follows it, which would leave a gap in the
+        chain. A duplicate key at insert time is then another instance taking the sequences.
         """
-        pending = list({draft.event_id: draft for draft in drafts}.values())
+        recorded = await self._recorded_heads(drafts)
+        pending = [
+            draft
+            for draft in {draft.event_id: draft for draft in drafts}.values()
+            if draft.event_id not in recorded
+        ]
         head = self._known_heads.get(practice_id) or await self.head(practice_id)
         for _ in range(MAX_APPEND_ATTEMPTS):
-            records = seal(pending, head, recorded_at)
-            if await self._inserted(records):
-                head = records[-1].head if records else head
-                break
-            recorded = await self._recorded_heads(pending)
-            if not recorded:
-                latest = await self.head(practice_id)
-                if latest == head:  # neither redelivered nor taken: records from before `_id`s
-                    recorded = await self._recorded_heads(pending, by="event_id")
-                    if not recorded:
-                        raise ChainContentionError(practice_id)
-                head = latest
-            head = _followed(head, recorded.values())
-            pending = [draft for draft in pending if draft.event_id not in recorded]
             if not pending:
                 break
+            records = seal(pending, head, recorded_at)
+            if await self._inserted(records):
+                head = records[-1].head
+                break
+            recorded = await self._recorded_heads(pending)
+            head = _followed(head, recorded.values())
+            await self._withdraw_after_gap(records, recorded, head)
+            pending = [draft for draft in pending if draft.event_id not in recorded]
+            if not recorded:  # another instance took the sequences, or an old record is there
+                latest = await self.head(practice_id)
+                if latest == head:  # a record from before `_id` was the event id
+                    legacy = await self._recorded_heads(pending, by="event_id")
+                    if not legacy:
+                        raise ChainContentionError(practice_id)
+                    pending = [draft for draft in pending if draft.event_id not in legacy]
+                head = latest
         else:
             raise ChainContentionError(practice_id)
         self._known_heads[practice_id] = head
@@ -218,6 +225,24 @@ class AuditStore:
             document["event_id"]: ChainHead(document["sequence"], document["hash"])
             async for document in cursor
         }
+
+    async def _withdraw_after_gap(
+        self,
+        sealed: Sequence[AuditRecord],
+        recorded: dict[str, ChainHead],
+        head: ChainHead,
+    ) -> None:
+        """Delete this attempt's own records stored beyond `head` (past the one that failed):
+        they link to a record that is not there. They were never acknowledged."""
+        stray = [
+            record.event_id
+            for record in sealed
+            if record.sequence > head.sequence and recorded.get(record.event_id) == record.head
+        ]
+        if stray:
+            await self._records.delete_many({"_id": {"$in": stray}})
+            for event_id in stray:
+                del recorded[event_id]
 
     async def _advance_watermark(self, practice_id: str, head: ChainHead) -> None:
         fields = {"sequence": head.sequence, "hash": head.hash}
