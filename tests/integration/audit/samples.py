@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sotto_audit.domain import Category, Draft
 from sotto_contracts import conversations as cv
 from sotto_contracts import gateway as gw
 from sotto_contracts import notifier as nf
@@ -97,3 +98,18 @@ def every_event(practice_id: str, *, at: datetime | None = None) -> list[Event]:
             reference_id="stmt-1",
         ),
     ]
+
+
+def access_draft(practice_id: str, event_id: str) -> Draft:
+    """A link-opened record before it has a place in the chain."""
+    return Draft(
+        event_id=event_id,
+        routing_key=gw.LinkOpened.ROUTING_KEY,
+        practice_id=practice_id,
+        category=Category.ACCESS,
+        occurred_at=datetime.now(UTC),
+        actor_id=None,
+        subject_id="client-1",
+        conversation_id="conv-1",
+        outcome="opened",
+    )

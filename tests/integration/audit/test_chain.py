@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from sotto_audit import cli
 from sotto_audit.adapters.store import AuditStore
 from sotto_audit.config import AuditSettings
-from sotto_audit.domain import Category, ChainHead, Draft, milliseconds, seal
+from sotto_audit.domain import ChainHead, Draft, milliseconds, seal
 from sotto_audit.handlers import verify_chain
 from sotto_contracts.audit import ChainVerification, VerifyChain
 from sotto_contracts.common import ParticipantKind, ParticipantRef
@@ -23,6 +23,7 @@ from sotto_contracts.gateway import LinkOpened
 from sotto_kit.messaging import RpcClient
 from sotto_kit.mongo import Document
 from tests.integration.audit.conftest import CHECKPOINT_KEY, serve_audit
+from tests.integration.audit.samples import access_draft
 from tests.support.amqp import Amqp, publish_many
 from tests.support.infra import Infrastructure
 from tests.support.waiting import eventually
@@ -65,20 +66,6 @@ async def _swap_sequences(
     )
 
 
-def _draft(practice_id: str, event_id: str) -> Draft:
-    return Draft(
-        event_id=event_id,
-        routing_key=LinkOpened.ROUTING_KEY,
-        practice_id=practice_id,
-        category=Category.ACCESS,
-        occurred_at=datetime.now(UTC),
-        actor_id=None,
-        subject_id="client-1",
-        conversation_id="conv-1",
-        outcome="opened",
-    )
-
-
 async def _insert_forged(records: AsyncCollection[Document], practice_id: str, at: int) -> None:
     """A forger who knows the algorithm: shift later records and seal a valid-looking one."""
     last = await records.count_documents({"practice_id": practice_id})
@@ -89,7 +76,7 @@ async def _insert_forged(records: AsyncCollection[Document], practice_id: str, a
     before = await records.find_one({"practice_id": practice_id, "sequence": at - 1})
     assert before is not None
     (forged,) = seal(
-        [_draft(practice_id, "forged")], ChainHead(at - 1, before["hash"]), datetime.now(UTC)
+        [access_draft(practice_id, "forged")], ChainHead(at - 1, before["hash"]), datetime.now(UTC)
     )
     await records.insert_one(asdict(forged) | {"category": forged.category.value})
 
@@ -210,7 +197,7 @@ async def test_a_repeated_batch_moves_the_watermark_its_first_attempt_left_behin
     never see the practice."""
     store = AuditStore(records.database)
     await store.ensure_indexes()
-    drafts = [_draft("wm", f"event-{n}") for n in range(3)]
+    drafts = [access_draft("wm", f"event-{n}") for n in range(3)]
 
     async def stops(practice_id: str, head: ChainHead) -> None:
         raise ConnectionError("the process died here")
@@ -255,7 +242,7 @@ async def test_a_redelivered_batch_is_sorted_out_by_id_reads_alone(
     try:
         store = AuditStore(client[settings.database])
         await store.ensure_indexes()
-        drafts = [_draft("again", f"event-{n}") for n in range(5)]
+        drafts = [access_draft("again", f"event-{n}") for n in range(5)]
         await store.append("again", drafts[:3], datetime.now(UTC))
         finds.commands.clear()
 
@@ -284,7 +271,7 @@ async def test_a_duplicate_met_mid_batch_leaves_no_gap_in_the_chain(
     that is not there. They are withdrawn and sealed again."""
     store = AuditStore(records.database)
     await store.ensure_indexes()
-    raced = _draft("race", "event-raced")
+    raced = access_draft("race", "event-raced")
     await store.append("race", [raced], datetime.now(UTC))
     checked = store._recorded_heads
     calls = 0
@@ -296,9 +283,9 @@ async def test_a_duplicate_met_mid_batch_leaves_no_gap_in_the_chain(
 
     monkeypatch.setattr(store, "_recorded_heads", misses_it_once)
     batch = [
-        *(_draft("race", f"before-{n}") for n in range(150)),
+        *(access_draft("race", f"before-{n}") for n in range(150)),
         raced,
-        *(_draft("race", f"after-{n}") for n in range(100)),
+        *(access_draft("race", f"after-{n}") for n in range(100)),
     ]
     await store.append("race", batch, datetime.now(UTC))
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sotto_audit.adapters.store import AuditStore
-from sotto_audit.domain import Category, Draft
+from sotto_audit.domain import Draft
 from sotto_audit.handlers import BatchingRecorder, BatchNotStoredError
+from tests.integration.audit.samples import access_draft
 
 WAITERS = 100
 
@@ -21,20 +22,6 @@ class _FailingStore:
         raise TimeoutError("the database did not answer")
 
 
-def _draft(number: int) -> Draft:
-    return Draft(
-        event_id=f"event-{number}",
-        routing_key="gateway.link_opened.v1",
-        practice_id="p1",
-        category=Category.ACCESS,
-        occurred_at=datetime.now(UTC),
-        actor_id=None,
-        subject_id="client-1",
-        conversation_id="conv-1",
-        outcome="opened",
-    )
-
-
 async def test_each_consumer_of_a_failed_batch_gets_a_short_error_of_its_own() -> None:
     """One exception raised in a hundred consumers grows a traceback a hundred frames deep,
     logged by each of them: a failed batch wrote 1.3 GB of audit logs in ten minutes."""
@@ -42,7 +29,8 @@ async def test_each_consumer_of_a_failed_batch_gets_a_short_error_of_its_own() -
     recorder = BatchingRecorder(store, max_batch=WAITERS, linger_seconds=0.05)
 
     outcomes = await asyncio.gather(
-        *(recorder.record(_draft(n)) for n in range(WAITERS)), return_exceptions=True
+        *(recorder.record(access_draft("p1", f"event-{n}")) for n in range(WAITERS)),
+        return_exceptions=True,
     )
 
     errors = [outcome for outcome in outcomes if isinstance(outcome, BatchNotStoredError)]
