@@ -31,7 +31,7 @@ from sotto_contracts.audit import (
 )
 from sotto_contracts.base import Message, utc_now
 from sotto_contracts.registry import message_type
-from sotto_kit.parking import PoisonMessageError
+from sotto_kit.parking import PoisonMessageError, describe
 
 Clock = Callable[[], datetime]
 
@@ -102,10 +102,9 @@ class BatchingRecorder:
             logger.exception("audit batch not stored", extra={"events": len(drafts)})
             # Each waiting consumer (which nacks and retries) gets an error of its own: one
             # exception raised in a hundred consumers grows a traceback a hundred frames deep.
-            reason = f"{type(error).__name__}: {error}"[:300]
             for _, done in items:
                 if not done.done():
-                    done.set_exception(BatchNotStoredError(reason))
+                    done.set_exception(BatchNotStoredError(describe(error)))
             return
         for _, done in items:
             if not done.done():

@@ -1,9 +1,9 @@
 """The append-only record store: per-practice chains claimed by a unique (practice, sequence).
 
-Appending is an ordered claim: records are inserted with the sequences that follow the head
-this instance knows; a duplicate-key error means the event is recorded already (a record's
-`_id` is its event id) or another instance claimed the sequences first, so the head is moved
-on and the rest re-sealed. The `heads` collection is a watermark of the last acknowledged
+Appending is an ordered claim: the events not recorded yet (a record's `_id` is its event id)
+are inserted with the sequences that follow the head this instance knows; a duplicate-key
+error means another instance claimed them first, so the head is moved on and the rest
+re-sealed. The `heads` collection is a watermark of the last acknowledged
 record, so a chain that lost its tail is detected too. Records written before `_id` was the
 event id keep their own `_id` and are still found, by the `event_id` index.
 """
@@ -186,7 +186,7 @@ class AuditStore:
                 break
             recorded = await self._recorded_heads(pending)
             head = _followed(head, recorded.values())
-            await self._withdraw_after_gap(records, recorded, head)
+            recorded = await self._withdraw_after_gap(records, recorded, head)
             pending = [draft for draft in pending if draft.event_id not in recorded]
             if not recorded:  # another instance took the sequences, or an old record is there
                 latest = await self.head(practice_id)
@@ -231,18 +231,18 @@ class AuditStore:
         sealed: Sequence[AuditRecord],
         recorded: dict[str, ChainHead],
         head: ChainHead,
-    ) -> None:
+    ) -> dict[str, ChainHead]:
         """Delete this attempt's own records stored beyond `head` (past the one that failed):
-        they link to a record that is not there. They were never acknowledged."""
-        stray = [
+        they link to a record that is not there, and were never acknowledged. Returns what
+        stays recorded."""
+        stray = {
             record.event_id
             for record in sealed
             if record.sequence > head.sequence and recorded.get(record.event_id) == record.head
-        ]
+        }
         if stray:
-            await self._records.delete_many({"_id": {"$in": stray}})
-            for event_id in stray:
-                del recorded[event_id]
+            await self._records.delete_many({"_id": {"$in": sorted(stray)}})
+        return {event_id: at for event_id, at in recorded.items() if event_id not in stray}
 
     async def _advance_watermark(self, practice_id: str, head: ChainHead) -> None:
         fields = {"sequence": head.sequence, "hash": head.hash}
