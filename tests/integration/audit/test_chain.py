@@ -295,3 +295,54 @@ async def test_a_duplicate_met_mid_batch_leaves_no_gap_in_the_chain(
     assert await verify_chain(store, "race", KEY) == ChainVerification(
         valid=True, records_checked=251
     )
+
+
+async def test_a_restarted_instance_appends_after_its_watermark_without_a_scan(
+    infra: Infrastructure, records: AsyncCollection[Document], settings: AuditSettings
+) -> None:
+    """A new process starts from the watermark, read by `_id`: the chain's head looked up by
+    practice and sequence reads the whole records collection on FerretDB, which for a large
+    chain under load outlasted the operation time, again on every redelivery."""
+    await AuditStore(records.database).ensure_indexes()
+    drafts = [access_draft("restart", f"event-{n}") for n in range(4)]
+    await AuditStore(records.database).append("restart", drafts[:3], datetime.now(UTC))
+    finds = _Finds()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        infra.mongodb_url, event_listeners=[finds]
+    )
+    try:
+        restarted = AuditStore(client[settings.database])
+        await restarted.append("restart", drafts[3:], datetime.now(UTC))
+        record_reads = [command for command in finds.commands if command["find"] == "records"]
+        verification = await verify_chain(restarted, "restart", KEY)
+    finally:
+        await client.close()
+    assert record_reads, "the batch was not checked for events recorded already"
+    assert all(set(read["filter"]) == {"_id"} and "sort" not in read for read in record_reads)
+    assert verification == ChainVerification(valid=True, records_checked=4)
+
+
+async def test_records_past_the_watermark_are_found_when_the_append_meets_them(
+    records: AsyncCollection[Document],
+) -> None:
+    """An attempt stored records and stopped before moving the watermark: a new process starts
+    from the watermark, meets those sequences taken, looks the head up and appends after it."""
+    store = AuditStore(records.database)
+    await store.ensure_indexes()
+    drafts = [access_draft("behind", f"event-{n}") for n in range(5)]
+    await store.append("behind", drafts[:3], datetime.now(UTC))
+    first = await records.find_one({"practice_id": "behind", "sequence": 1}) or {}
+    await records.database["heads"].update_one(
+        {"_id": "behind"}, {"$set": {"sequence": 1, "hash": first["hash"]}}
+    )
+
+    await AuditStore(records.database).append("behind", drafts[3:], datetime.now(UTC))
+
+    stored = await records.find({"practice_id": "behind"}).sort("sequence", 1).to_list()
+    assert [(r["event_id"], r["sequence"]) for r in stored] == [
+        (f"event-{n}", n + 1) for n in range(5)
+    ]
+    assert await verify_chain(store, "behind", KEY) == ChainVerification(
+        valid=True, records_checked=5
+    )
+    assert await store.watermark("behind") == ChainHead(5, stored[-1]["hash"])

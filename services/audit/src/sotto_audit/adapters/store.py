@@ -3,9 +3,9 @@
 Appending is an ordered claim: the events not recorded yet (a record's `_id` is its event id)
 are inserted with the sequences that follow the head this instance knows; a duplicate-key
 error means another instance claimed them first, so the head is moved on and the rest
-re-sealed. The `heads` collection is a watermark of the last acknowledged
-record, so a chain that lost its tail is detected too. Records written before `_id` was the
-event id keep their own `_id` and are still found, by the `event_id` index.
+re-sealed. The `heads` collection is a watermark of the last acknowledged record, so a chain
+that lost its tail is detected too; a new instance starts appending after it. Records written
+before `_id` was the event id keep their own `_id` and are still found, by the `event_id` index.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class AuditStore:
             for draft in {draft.event_id: draft for draft in drafts}.values()
             if draft.event_id not in recorded
         ]
-        head = self._known_heads.get(practice_id) or await self.head(practice_id)
+        head = self._known_heads.get(practice_id) or await self._head_to_try(practice_id)
         for _ in range(MAX_APPEND_ATTEMPTS):
             if not pending:
                 break
@@ -202,6 +202,13 @@ class AuditStore:
         # Also when every draft was recorded already: the attempt that stored them may have
         # stopped before moving the watermark.
         await self._advance_watermark(practice_id, head)
+
+    async def _head_to_try(self, practice_id: str) -> ChainHead:
+        """Where this instance first tries to append: the watermark, one `_id` read. Records
+        past it (an attempt that stopped before moving it, another instance) make the insert
+        meet a duplicate sequence, and only then is the chain's head looked up, a scan on
+        FerretDB. A practice without a watermark has its head looked up at once."""
+        return await self.watermark(practice_id) or await self.head(practice_id)
 
     async def _inserted(self, records: Sequence[AuditRecord]) -> bool:
         """False if a duplicate key stopped the (ordered) insert; records before it may be in."""
