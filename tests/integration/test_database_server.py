@@ -22,8 +22,15 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ExecutionTimeout
 
-from sotto_kit.mongo import COMMAND_LOG_ENV, Document, connect, ensure_collections
+from sotto_kit.mongo import (
+    COMMAND_LOG_ENV,
+    SCAN_TIME_LIMIT_MS,
+    Document,
+    connect,
+    ensure_collections,
+)
 from tests.support.infra import Infrastructure
 
 
@@ -164,3 +171,24 @@ async def test_concurrent_updates_of_one_document_each_apply_once(
     assert (await documents.find_one({"_id": "d1"}) or {})["n"] == 1 + 100
     assert sum(result.modified_count for result in claimed) == 1
     assert sum(1 for found in used if found is not None) == 1
+
+
+async def test_the_server_stops_a_scan_past_its_time_limit(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> None:
+    """Scans carry a time limit (`SCAN_TIME_LIMIT_MS`, sent as `maxTimeMS`) and the server
+    stops them there: FerretDB otherwise runs a query the client gave up on to the end, and
+    scans retried on every redelivery pile up in it."""
+    notes = mongo[f"{namespace}_slow"]["notes"]
+    slow_scan: Document = {"topic": {"$regex": "^topic 9$"}}
+    try:
+        await notes.insert_many(
+            [{"_id": f"n{i}", "topic": f"topic {i % 97}", "n": i} for i in range(10_000)]
+        )
+        with pytest.raises(ExecutionTimeout):
+            await notes.find_one(slow_scan, sort=[("n", -1)], max_time_ms=20)
+        with pytest.raises(ExecutionTimeout):
+            await notes.count_documents(slow_scan, maxTimeMS=20)
+        assert await notes.count_documents(slow_scan, maxTimeMS=SCAN_TIME_LIMIT_MS) == 103
+    finally:
+        await mongo.drop_database(f"{namespace}_slow")

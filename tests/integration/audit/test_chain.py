@@ -21,7 +21,7 @@ from sotto_contracts.audit import ChainVerification, VerifyChain
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import LinkOpened
 from sotto_kit.messaging import RpcClient
-from sotto_kit.mongo import Document
+from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document
 from tests.integration.audit.conftest import CHECKPOINT_KEY, serve_audit
 from tests.integration.audit.samples import access_draft
 from tests.support.amqp import Amqp, publish_many
@@ -323,10 +323,11 @@ async def test_a_restarted_instance_appends_after_its_watermark_without_a_scan(
 
 
 async def test_records_past_the_watermark_are_found_when_the_append_meets_them(
-    records: AsyncCollection[Document],
+    infra: Infrastructure, records: AsyncCollection[Document], settings: AuditSettings
 ) -> None:
     """An attempt stored records and stopped before moving the watermark: a new process starts
-    from the watermark, meets those sequences taken, looks the head up and appends after it."""
+    from the watermark, meets those sequences taken, looks the head up and appends after it.
+    That lookup is a scan on FerretDB, so the server is told to stop it at a time limit."""
     store = AuditStore(records.database)
     await store.ensure_indexes()
     drafts = [access_draft("behind", f"event-{n}") for n in range(5)]
@@ -336,7 +337,17 @@ async def test_records_past_the_watermark_are_found_when_the_append_meets_them(
         {"_id": "behind"}, {"$set": {"sequence": 1, "hash": first["hash"]}}
     )
 
-    await AuditStore(records.database).append("behind", drafts[3:], datetime.now(UTC))
+    finds = _Finds()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        infra.mongodb_url, event_listeners=[finds]
+    )
+    try:
+        await AuditStore(client[settings.database]).append("behind", drafts[3:], datetime.now(UTC))
+    finally:
+        await client.close()
+    scans = [command for command in finds.commands if set(command["filter"]) != {"_id"}]
+    assert scans, "the chain's head was not looked up"
+    assert all(command["maxTimeMS"] == SCAN_TIME_LIMIT_MS for command in scans)
 
     stored = await records.find({"practice_id": "behind"}).sort("sequence", 1).to_list()
     assert [(r["event_id"], r["sequence"]) for r in stored] == [

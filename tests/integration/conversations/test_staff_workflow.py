@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sotto_contracts.common import ParticipantRef, StaffRole
 from sotto_contracts.conversations import (
@@ -35,7 +39,15 @@ from sotto_contracts.conversations import (
     UpdateTask,
 )
 from sotto_contracts.inbound import InquiryReceived
-from tests.integration.conversations.conftest import PRACTICE, Harness, Team
+from sotto_kit.mongo import COMMAND_LOG_ENV
+from tests.integration.conversations.conftest import (
+    PRACTICE,
+    Harness,
+    Team,
+    running_service,
+    seed_team,
+)
+from tests.support.infra import Infrastructure
 
 
 async def open_with(harness: Harness, team: Team, conversation_id: str, subject: str) -> None:
@@ -95,6 +107,34 @@ def inbox(actor: ParticipantRef, **fields: Any) -> GetInbox:
 
 def ids(page: InboxPage) -> list[str]:
     return [item.conversation_id for item in page.items]
+
+
+async def test_reads_by_other_fields_than_the_id_carry_a_time_limit(
+    parts: Harness, infra: Infrastructure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inbox page and its count read the threads by practice (a scan on FerretDB): the
+    server is told to stop them at `SCAN_TIME_LIMIT_MS`, or a scan the service gave up on
+    under load would run on and pile up with its retries."""
+    log = tmp_path / "conversations-commands.jsonl"
+    monkeypatch.setenv(COMMAND_LOG_ENV, str(log))
+    async with running_service(parts.settings, infra.rabbitmq_url):
+        team = await seed_team(parts)
+        await open_with(parts, team, "older", "Scheduling")
+        await parts.ok(inbox(team.manager, view=InboxView.OTHERS), InboxPage)
+
+    commands = [json.loads(line) for line in log.read_text().splitlines()]
+    scans = [
+        command
+        for command in commands
+        if command["db"] == parts.settings.database
+        and command["command"] in ("find", "aggregate", "findAndModify")
+        and "_id" not in command["filter"].split(",")
+    ]
+    assert {(c["command"], c["collection"]) for c in scans} >= {
+        ("aggregate", "threads"),
+        ("find", "threads"),
+    }
+    assert [c for c in scans if not c["time_limited"]] == []
 
 
 async def test_inbox_views_filters_search_and_paging(harness: Harness, team: Team) -> None:

@@ -83,6 +83,12 @@ async def test_links_sign_ins_and_sessions_are_looked_up_by_id(
         and command["collection"] != "sign_in_links"
     ]
     assert by_other_fields == []
+    scans = [command for command in lookups if "_id" not in command["filter"].split(",")]
+    assert {command["filter"] for command in scans} >= {
+        OUTBOX_PENDING,
+        "practice_id,recipient_key,used",
+    }
+    assert all(command["time_limited"] for command in scans)
     assert all(
         "_id" in command["filter"].split(",")
         for command in lookups

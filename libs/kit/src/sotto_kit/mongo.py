@@ -18,16 +18,26 @@ Document = dict[str, Any]
 COMMAND_LOG_ENV = "SOTTO_MONGO_COMMAND_LOG"
 NAMESPACE_EXISTS = 48
 DUPLICATE_KEY = 11000
+# For every read whose filter is more than an `_id` (a scan on FerretDB): the server stops it
+# after this long (`max_time_ms=` on find, `maxTimeMS=` on aggregate, count and findAndModify),
+# before the client's socket times out. FerretDB otherwise runs a query the client gave up on
+# to the end, and a scan retried on every redelivery piles up in it.
+SCAN_TIME_LIMIT_MS = 12_000
 
 
 def connect(url: str, *, timeout_ms: int = 3000) -> AsyncMongoClient[Document]:
-    """A client that reconnects by itself; operations fail fast while the server is away."""
+    """A client that reconnects by itself; operations fail fast while the server is away.
+
+    Not PyMongo's `timeoutMS`, which would tell the server each operation's time left: with it
+    set, server selection waits out the whole operation time instead of `timeout_ms`, so an
+    outage would hold every request for that long; scans carry `SCAN_TIME_LIMIT_MS` instead.
+    """
     command_log = os.environ.get(COMMAND_LOG_ENV)
     return AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms * 5, 10_000),
+        socketTimeoutMS=max(timeout_ms * 5, SCAN_TIME_LIMIT_MS + 3_000),
         tz_aware=True,
         uuidRepresentation="standard",
         event_listeners=[CommandShapeLog(command_log)] if command_log else [],
@@ -49,6 +59,7 @@ class CommandShapeLog(monitoring.CommandListener):
             "command": event.command_name,
             "collection": str(command.get(event.command_name, "")),
             "filter": _filter_shape(event.command_name, command),
+            "time_limited": "maxTimeMS" in command,
         }
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

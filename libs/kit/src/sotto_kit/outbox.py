@@ -31,7 +31,7 @@ from sotto_contracts.base import Message, utc_now
 from sotto_contracts.topology import Topology
 from sotto_kit.batching import UpdateBatcher
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document
+from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document
 from sotto_kit.periodic import Periodic
 
 OUTBOX = "outbox"
@@ -222,7 +222,9 @@ class OutboxRelay:
             name = collection.full_name
             ids = self._watched.pop(name, set()) | _unflushed.pop(name, set())
             if full:
-                cursor = collection.find({OUTBOX_PENDING: True}, {"_id": 1}).limit(self._batch_size)
+                cursor = collection.find(
+                    {OUTBOX_PENDING: True}, {"_id": 1}, max_time_ms=SCAN_TIME_LIMIT_MS
+                ).limit(self._batch_size)
                 found = [document["_id"] async for document in cursor]
                 more = more or len(found) >= self._batch_size
                 ids.update(found)

@@ -31,7 +31,7 @@ from sotto_audit.domain import (
     fields_of,
     seal,
 )
-from sotto_kit.mongo import Document, ensure_collections
+from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections
 
 DUPLICATE_KEY = 11000
 MAX_APPEND_ATTEMPTS = 100
@@ -227,6 +227,7 @@ class AuditStore:
         cursor = self._records.find(
             {by: {"$in": [draft.event_id for draft in drafts]}},
             {"event_id": 1, "sequence": 1, "hash": 1},
+            max_time_ms=SCAN_TIME_LIMIT_MS,  # by `event_id`, records from before `_id` was it
         )
         return {
             document["event_id"]: ChainHead(document["sequence"], document["hash"])
@@ -265,7 +266,9 @@ class AuditStore:
     async def head(self, practice_id: str) -> ChainHead:
         """The last record of the chain, else the checkpoint it continues from, else genesis."""
         last = await self._records.find_one(
-            {"practice_id": practice_id}, sort=[("sequence", DESCENDING)]
+            {"practice_id": practice_id},
+            sort=[("sequence", DESCENDING)],
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         checkpoint = await self.latest_checkpoint(practice_id)
         candidates = [GENESIS]
@@ -280,11 +283,15 @@ class AuditStore:
         return None if document is None else ChainHead(document["sequence"], document["hash"])
 
     async def practices(self) -> list[str]:
-        return sorted([str(document["_id"]) async for document in self._heads.find({}, {"_id": 1})])
+        found = self._heads.find({}, {"_id": 1}, max_time_ms=SCAN_TIME_LIMIT_MS)
+        return sorted([str(document["_id"]) async for document in found])
 
     async def chain(self, practice_id: str, *, after: int = 0) -> AsyncIterator[AuditRecord]:
         cursor = (
-            self._records.find({"practice_id": practice_id, "sequence": {"$gt": after}})
+            self._records.find(
+                {"practice_id": practice_id, "sequence": {"$gt": after}},
+                max_time_ms=SCAN_TIME_LIMIT_MS,
+            )
             .sort("sequence", ASCENDING)
             .batch_size(READ_BATCH)
         )
@@ -292,7 +299,9 @@ class AuditStore:
             yield _record(document)
 
     async def record_at(self, practice_id: str, sequence: int) -> AuditRecord | None:
-        document = await self._records.find_one({"practice_id": practice_id, "sequence": sequence})
+        document = await self._records.find_one(
+            {"practice_id": practice_id, "sequence": sequence}, max_time_ms=SCAN_TIME_LIMIT_MS
+        )
         return None if document is None else _record(document)
 
     async def first_recorded_since(
@@ -305,6 +314,7 @@ class AuditStore:
                 "recorded_at": {"$gte": moment},
             },
             sort=[("sequence", ASCENDING)],
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         return None if document is None else _record(document)
 
@@ -312,18 +322,25 @@ class AuditStore:
         self, where: RecordFilter, *, page: int, page_size: int
     ) -> tuple[list[AuditRecord], int]:
         query = where.as_query()
-        total = await self._records.count_documents(query)
+        total = await self._records.count_documents(query, maxTimeMS=SCAN_TIME_LIMIT_MS)
         skip = (page - 1) * page_size
         if skip >= total:  # also keeps absurd page numbers away from the 64-bit skip
             return [], total
-        cursor = self._records.find(query).sort("sequence", ASCENDING).skip(skip).limit(page_size)
+        cursor = (
+            self._records.find(query, max_time_ms=SCAN_TIME_LIMIT_MS)
+            .sort("sequence", ASCENDING)
+            .skip(skip)
+            .limit(page_size)
+        )
         return [_record(document) async for document in cursor], total
 
     # ------------------------------------------------------------------------- retention
 
     async def latest_checkpoint(self, practice_id: str) -> Checkpoint | None:
         document = await self._checkpoints.find_one(
-            {"practice_id": practice_id}, sort=[("sequence", DESCENDING)]
+            {"practice_id": practice_id},
+            sort=[("sequence", DESCENDING)],
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         return None if document is None else _checkpoint(document)
 

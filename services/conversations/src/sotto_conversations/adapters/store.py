@@ -43,7 +43,7 @@ from sotto_conversations.domain import (
 )
 from sotto_kit.batching import FindBatcher
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document, ensure_collections, insert_new
+from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections, insert_new
 from sotto_kit.outbox import (
     OUTBOX,
     OUTBOX_PENDING,
@@ -403,7 +403,9 @@ class ConversationStore:
         return thread_from(document, for_update=for_update) if document else None
 
     async def thread_with_task(self, practice_id: str, task_id: str) -> Thread | None:
-        document = await self.threads.find_one({"practice_id": practice_id, "task_ids": task_id})
+        document = await self.threads.find_one(
+            {"practice_id": practice_id, "task_ids": task_id}, max_time_ms=SCAN_TIME_LIMIT_MS
+        )
         return thread_from(document, for_update=False) if document else None
 
     async def insert_thread(self, thread: Thread, events: Sequence[Message]) -> bool:
@@ -514,10 +516,14 @@ class ConversationStore:
     async def find_threads(
         self, query: Document, *, skip: int = 0, limit: int = 0
     ) -> tuple[list[Thread], int]:
-        total = await self.threads.count_documents(query)
+        total = await self.threads.count_documents(query, maxTimeMS=SCAN_TIME_LIMIT_MS)
         if skip and skip >= total:  # also keeps absurd page numbers away from the 64-bit skip
             return [], total
-        cursor = self.threads.find(query).sort("last_activity_at", DESCENDING).skip(skip)
+        cursor = (
+            self.threads.find(query, max_time_ms=SCAN_TIME_LIMIT_MS)
+            .sort("last_activity_at", DESCENDING)
+            .skip(skip)
+        )
         if limit:
             cursor = cursor.limit(limit)
         return [thread_from(document, for_update=False) async for document in cursor], total
@@ -541,7 +547,8 @@ class ConversationStore:
 
     async def client_of_contact(self, practice_id: str, contact_id: str) -> ClientRecord | None:
         document = await self.people.find_one(
-            {"practice_id": practice_id, "kind": "client", "contact_ids": contact_id}
+            {"practice_id": practice_id, "kind": "client", "contact_ids": contact_id},
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         return client_from(document) if document else None
 
@@ -553,7 +560,10 @@ class ConversationStore:
             query["active"] = True
         if clinician_id:
             query["all_clinician_ids"] = clinician_id
-        return [client_from(document) async for document in self.people.find(query)]
+        return [
+            client_from(document)
+            async for document in self.people.find(query, max_time_ms=SCAN_TIME_LIMIT_MS)
+        ]
 
     async def practice_leads(self, practice_id: str) -> list[StaffMember]:
         """Active practice managers, then owners, each in staff id order."""
@@ -563,7 +573,10 @@ class ConversationStore:
             "active": True,
             "roles": {"$in": [StaffRole.PRACTICE_MANAGER.value, StaffRole.OWNER.value]},
         }
-        leads = [staff_from(document) async for document in self.people.find(query)]
+        leads = [
+            staff_from(document)
+            async for document in self.people.find(query, max_time_ms=SCAN_TIME_LIMIT_MS)
+        ]
         return sorted(
             leads,
             key=lambda lead: (StaffRole.PRACTICE_MANAGER not in lead.roles, lead.staff_id),
@@ -589,7 +602,7 @@ class ConversationStore:
                 "kind": "client",
                 "contact_ids": {"$in": contact_ids},
             }
-            async for document in self.people.find(query):
+            async for document in self.people.find(query, max_time_ms=SCAN_TIME_LIMIT_MS):
                 for contact in document.get("contacts") or []:
                     names[f"contact:{contact['contact_id']}"] = contact["display_name"]
         return names
@@ -746,7 +759,9 @@ class ConversationStore:
         """
         candidates = [
             document
-            async for document in self.reminders.find({"state": "pending"})
+            async for document in self.reminders.find(
+                {"state": "pending"}, max_time_ms=SCAN_TIME_LIMIT_MS
+            )
             .sort("due_at", ASCENDING)
             .limit(limit)
         ]
@@ -833,7 +848,8 @@ class ConversationStore:
 
     async def unfinished_announcements(self) -> list[str]:
         query = {"state": AnnouncementState.SENDING.value}
-        return [document["_id"] async for document in self.announcements.find(query, {"_id": 1})]
+        found = self.announcements.find(query, {"_id": 1}, max_time_ms=SCAN_TIME_LIMIT_MS)
+        return [document["_id"] async for document in found]
 
     async def claim_announcement(
         self, key: str, holder: str, now: datetime, lease: timedelta

@@ -38,7 +38,7 @@ from sotto_contracts.notifier import SendNotification
 from sotto_contracts.topology import Topology
 from sotto_kit.batching import DeleteBatcher, FindBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document, ensure_collections
+from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections
 from sotto_kit.outbox import (
     OUTBOX,
     OUTBOX_PENDING,
@@ -220,7 +220,9 @@ class DeliveryStore:
 
     async def open_windows(self, opened_before: datetime, limit: int = 200) -> list[OpenWindow]:
         """Windows opened before `opened_before` and still open (a small collection)."""
-        cursor = self._windows.find({"at": {"$lt": opened_before}}).limit(limit)
+        cursor = self._windows.find(
+            {"at": {"$lt": opened_before}}, max_time_ms=SCAN_TIME_LIMIT_MS
+        ).limit(limit)
         windows = []
         async for document in cursor:
             window = _open_window(document)

@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from sotto_contracts.base import utc_now
 from sotto_gateway.domain import normalize_email, token_digest
-from sotto_kit.mongo import Document, ensure_collections
+from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections
 
 
 class SignInSends:
@@ -54,7 +54,9 @@ class SignInSends:
         recent = [
             document
             async for document in self.sends.find(
-                {"address": address, "window": {"$gte": window - 1}}, {"_id": 1, "window": 1}
+                {"address": address, "window": {"$gte": window - 1}},
+                {"_id": 1, "window": 1},
+                max_time_ms=SCAN_TIME_LIMIT_MS,
             )
         ]
         taken = {document["_id"] for document in recent}

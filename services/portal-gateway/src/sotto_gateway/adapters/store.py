@@ -24,7 +24,7 @@ from sotto_gateway.domain import ClientSession, Person, Practice, SecureLink, id
 from sotto_kit.batching import FindBatcher, InsertBatcher, UpdateBatcher
 from sotto_kit.locks import KeyedLocks
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document, ensure_collections, insert_new
+from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections, insert_new
 from sotto_kit.outbox import flush, new_document_outbox, outbox_update, written_entries
 
 PRACTICES_CACHED = 10_000  # per in-memory cache of practice details, oldest evicted first
@@ -207,7 +207,7 @@ class IdentityStore:
         return practice
 
     async def practice_by_slug(self, slug: str) -> Practice | None:
-        document = await self.practices.find_one({"slug": slug})
+        document = await self.practices.find_one({"slug": slug}, max_time_ms=SCAN_TIME_LIMIT_MS)
         return None if document is None else _practice(document)
 
     async def upsert_person(self, person: Person, version: datetime) -> None:
@@ -257,12 +257,14 @@ class IdentityStore:
         cursor = self.people.find(
             {"practice_id": practice_id, "kind": "staff", "active": True},
             {"email": 0, "email_normalized": 0},
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         ).sort([("display_name", ASCENDING), ("person_id", ASCENDING)])
         return [_person(document) async for document in cursor]
 
     async def contacts_of(self, practice_id: str, client_id: str) -> list[Person]:
         cursor = self.people.find(
-            {"practice_id": practice_id, "client_id": client_id, "kind": "contact"}
+            {"practice_id": practice_id, "client_id": client_id, "kind": "contact"},
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         return [_person(document) async for document in cursor]
 
@@ -272,7 +274,8 @@ class IdentityStore:
                 "practice_id": practice_id,
                 "email_normalized": email,
                 "kind": {"$in": ["client", "contact"]},
-            }
+            },
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         return [_person(document) async for document in cursor]
 
@@ -336,7 +339,9 @@ class LinkStore:
             written = await self._writer.insert(self.links, document, events)
         except DuplicateKeyError:
             existing = await self.links.find_one(
-                {"source_message_id": document["source_message_id"]}, {"_id": 1}
+                {"source_message_id": document["source_message_id"]},
+                {"_id": 1},
+                max_time_ms=SCAN_TIME_LIMIT_MS,
             )
             if existing is None:
                 raise
@@ -373,7 +378,8 @@ class LinkStore:
 
     async def links_for_message(self, practice_id: str, posted_message_id: str) -> list[SecureLink]:
         cursor = self.links.find(
-            {"practice_id": practice_id, "posted_message_id": posted_message_id, "revoked": False}
+            {"practice_id": practice_id, "posted_message_id": posted_message_id, "revoked": False},
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         return [_link(document) async for document in cursor]
 
@@ -390,6 +396,7 @@ class LinkStore:
         earlier = self.sign_in_links.find(
             {"practice_id": document["practice_id"], "recipient_key": recipient_key, "used": False},
             {"_id": 1},
+            max_time_ms=SCAN_TIME_LIMIT_MS,
         )
         replaced = [link["_id"] async for link in earlier]
         if replaced:
