@@ -227,7 +227,7 @@ class AuditStore:
         cursor = self._records.find(
             {by: {"$in": [draft.event_id for draft in drafts]}},
             {"event_id": 1, "sequence": 1, "hash": 1},
-            max_time_ms=SCAN_TIME_LIMIT_MS,  # by `event_id`, records from before `_id` was it
+            max_time_ms=SCAN_TIME_LIMIT_MS,  # a scan when `by` is "event_id" (older records)
         )
         return {
             document["event_id"]: ChainHead(document["sequence"], document["hash"])
