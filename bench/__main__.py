@@ -61,7 +61,8 @@ class Options:
     e2e_rates: list[float]
     e2e_seconds: float
     p99_limit_ms: float
-    scaling_rate: float
+    scaling_rate: float | None
+    """None: the lowest rate the e2e ramp found 1+1 not keeping up with."""
     read_rate: float
     read_seconds: float
     fanout_clients: int
@@ -72,7 +73,8 @@ class Options:
 
     @property
     def e2e_clients(self) -> int:
-        largest_step = int(max([*self.e2e_rates, self.scaling_rate]) * self.e2e_seconds) + 1
+        largest_rate = max([*self.e2e_rates, self.scaling_rate or 0.0])
+        largest_step = int(largest_rate * self.e2e_seconds) + 1
         return 2 * largest_step  # consecutive steps never share a client
 
 
@@ -84,7 +86,12 @@ def parse_options() -> Options:
     parser.add_argument("--e2e-rates", default=None, help="offered rates, e.g. 50,100,200")
     parser.add_argument("--e2e-seconds", type=float, default=None)
     parser.add_argument("--read-seconds", type=float, default=None)
-    parser.add_argument("--scaling-rate", type=float, default=None, help="offered msgs/s")
+    parser.add_argument(
+        "--scaling-rate",
+        type=float,
+        default=None,
+        help="offered msgs/s (default: the lowest e2e rate 1+1 did not keep up with)",
+    )
     parser.add_argument("--notifier-count", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="py-spy the services (SVGs)")
     args = parser.parse_args()
@@ -96,7 +103,7 @@ def parse_options() -> Options:
         e2e_rates=[float(rate) for rate in rates.split(",")],
         e2e_seconds=args.e2e_seconds or (2.0 if quick else 4.0),
         p99_limit_ms=250.0,
-        scaling_rate=args.scaling_rate or (50.0 if quick else 100.0),
+        scaling_rate=args.scaling_rate,
         read_rate=500.0,
         read_seconds=args.read_seconds or (2.0 if quick else 10.0),
         fanout_clients=args.fanout_clients or (200 if quick else 10_000),
@@ -142,7 +149,7 @@ def e2e_figures(result: Ramp, options: Options, baselines: Baselines) -> list[Fi
     sustained = best.delivered_per_second if best else 0.0
     scenario = "1 e2e POST->email (1+1 inst.)"
     extra = {"steps": result.as_dict(), "p99_limit_ms": options.p99_limit_ms}
-    at = f"at {shown.offered_per_second:.0f}/s"
+    at = f"at {shown.offered_per_second:g}/s"
     return [
         Figure(scenario, "sustained msgs/s, p99<=250", sustained, baselines.smtp_per_second,
                "raw aiosmtplib loop (emails/s)", ">= 300/s", extra=extra),
@@ -212,6 +219,7 @@ async def run_system_scenarios(
     crowd = BenchPractice(f"{namespace}-crowd", options.fanout_clients)
     figures: list[Figure] = []
     base: list[Step] = []
+    ramps: list[Ramp] = []
 
     async def single(system: RunningSystem) -> None:
         print(f"seeding {practice.clients} clients ...", flush=True)
@@ -220,11 +228,14 @@ async def run_system_scenarios(
         await wait_for_quiet_queues(infra.rabbitmq_management_url, namespace)
         if "e2e" in options.scenarios:
             figures.extend(
-                await guarded("e2e", scenario_e2e(system, practice, catcher, options, baselines))
+                await guarded(
+                    "e2e", scenario_e2e(system, practice, catcher, options, baselines, ramps)
+                )
             )
         if "scaling" in options.scenarios:
-            print("scenario 5: scaling, 1 notifier + 1 conversations", flush=True)
-            base.append(await scaling_step(system, practice, catcher, options))
+            rate = scaling_rate(options, ramps[0] if ramps else None)
+            print(f"scenario 5: scaling at {rate:g}/s, 1 notifier + 1 conversations", flush=True)
+            base.append(await scaling_step(system, practice, catcher, options, rate))
             figures.append(scaling_figure({}, base[0], None))
         if "fanout" in options.scenarios:
             figures.extend(
@@ -272,20 +283,29 @@ async def scenario_e2e(
     catcher: Catcher,
     options: Options,
     baselines: Baselines,
+    ramps: list[Ramp],
 ) -> list[Figure]:
     print("scenario 1: end to end", flush=True)
     services = ("gateway", "conversations", "notifier", "audit")
-    async with profiled(system, services, "e2e", options.profile):
-        result = await ramp(
-            system,
-            practice,
-            catcher,
-            options.e2e_rates,
-            options.e2e_seconds,
-            options.p99_limit_ms,
-            options.repetitions,
+
+    def measure(rate: float) -> Awaitable[Step]:
+        return repeated_step(
+            system, practice, catcher, rate, options.e2e_seconds, options.repetitions
         )
+
+    async with profiled(system, services, "e2e", options.profile):
+        result = await ramp(measure, options.e2e_rates, options.p99_limit_ms)
+    ramps.append(result)
     return e2e_figures(result, options, baselines)
+
+
+def scaling_rate(options: Options, e2e: Ramp | None) -> float:
+    """Scaling shows where the bottleneck moves only at a rate one instance each falls
+    behind at: the e2e ramp's lowest failed step, unless one was given."""
+    if options.scaling_rate is not None:
+        return options.scaling_rate
+    limit = e2e.limit(options.p99_limit_ms) if e2e else None
+    return limit if limit is not None else max(options.e2e_rates)
 
 
 def scaling_figure(instances: dict[str, int], step: Step, base: Step | None) -> Figure:
@@ -293,7 +313,7 @@ def scaling_figure(instances: dict[str, int], step: Step, base: Step | None) -> 
     conversations = instances.get("conversations", 1)
     return Figure(
         f"5 scaling {notifiers} notif. + {conversations} conv.",
-        f"delivered/s at {step.offered_per_second:.0f}/s offered",
+        f"delivered/s at {step.offered_per_second:g}/s offered",
         step.delivered_per_second,
         base.delivered_per_second if base else None,
         "1 notifier + 1 conversations" if base else "-",
@@ -303,10 +323,14 @@ def scaling_figure(instances: dict[str, int], step: Step, base: Step | None) -> 
 
 
 async def scaling_step(
-    system: RunningSystem, practice: BenchPractice, catcher: Catcher, options: Options
+    system: RunningSystem,
+    practice: BenchPractice,
+    catcher: Catcher,
+    options: Options,
+    rate: float,
 ) -> Step:
     step = await repeated_step(
-        system, practice, catcher, options.scaling_rate, options.e2e_seconds, options.repetitions
+        system, practice, catcher, rate, options.e2e_seconds, options.repetitions
     )
     print(f"  {asdict(step)}", flush=True)
     return step
@@ -326,7 +350,9 @@ async def scenario_scaling(
         steps: list[Step] = []
 
         async def record(system: RunningSystem, into: list[Step] = steps) -> None:
-            into.append(await scaling_step(system, practice, catcher, options))
+            into.append(
+                await scaling_step(system, practice, catcher, options, base.offered_per_second)
+            )
 
         print(f"scenario 5: scaling {instances}", flush=True)
         await guarded("scaling", with_none(with_seeded_system(infra, namespace, instances, record)))

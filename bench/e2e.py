@@ -3,7 +3,9 @@
 At a fixed offered rate, message i opens a new conversation with client i and the latency
 of i runs from the start of its POST to the catcher's receipt of client i's email. The rate
 is raised step by step until p99 exceeds the limit or the system falls behind the offered
-rate; the figure is the last step that kept both.
+rate. When even the first step fails, the rate is halved until one keeps up; then the gap
+between the highest rate kept and the lowest failed is bisected a few times. The figure is
+the highest step that kept both, and the lowest that failed is where scaling is measured.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 from bench.catcher import Catcher, Receipt
@@ -24,6 +27,8 @@ KEEPS_UP = 0.9  # delivered rate at least this share of the offered rate
 DELIVERY_GRACE_SECONDS = 60.0
 POST_TIMEOUT_SECONDS = 30.0
 CLOCK_SLACK_SECONDS = 0.002  # the catcher stamps receipts to the millisecond
+LOWEST_RATE = 2.0  # halving stops here: slower steps say nothing about throughput
+BISECTIONS = 2
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,20 @@ class Ramp:
     steps: list[Step] = field(default_factory=list)
 
     def best(self, p99_limit_ms: float) -> Step | None:
+        """The highest offered rate that kept up."""
         kept = [step for step in self.steps if step.keeps_up(p99_limit_ms)]
-        return kept[-1] if kept else None
+        return max(kept, key=lambda step: step.offered_per_second, default=None)
+
+    def limit(self, p99_limit_ms: float) -> float | None:
+        """The lowest offered rate above the best that did not keep up."""
+        best = self.best(p99_limit_ms)
+        floor = best.offered_per_second if best else 0.0
+        failed = [
+            step.offered_per_second
+            for step in self.steps
+            if not step.keeps_up(p99_limit_ms) and step.offered_per_second > floor
+        ]
+        return min(failed, default=None)
 
     def as_dict(self) -> list[dict[str, float]]:
         return [asdict(step) for step in self.steps]
@@ -161,20 +178,43 @@ async def repeated_step(
 
 
 async def ramp(
-    system: RunningSystem,
-    practice: BenchPractice,
-    catcher: Catcher,
+    measure: Callable[[float], Awaitable[Step]],
     rates: list[float],
-    seconds: float,
     p99_limit_ms: float,
-    repetitions: int,
+    *,
+    lowest_rate: float = LOWEST_RATE,
+    bisections: int = BISECTIONS,
 ) -> Ramp:
-    """Raise the offered rate until p99 passes the limit or delivery falls behind."""
+    """Raise the offered rate through `rates` until a step fails, halve it while none has
+    kept up, then narrow the gap between the best kept rate and the lowest failed one."""
     result = Ramp()
-    for rate in rates:
-        step = await repeated_step(system, practice, catcher, rate, seconds, repetitions)
+
+    async def keeps_up_at(rate: float) -> bool:
+        step = await measure(rate)
         result.steps.append(step)
-        print(f"  e2e {rate:.0f}/s offered: {json.dumps(asdict(step))}", flush=True)
-        if not step.keeps_up(p99_limit_ms):
+        print(f"  e2e {rate:g}/s offered: {json.dumps(asdict(step))}", flush=True)
+        return step.keeps_up(p99_limit_ms)
+
+    kept: float | None = None
+    failed: float | None = None
+    for rate in rates:
+        if not await keeps_up_at(rate):
+            failed = rate
             break
+        kept = rate
+    while kept is None and failed is not None and failed / 2 >= lowest_rate:
+        if await keeps_up_at(failed / 2):
+            kept = failed / 2
+        else:
+            failed /= 2
+    for _ in range(bisections):
+        if kept is None or failed is None:
+            break
+        middle = float(round((kept + failed) / 2))
+        if not kept < middle < failed:
+            break
+        if await keeps_up_at(middle):
+            kept = middle
+        else:
+            failed = middle
     return result
