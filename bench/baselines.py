@@ -55,7 +55,7 @@ async def raw_rabbitmq_rate(url: str, count: int) -> float:
             if received == count and not done.done():
                 done.set_result(None)
 
-        await queue.consume(on_message)
+        consumer_tag = await queue.consume(on_message)
         body = b'{"practice_id": "bench", "message_id": "x"}'
         started = time.perf_counter()
         batch = 500
@@ -71,6 +71,7 @@ async def raw_rabbitmq_rate(url: str, count: int) -> float:
             )
         await done
         rate = count / (time.perf_counter() - started)
+        await queue.cancel(consumer_tag)  # or the broker's cancel is logged as a surprise
         await queue.delete(if_unused=False, if_empty=False)
         return rate
     finally:

@@ -14,6 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import SessionEnded
 from sotto_contracts.topology import Topology
+from sotto_kit.instances import Instances
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, ensure_collections
 from sotto_kit.outbox import (
@@ -25,6 +26,7 @@ from sotto_kit.outbox import (
     outbox_update,
     written_entries,
 )
+from tests.support.clock import MovingClock
 
 
 class RecordingPublisher(Publisher):
@@ -138,3 +140,27 @@ async def test_a_sole_writer_empties_the_outbox_of_a_fresh_document_in_one_go(
     assert (stored[OUTBOX], stored[OUTBOX_PENDING]) == ({}, False)
     relay = OutboxRelay([documents], publisher, grace_seconds=0)
     assert await relay.sweep() == 0
+
+
+async def test_after_its_first_sweep_the_relay_scans_again_only_once_an_instance_departed(
+    documents: AsyncCollection[Document], topology: Topology
+) -> None:
+    """A scan reads the whole collection on FerretDB: a live instance scans at start-up and
+    for what a departed peer left, not every few seconds."""
+    publisher = RecordingPublisher()
+    clock = MovingClock()
+    registry = documents.database["instances"]
+    ours = Instances(registry, stale_after_seconds=30, clock=clock)
+    peer = Instances(registry, stale_after_seconds=30, clock=clock)
+    relay = OutboxRelay([documents], publisher, grace_seconds=0, instances=ours)
+    await ours.check()
+    await peer.check()
+    assert await relay.sweep() == 0  # the start-up scan: nothing left yet
+
+    left_by_peer = await _write_with_event(documents, topology)  # the peer dies before its flush
+    assert await relay.sweep() == 0
+    clock.advance(seconds=31)
+    assert await ours.check() == 1
+
+    assert await relay.sweep() == 1
+    assert publisher.published == [left_by_peer]

@@ -10,10 +10,10 @@ and equality, which FerretDB runs too.
 
 The relay is cheap between crashes: a query on `outbox_pending` reads the whole collection on
 FerretDB's SQLite backend (it uses no secondary index), so the relay scans each collection at
-start-up (what a crashed predecessor left) and then only every `full_sweep_seconds` (what a
-crashed peer instance left). Every `interval_seconds` it retries, by `_id`, the documents whose
-flush failed in this process (broker or database outage) and those it found with entries still
-inside the grace period.
+start-up (what a crashed predecessor left), after another instance departed (`Instances`: what
+it left) and otherwise only every `full_sweep_seconds`, a safety net. Every `interval_seconds`
+it retries, by `_id`, the documents whose flush failed in this process (broker or database
+outage) and those it found with entries still inside the grace period.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from sotto_contracts.base import Message, utc_now
 from sotto_contracts.topology import Topology
 from sotto_kit.batching import UpdateBatcher
+from sotto_kit.instances import Instances
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document
 from sotto_kit.periodic import Periodic
@@ -193,14 +194,17 @@ class OutboxRelay:
         interval_seconds: float = 1.0,
         grace_seconds: float = 2.0,
         batch_size: int = 200,
-        full_sweep_seconds: float = 30.0,
+        full_sweep_seconds: float = 600.0,
+        instances: Instances | None = None,
     ) -> None:
         self._collections = collections
         self._publisher = publisher
         self._grace = timedelta(seconds=grace_seconds)
         self._batch_size = batch_size
         self._full_sweep_seconds = full_sweep_seconds
+        self._instances = instances
         self._last_full_sweep: float | None = None
+        self._departures_swept = 0
         self._watched: dict[str, set[Any]] = {}
         self._periodic = Periodic("outbox-relay", self.sweep, interval_seconds)
 
@@ -211,9 +215,11 @@ class OutboxRelay:
     async def sweep(self) -> int:
         """Retry the known documents; scan the collections too when a full sweep is due."""
         started = time.monotonic()
+        departures = self._instances.departures if self._instances else 0
         full = (
             self._last_full_sweep is None
             or started - self._last_full_sweep >= self._full_sweep_seconds
+            or departures > self._departures_swept
         )
         sent = 0
         more = False
@@ -243,6 +249,7 @@ class OutboxRelay:
                 watched.update(remaining)
         if full and not more:
             self._last_full_sweep = started
+            self._departures_swept = departures
         return sent
 
     def start(self) -> None:

@@ -51,6 +51,26 @@ class ServiceSettings(BaseSettings):
     outbox_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often the outbox relay sweeps unpublished events."
     )
+    outbox_full_sweep_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Safety net: how often the outbox relay scans whole collections for unpublished "
+            "events (a scan reads the whole collection on FerretDB). It also scans at start-up "
+            "and when another instance departed."
+        ),
+    )
+    instance_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often an instance records that it is alive."
+    )
+    instance_stale_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "An instance without a heartbeat for this long has departed: a live one then looks "
+            "for what it left (unpublished events, reminders only it knew of)."
+        ),
+    )
 
     @property
     def topology(self) -> Topology:

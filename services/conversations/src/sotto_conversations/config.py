@@ -18,11 +18,12 @@ class ConversationsSettings(ServiceSettings):
         description="How often the scheduler checks whether a known delayed reminder is due.",
     )
     reminder_scan_seconds: float = Field(
-        default=30.0,
+        default=600.0,
         gt=0,
         description=(
-            "How often the reminders collection is queried for due reminders that another "
-            "instance scheduled (the query reads the whole collection on FerretDB)."
+            "Safety net: how often the reminders collection is queried for due reminders no "
+            "live instance knows of (the query reads the whole collection on FerretDB). It is "
+            "also queried at start-up and when another instance departed."
         ),
     )
     announcement_batch_size: int = Field(

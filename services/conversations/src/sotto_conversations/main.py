@@ -15,6 +15,7 @@ from sotto_conversations.adapters.store import ConversationStore
 from sotto_conversations.config import ConversationsSettings
 from sotto_conversations.domain import RefusalError
 from sotto_conversations.handlers import Conversations, reminder_event
+from sotto_kit.instances import Instances
 from sotto_kit.messaging import IncomingMessage, ok_json, refused
 from sotto_kit.outbox import OutboxRelay
 from sotto_kit.parking import PoisonMessageError
@@ -89,10 +90,13 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         crash_after_write=settings.fault_crash_after_write,
     )
     service = Conversations(store)
+    instances = Instances.of_service(runtime.database, settings)
     relay = OutboxRelay(
         store.outbox_collections,
         runtime.publisher,
         interval_seconds=settings.outbox_interval_seconds,
+        full_sweep_seconds=settings.outbox_full_sweep_seconds,
+        instances=instances,
     )
     scheduler = ReminderScheduler(
         store,
@@ -100,6 +104,7 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         utc_now,
         interval_seconds=settings.reminder_poll_seconds,
         scan_seconds=settings.reminder_scan_seconds,
+        instances=instances,
     )
     announcements = AnnouncementSender(
         store,
@@ -149,8 +154,10 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
     async def prepare() -> None:
         await store.ensure_indexes()
         await relay.ensure_indexes()
+        await instances.ensure_collection()
 
     async def start_background() -> None:
+        instances.start()
         relay.start()
         scheduler.start()
         announcements.start()
@@ -159,6 +166,7 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         await announcements.stop()
         await scheduler.stop()
         await relay.stop()
+        await instances.stop()
 
     return worker_app(
         runtime,

@@ -54,6 +54,7 @@ from sotto_gateway.api.state import Gateway
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.handlers import Portal
 from sotto_gateway.pages import pages_router
+from sotto_kit.instances import Instances
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import RpcClient
 from sotto_kit.observability import METRICS_CONTENT_TYPE
@@ -166,10 +167,13 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     rpc = RpcClient(settings.rabbitmq_url, runtime.topology, timeout=settings.rpc_timeout_seconds)
     services = Services(rpc, settings_cache_seconds=settings.settings_cache_seconds)
     portal = Portal(settings, identity, links, sessions, services)
+    instances = Instances.of_service(runtime.database, settings)
     relay = OutboxRelay(
         [*links.outbox_collections, sessions.sessions],
         runtime.publisher,
         interval_seconds=settings.outbox_interval_seconds,
+        full_sweep_seconds=settings.outbox_full_sweep_seconds,
+        instances=instances,
     )
     subscribe(runtime, portal)
     gateway = Gateway(
@@ -186,6 +190,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             for store in (identity, links, sessions, sign_in_sends):
                 await store.ensure_indexes()
             await relay.ensure_indexes()
+            await instances.ensure_collection()
         except PyMongoError:
             logger.warning("database unavailable for indexes; retrying")
             return False
@@ -207,6 +212,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         await declare_topology(runtime)
         await runtime.broker.start()
         runtime.consuming = True
+        instances.start()
         relay.start()
         try:
             yield
@@ -215,6 +221,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             if indexes is not None:
                 indexes.cancel()
             await relay.stop()
+            await instances.stop()
             with contextlib.suppress(Exception):
                 await services.close()
             await runtime.broker.stop()

@@ -1,0 +1,64 @@
+"""The registry of live instances on the real database: a stale heartbeat counts as one
+departure, seen once, and never one's own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from sotto_kit.instances import INSTANCES, Instances
+from sotto_kit.mongo import Document
+from tests.support.clock import MovingClock
+
+
+@pytest.fixture
+async def registry(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> AsyncIterator[AsyncCollection[Document]]:
+    collection = mongo[f"{namespace}_instances"][INSTANCES]
+    yield collection
+    await mongo.drop_database(f"{namespace}_instances")
+
+
+async def test_an_instance_whose_heartbeat_goes_stale_is_counted_as_departed_once(
+    registry: AsyncCollection[Document],
+) -> None:
+    clock = MovingClock()
+    ours = Instances(registry, stale_after_seconds=30, clock=clock)
+    peer = Instances(registry, stale_after_seconds=30, clock=clock)
+    await ours.ensure_collection()
+    await ours.check()
+    await peer.check()
+
+    clock.advance(seconds=20)
+    assert await ours.check() == 0  # the peer's beat is 20 s old: alive
+    clock.advance(seconds=20)
+    assert await ours.check() == 1
+    assert await ours.check() == 0
+
+    assert ours.departures == 1
+    assert {document["_id"] async for document in registry.find({})} == {ours.instance_id}
+
+
+async def test_an_instance_never_counts_itself_and_comes_back_after_an_outage(
+    registry: AsyncCollection[Document],
+) -> None:
+    """After a pause longer than the staleness (a database outage, a stalled loop) both beat
+    again: each may count the other once, neither counts itself."""
+    clock = MovingClock()
+    ours = Instances(registry, stale_after_seconds=30, clock=clock)
+    peer = Instances(registry, stale_after_seconds=30, clock=clock)
+    await ours.ensure_collection()
+    await ours.check()
+    await peer.check()
+
+    clock.advance(seconds=120)
+    assert await ours.check() == 1
+    assert await peer.check() == 0  # its record was taken off; its beat puts it back
+
+    assert (ours.departures, peer.departures) == (1, 0)
+    ids = {document["_id"] async for document in registry.find({})}
+    assert ids == {ours.instance_id, peer.instance_id}
