@@ -24,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from sotto_contracts.base import utc_now
 from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections
 from sotto_kit.periodic import Periodic
-from sotto_kit.settings import ServiceSettings
+from sotto_kit.settings import RelaySettings
 
 INSTANCES = "instances"
 
@@ -49,7 +49,7 @@ class Instances:
         self._periodic = Periodic("instances", self.check, heartbeat_seconds)
 
     @classmethod
-    def of_service(cls, database: AsyncDatabase[Document], settings: ServiceSettings) -> Instances:
+    def of_service(cls, database: AsyncDatabase[Document], settings: RelaySettings) -> Instances:
         return cls(
             database[INSTANCES],
             heartbeat_seconds=settings.instance_heartbeat_seconds,

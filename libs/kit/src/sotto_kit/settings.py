@@ -51,6 +51,16 @@ class ServiceSettings(BaseSettings):
     outbox_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often the outbox relay sweeps unpublished events."
     )
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(namespace=self.namespace, delivery_limit=self.delivery_limit)
+
+
+class RelaySettings(ServiceSettings):
+    """For services whose instances relay an outbox and look after what a departed peer left
+    (`sotto_kit.outbox.OutboxRelay`, `sotto_kit.instances.Instances`)."""
+
     outbox_full_sweep_seconds: float = Field(
         default=600.0,
         gt=0,
@@ -71,7 +81,3 @@ class ServiceSettings(BaseSettings):
             "for what it left (unpublished events, reminders only it knew of)."
         ),
     )
-
-    @property
-    def topology(self) -> Topology:
-        return Topology(namespace=self.namespace, delivery_limit=self.delivery_limit)

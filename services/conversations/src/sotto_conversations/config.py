@@ -3,10 +3,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from sotto_kit.settings import ServiceSettings
+from sotto_kit.settings import RelaySettings
 
 
-class ConversationsSettings(ServiceSettings):
+class ConversationsSettings(RelaySettings):
     model_config = SettingsConfigDict(
         env_prefix="CONVERSATIONS_", extra="ignore", populate_by_name=True
     )

@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from sotto_kit.settings import ServiceSettings
+from sotto_kit.settings import RelaySettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(RelaySettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
 
     database: str = Field(default="sotto_gateway")
