@@ -23,15 +23,22 @@ async def registry(
     await mongo.drop_database(f"{namespace}_instances")
 
 
-async def test_an_instance_whose_heartbeat_goes_stale_is_counted_as_departed_once(
+async def two_live_instances(
     registry: AsyncCollection[Document],
-) -> None:
+) -> tuple[MovingClock, Instances, Instances]:
     clock = MovingClock()
     ours = Instances(registry, stale_after_seconds=30, clock=clock)
     peer = Instances(registry, stale_after_seconds=30, clock=clock)
     await ours.ensure_collection()
     await ours.check()
     await peer.check()
+    return clock, ours, peer
+
+
+async def test_an_instance_whose_heartbeat_goes_stale_is_counted_as_departed_once(
+    registry: AsyncCollection[Document],
+) -> None:
+    clock, ours, peer = await two_live_instances(registry)
 
     clock.advance(seconds=20)
     assert await ours.check() == 0  # the peer's beat is 20 s old: alive
@@ -40,7 +47,9 @@ async def test_an_instance_whose_heartbeat_goes_stale_is_counted_as_departed_onc
     assert await ours.check() == 0
 
     assert ours.departures == 1
-    assert {document["_id"] async for document in registry.find({})} == {ours.instance_id}
+    remaining = {document["_id"] async for document in registry.find({})}
+    assert peer.instance_id not in remaining
+    assert remaining == {ours.instance_id}
 
 
 async def test_an_instance_never_counts_itself_and_comes_back_after_an_outage(
@@ -48,12 +57,7 @@ async def test_an_instance_never_counts_itself_and_comes_back_after_an_outage(
 ) -> None:
     """After a pause longer than the staleness (a database outage, a stalled loop) both beat
     again: each may count the other once, neither counts itself."""
-    clock = MovingClock()
-    ours = Instances(registry, stale_after_seconds=30, clock=clock)
-    peer = Instances(registry, stale_after_seconds=30, clock=clock)
-    await ours.ensure_collection()
-    await ours.check()
-    await peer.check()
+    clock, ours, peer = await two_live_instances(registry)
 
     clock.advance(seconds=120)
     assert await ours.check() == 1
