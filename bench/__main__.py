@@ -20,6 +20,7 @@ from typing import Any
 from bench import audit_bench, notifier_bench
 from bench.baselines import raw_rabbitmq_rate, raw_smtp_rate
 from bench.catcher import Catcher
+from bench.cpu import wait_for_quiet_database
 from bench.e2e import Ramp, Step, ramp, repeated_step
 from bench.fanout import FanoutResult, fan_out
 from bench.harness import (
@@ -46,7 +47,8 @@ from tests.support.system import RunningSystem
 
 SCENARIOS = ("e2e", "read", "fanout", "scaling", "notifier", "audit")
 SYSTEM_SCENARIOS = frozenset({"e2e", "read", "fanout", "scaling"})  # on one seeded system
-SCALING = (
+SCALING: tuple[dict[str, int], ...] = (
+    {},  # 1 + 1 again, restarted on the same data as the others: the base of the ratios
     {"notifier": 2, "conversations": 1},
     {"notifier": 1, "conversations": 2},
     {"notifier": 2, "conversations": 2},
@@ -218,7 +220,7 @@ async def run_system_scenarios(
     practice = BenchPractice(f"{namespace}-p", options.e2e_clients)
     crowd = BenchPractice(f"{namespace}-crowd", options.fanout_clients)
     figures: list[Figure] = []
-    base: list[Step] = []
+    scaling_rates: list[float] = []
     ramps: list[Ramp] = []
 
     async def single(system: RunningSystem) -> None:
@@ -233,10 +235,7 @@ async def run_system_scenarios(
                 )
             )
         if "scaling" in options.scenarios:
-            rate = scaling_rate(options, ramps[0] if ramps else None)
-            print(f"scenario 5: scaling at {rate:g}/s, 1 notifier + 1 conversations", flush=True)
-            base.append(await scaling_step(system, practice, catcher, options, rate))
-            figures.append(scaling_figure({}, base[0], None))
+            scaling_rates.append(scaling_rate(options, ramps[0] if ramps else None))
         if "fanout" in options.scenarios:
             figures.extend(
                 await guarded(
@@ -250,9 +249,11 @@ async def run_system_scenarios(
     try:
         await with_seeded_system(infra, namespace, {}, single)
         await asyncio.to_thread(purge_queues, infra.rabbitmq_management_url, namespace)
-        if base:
+        if scaling_rates:
             figures.extend(
-                await scenario_scaling(infra, namespace, practice, catcher, options, base[0])
+                await scenario_scaling(
+                    infra, namespace, practice, catcher, options, scaling_rates[0]
+                )
             )
     finally:
         await drop_namespace(infra, namespace)
@@ -329,6 +330,8 @@ async def scaling_step(
     options: Options,
     rate: float,
 ) -> Step:
+    waited = await wait_for_quiet_database()
+    print(f"  database quiet after {waited:.0f} s (start-up scans)", flush=True)
     step = await repeated_step(
         system, practice, catcher, rate, options.e2e_seconds, options.repetitions
     )
@@ -342,22 +345,25 @@ async def scenario_scaling(
     practice: BenchPractice,
     catcher: Catcher,
     options: Options,
-    base: Step,
+    rate: float,
 ) -> list[Figure]:
-    """The same offered rate with a second notifier, a second conversations instance, both."""
+    """The same offered rate with each layout, after the other scenarios filled the database
+    and once the restarted services have settled: 1 + 1 first, the base of the ratios."""
     figures: list[Figure] = []
+    base: Step | None = None
     for instances in SCALING:
         steps: list[Step] = []
 
         async def record(system: RunningSystem, into: list[Step] = steps) -> None:
-            into.append(
-                await scaling_step(system, practice, catcher, options, base.offered_per_second)
-            )
+            into.append(await scaling_step(system, practice, catcher, options, rate))
 
-        print(f"scenario 5: scaling {instances}", flush=True)
+        print(f"scenario 5: scaling at {rate:g}/s, {instances or '1 + 1'}", flush=True)
         await guarded("scaling", with_none(with_seeded_system(infra, namespace, instances, record)))
-        if steps:
-            figures.append(scaling_figure(instances, steps[0], base))
+        if not steps:
+            continue
+        figures.append(scaling_figure(instances, steps[0], base))
+        if not instances:
+            base = steps[0]
     return figures
 
 

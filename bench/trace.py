@@ -34,6 +34,7 @@ from pathlib import Path
 import aio_pika
 
 from bench.catcher import Catcher
+from bench.cpu import FERRETDB_PATTERN, cpu_seconds, pids_of
 from bench.db_ops import summary
 from bench.e2e import run_step
 from bench.practice import BenchPractice, drop_namespace, owner_pool, seed, system_for
@@ -131,24 +132,14 @@ def _print_db_ops(offset: int, units: int) -> None:
         print(summary(Path(path), units, offset))
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()  # noqa: SIM115
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pids_of(pattern: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(pid) for pid in found.split()]
-
-
 def _processes(system: RunningSystem) -> dict[str, int]:
     processes = {
         name: service.process.pid
         for name, service in system.services.items()
         if service.process is not None
     }
-    for name, pattern in (("ferretdb", "ferretdb --handler"), ("rabbitmq", "beam.smp")):
-        processes.update({f"{name}-{pid}": pid for pid in _pids_of(pattern)})
+    for name, pattern in (("ferretdb", FERRETDB_PATTERN), ("rabbitmq", "beam.smp")):
+        processes.update({f"{name}-{pid}": pid for pid in pids_of(pattern)})
     return processes
 
 
@@ -157,10 +148,10 @@ async def _cpu_cost(system: RunningSystem, unit: str) -> AsyncIterator[list[int]
     """CPU ms per unit of work by process, over the block; the block appends the unit count."""
     processes = _processes(system)
     log_offset = _db_log_size()
-    before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+    before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     counted: list[int] = []
     yield counted
-    after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+    after = {name: cpu_seconds(pid) for name, pid in processes.items()}
     units = sum(counted)
     total = 0.0
     print(f"{units} {unit}; CPU ms per unit by process (shared machine: others add noise)")
