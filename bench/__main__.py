@@ -220,7 +220,6 @@ async def run_system_scenarios(
     practice = BenchPractice(f"{namespace}-p", options.e2e_clients)
     crowd = BenchPractice(f"{namespace}-crowd", options.fanout_clients)
     figures: list[Figure] = []
-    scaling_rates: list[float] = []
     ramps: list[Ramp] = []
 
     async def single(system: RunningSystem) -> None:
@@ -234,8 +233,6 @@ async def run_system_scenarios(
                     "e2e", scenario_e2e(system, practice, catcher, options, baselines, ramps)
                 )
             )
-        if "scaling" in options.scenarios:
-            scaling_rates.append(scaling_rate(options, ramps[0] if ramps else None))
         if "fanout" in options.scenarios:
             figures.extend(
                 await guarded(
@@ -249,11 +246,10 @@ async def run_system_scenarios(
     try:
         await with_seeded_system(infra, namespace, {}, single)
         await asyncio.to_thread(purge_queues, infra.rabbitmq_management_url, namespace)
-        if scaling_rates:
+        if "scaling" in options.scenarios:
+            rate = scaling_rate(options, ramps[0] if ramps else None)
             figures.extend(
-                await scenario_scaling(
-                    infra, namespace, practice, catcher, options, scaling_rates[0]
-                )
+                await scenario_scaling(infra, namespace, practice, catcher, options, rate)
             )
     finally:
         await drop_namespace(infra, namespace)
