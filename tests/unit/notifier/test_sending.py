@@ -37,12 +37,15 @@ NO_REPLY = SmtpOutcome(status="unknown", code=None, reply="SMTPReadTimeoutError"
 
 
 class Interrupted:
-    """Raises `CancelledError` once, at `stage`, as a stopping instance's send would."""
+    """Raises `CancelledError` once, at `stage`, as a stopping instance's send would; `reached`
+    lists the stages a send got to, in order."""
 
     def __init__(self, stage: Stage | None) -> None:
         self._stage = stage
+        self.reached: list[Stage] = []
 
     def at(self, stage: Stage) -> None:
+        self.reached.append(stage)
         if stage == self._stage:
             self._stage = None
             raise asyncio.CancelledError
@@ -220,6 +223,15 @@ async def test_a_send_interrupted_is_resent_only_if_the_message_was_not_handed_o
     assert retries.scheduled == []
 
 
+async def test_the_rate_limit_paces_hand_overs_not_envelopes() -> None:
+    """Sends queued behind one slow to connect would otherwise hand over all at once."""
+    interrupted = Interrupted(None)
+    deliveries, relay, retries = FakeDeliveries(), FakeRelay(interrupted), FakeRetries()
+    sender = sender_with(deliveries, relay, retries, interrupted)
+    await sender.handle(notification(), redelivered=False)
+    assert interrupted.reached == ["envelope", "rate limit", "hand over"]
+
+
 async def test_a_message_handed_over_without_a_reply_is_ambiguous_and_never_retried() -> None:
     interrupted = Interrupted(None)
     deliveries, retries = FakeDeliveries(), FakeRetries()
@@ -244,6 +256,7 @@ async def test_a_refused_recipient_is_recorded_and_nothing_is_handed_over() -> N
     sender = sender_with(deliveries, relay, retries, interrupted)
     await sender.handle(notification(), redelivered=False)
     assert relay.sent == []
+    assert interrupted.reached == ["envelope"]
     assert deliveries.records["n1"].state is DeliveryState.FAILED
     assert [type(published) for published in deliveries.published] == [EmailFailed]
     assert deliveries.windows == set()

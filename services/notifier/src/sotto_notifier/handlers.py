@@ -137,11 +137,15 @@ class NotificationSender:
             return
         attempt = record.attempts + 1
         async with self._mailer.connection() as connection:
-            # Taken right before the SMTP transaction, so the relay sees the configured rate.
-            await self._rate_limit.acquire()
             refusal = await connection.envelope(
                 sender=self._policy.from_address, recipient=str(command.to_address)
             )
+            if refusal is None:
+                # Taken after the envelope, so the relay sees messages at the configured rate
+                # even when connecting took some sends longer than others: otherwise the sends
+                # queued behind a slow one would all hand over at once. Not inside the window,
+                # whose holder must not wait on anything before handing the message over.
+                await self._rate_limit.acquire()
             # As late as possible: a window left open (an error, a cancellation, a crash) is
             # settled as ambiguous and never sent, so only handing the message over may follow.
             # A refusal needs the window too: only its holder may record the attempt's result.
