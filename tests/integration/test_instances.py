@@ -1,8 +1,9 @@
-"""The registry of live instances on the real database: a stale heartbeat counts as one
-departure, seen once, and never one's own."""
+"""The registry of live instances on the real database: a stale heartbeat or a clean stop
+counts as one departure, seen once by one instance, and never one's own."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -66,3 +67,29 @@ async def test_an_instance_never_counts_itself_and_comes_back_after_an_outage(
     assert (ours.departures, peer.departures) == (1, 0)
     ids = {document["_id"] async for document in registry.find({})}
     assert ids == {ours.instance_id, peer.instance_id}
+
+
+async def test_a_peer_that_stops_cleanly_departs_at_the_next_check_not_once_stale(
+    registry: AsyncCollection[Document],
+) -> None:
+    clock, ours, peer = await two_live_instances(registry)
+
+    await peer.stop()
+    clock.advance(seconds=5)
+    assert await ours.check() == 1
+    assert {document["_id"] async for document in registry.find({})} == {ours.instance_id}
+
+
+async def test_of_the_peers_that_find_a_departure_at_once_only_one_counts_it(
+    registry: AsyncCollection[Document],
+) -> None:
+    """So one departure costs the service one scan for what it left, however many remain."""
+    clock, first, second = await two_live_instances(registry)
+    departed = Instances(registry, stale_after_seconds=30, clock=clock)
+    await departed.check()
+    await departed.stop()
+
+    counted = await asyncio.gather(first.check(), second.check())
+
+    assert sorted(counted) == [0, 1]
+    assert first.departures + second.departures == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ import aio_pika
 
 from sotto_contracts.base import Message
 from sotto_contracts.topology import PARKING_REASON_HEADER, Topology
+
+CONNECT_TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,21 @@ class Parked:
         return value.decode() if isinstance(value, bytes) else str(value)
 
 
+async def _connect(url: str, attempts: int = 3) -> aio_pika.abc.AbstractConnection:
+    """Connect, trying again after a handshake the broker never answered: one such connection
+    once held a `make bench` run for ten minutes (the TCP connection was up, RabbitMQ never
+    logged it)."""
+    for _ in range(attempts - 1):
+        with contextlib.suppress(TimeoutError):
+            return await aio_pika.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+    return await aio_pika.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+
+
 async def publish_many(
     url: str, topology: Topology, messages: Sequence[Message], *, batch_size: int = 500
 ) -> None:
     """Publish persistently on one confirmed channel, confirms awaited a batch at a time."""
-    connection = await aio_pika.connect(url)
+    connection = await _connect(url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchanges = {

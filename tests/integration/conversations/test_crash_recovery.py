@@ -1,4 +1,5 @@
-"""A process killed between the write and the publish still publishes after a restart."""
+"""A process killed between the write and the publish still publishes after a restart; one
+stopped cleanly tells its peers at once."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from sotto_contracts.conversations import (
     UnreadReminderDue,
 )
 from sotto_contracts.inbound import InquiryReceived
+from sotto_kit.instances import INSTANCES
 from sotto_kit.messaging import RequestTimeoutError
 from tests.integration.conversations.conftest import (
     PRACTICE,
@@ -233,3 +235,16 @@ async def test_killed_after_marking_read_leaves_no_reminder_to_send(
     assert thread is not None
     assert "client:c1" not in thread["unread_by"]
     assert await harness.database["reminders"].count_documents({"recipient": "client:c1"}) == 0
+
+
+async def test_an_instance_stopping_cleanly_marks_itself_stopped_for_its_peers(
+    parts: Harness, infra_url: str
+) -> None:
+    """Its last step, after the broker stopped: peers look for what it left at their next
+    heartbeat instead of once its heartbeat goes stale."""
+    registry = parts.database[INSTANCES]
+    async with running_service(parts.settings, infra_url):
+        (entry,) = await eventually(lambda: registry.find({}).to_list(), until=bool)
+        assert "stopped_at" not in entry
+    (entry,) = await registry.find({}).to_list()
+    assert "stopped_at" in entry

@@ -1,5 +1,6 @@
 """HTTP hygiene: problem+json, security headers, request ids, OpenAPI, 503 when MongoDB is away,
-and a schemathesis run over the published schema that must find no server error."""
+a schemathesis run over the published schema that must find no server error, and a clean
+stop that tells the other instances."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from sotto_gateway.adapters.tokens import mint_staff_token
 from sotto_gateway.config import GatewaySettings
 from sotto_gateway.main import create_app
+from sotto_kit.instances import INSTANCES
+from sotto_kit.mongo import Document
 from tests.integration.gateway.conftest import PRACTICE
 from tests.support.serving import serve
+from tests.support.waiting import eventually
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 SECURITY_HEADERS = {
@@ -148,3 +153,14 @@ async def test_schemathesis_soak_finds_no_server_error(
     audit: str,
 ) -> None:
     await run_schemathesis(base_url, gateway_settings, examples=200)
+
+
+async def test_an_instance_stopping_cleanly_marks_itself_stopped_for_its_peers(
+    gateway_settings: GatewaySettings, mongo: AsyncMongoClient[Document]
+) -> None:
+    registry = mongo[gateway_settings.database][INSTANCES]
+    async with serve(create_app(gateway_settings)):
+        (entry,) = await eventually(lambda: registry.find({}).to_list(), until=bool)
+        assert "stopped_at" not in entry
+    (entry,) = await registry.find({}).to_list()
+    assert "stopped_at" in entry

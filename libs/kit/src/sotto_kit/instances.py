@@ -5,10 +5,11 @@ Some leftovers can only be found by a query: outbox entries a process wrote and 
 published when it stopped, delayed reminders only it was waiting for. On FerretDB such a query
 reads the whole collection (its SQLite backend uses no secondary index), and those collections
 grow with the practice, so a scan every 30 seconds costs more every month. Instead each
-instance keeps a heartbeat document in a small `instances` collection. One that finds another's
-heartbeat stale (it stopped, cleanly or not) deletes it and counts a departure; a user of the
-registry scans at start-up and again once `departures` has grown since its last scan. Two
-instances may both count the same departure and both scan: harmless, scans only republish.
+instance keeps a heartbeat document in a small `instances` collection, and marks it stopped
+when it stops cleanly. One that finds another's document marked stopped, or its heartbeat stale
+(it crashed), deletes it and counts a departure; a user of the registry scans at start-up and
+again once `departures` has grown since its last scan. Only the instance whose delete removed
+the document counts it, so one departure costs the service one scan, not one per instance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from sotto_contracts.base import utc_now
 from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections
@@ -60,25 +62,45 @@ class Instances:
         await ensure_collections([self.collection])
 
     async def check(self) -> int:
-        """Beat, then forget the instances whose heartbeat is stale; how many there were."""
+        """Beat, then forget the instances that stopped or whose heartbeat is stale; how many
+        of them this instance was the one to forget."""
         now = self._clock()
         await self.collection.update_one(
             {"_id": self.instance_id}, {"$set": {"beat_at": now}}, upsert=True
         )
-        stale_before = now - self._stale_after
+        departed_filter = {
+            "$or": [
+                {"stopped_at": {"$exists": True}},
+                {"beat_at": {"$lt": now - self._stale_after}},
+            ]
+        }
         departed = [
             document["_id"]
-            async for document in self.collection.find({}, max_time_ms=SCAN_TIME_LIMIT_MS)
-            if document["_id"] != self.instance_id and document["beat_at"] < stale_before
+            async for document in self.collection.find(
+                departed_filter, {"_id": 1}, max_time_ms=SCAN_TIME_LIMIT_MS
+            )
+            if document["_id"] != self.instance_id
         ]
-        if departed:
-            await self.collection.delete_many({"_id": {"$in": departed}})
-            self.departures += len(departed)
-            logger.info("instances departed", extra={"count": len(departed)})
-        return len(departed)
+        if not departed:
+            return 0
+        # The filter again: a peer that beat since the read above is alive after all.
+        result = await self.collection.delete_many({"_id": {"$in": departed}, **departed_filter})
+        if result.deleted_count:
+            self.departures += result.deleted_count
+            logger.info("instances departed", extra={"count": result.deleted_count})
+        return result.deleted_count
 
     def start(self) -> None:
         self._periodic.start()
 
     async def stop(self) -> None:
+        """Stop beating and say so, for peers to look after what this instance leaves at their
+        next check instead of once its heartbeat goes stale. Call it once this instance writes
+        nothing more."""
         await self._periodic.stop()
+        try:
+            await self.collection.update_one(
+                {"_id": self.instance_id}, {"$set": {"stopped_at": self._clock()}}
+            )
+        except PyMongoError:
+            logger.warning("could not mark this instance stopped; peers will see it go stale")

@@ -157,6 +157,7 @@ def worker_app(
     on_startup: Sequence[Callable[[], Any]] = (),
     after_startup: Sequence[Callable[[], Any]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
+    after_shutdown: Sequence[Callable[[], Any]] = (),
     extra_routes: Sequence[tuple[str, ASGIApp]] = (),
 ) -> AsgiFastStream:
     """An ASGI app running the broker, with `/health` and AsyncAPI docs at `/docs/asyncapi`."""
@@ -197,5 +198,5 @@ def worker_app(
         on_startup=[prepare, *on_startup],
         after_startup=[*after_startup, mark_consuming],
         on_shutdown=[mark_stopping, *on_shutdown],
-        after_shutdown=[close_database],
+        after_shutdown=[*after_shutdown, close_database],
     )

@@ -77,7 +77,8 @@ class RelaySettings(ServiceSettings):
         default=30.0,
         gt=0,
         description=(
-            "An instance without a heartbeat for this long has departed: a live one then looks "
-            "for what it left (unpublished events, reminders only it knew of)."
+            "An instance without a heartbeat for this long has departed (one that stops "
+            "cleanly says so at once): a live one then looks for what it left (unpublished "
+            "events, reminders only it knew of)."
         ),
     )

@@ -166,7 +166,6 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         await announcements.stop()
         await scheduler.stop()
         await relay.stop()
-        await instances.stop()
 
     return worker_app(
         runtime,
@@ -174,4 +173,5 @@ def create_app(settings: ConversationsSettings | None = None) -> AsgiFastStream:
         on_startup=[prepare],
         after_startup=[start_background],
         on_shutdown=[stop_background],
+        after_shutdown=[instances.stop],
     )

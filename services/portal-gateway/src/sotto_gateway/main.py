@@ -221,10 +221,10 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             if indexes is not None:
                 indexes.cancel()
             await relay.stop()
-            await instances.stop()
             with contextlib.suppress(Exception):
                 await services.close()
             await runtime.broker.stop()
+            await instances.stop()
             await runtime.mongo.close()
 
     @get("/health", tags=["operations"], summary="Broker and database reachability")
