@@ -32,6 +32,7 @@ from tests.integration.conversations.conftest import (
     seed_team,
     wait_until_consuming,
 )
+from tests.support.instances import registry_entry_running_then_stopped
 from tests.support.serving import free_port
 from tests.support.waiting import eventually
 
@@ -242,9 +243,8 @@ async def test_an_instance_stopping_cleanly_marks_itself_stopped_for_its_peers(
 ) -> None:
     """Its last step, after the broker stopped: peers look for what it left at their next
     heartbeat instead of once its heartbeat goes stale."""
-    registry = parts.database[INSTANCES]
-    async with running_service(parts.settings, infra_url):
-        (entry,) = await eventually(lambda: registry.find({}).to_list(), until=bool)
-        assert "stopped_at" not in entry
-    (entry,) = await registry.find({}).to_list()
-    assert "stopped_at" in entry
+    running, stopped = await registry_entry_running_then_stopped(
+        parts.database[INSTANCES], running_service(parts.settings, infra_url)
+    )
+    assert "stopped_at" not in running
+    assert "stopped_at" in stopped

@@ -21,8 +21,8 @@ from sotto_gateway.main import create_app
 from sotto_kit.instances import INSTANCES
 from sotto_kit.mongo import Document
 from tests.integration.gateway.conftest import PRACTICE
+from tests.support.instances import registry_entry_running_then_stopped
 from tests.support.serving import serve
-from tests.support.waiting import eventually
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 SECURITY_HEADERS = {
@@ -158,9 +158,8 @@ async def test_schemathesis_soak_finds_no_server_error(
 async def test_an_instance_stopping_cleanly_marks_itself_stopped_for_its_peers(
     gateway_settings: GatewaySettings, mongo: AsyncMongoClient[Document]
 ) -> None:
-    registry = mongo[gateway_settings.database][INSTANCES]
-    async with serve(create_app(gateway_settings)):
-        (entry,) = await eventually(lambda: registry.find({}).to_list(), until=bool)
-        assert "stopped_at" not in entry
-    (entry,) = await registry.find({}).to_list()
-    assert "stopped_at" in entry
+    running, stopped = await registry_entry_running_then_stopped(
+        mongo[gateway_settings.database][INSTANCES], serve(create_app(gateway_settings))
+    )
+    assert "stopped_at" not in running
+    assert "stopped_at" in stopped
