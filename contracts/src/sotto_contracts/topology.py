@@ -30,6 +30,8 @@ PARKING_REASON_HEADER = "x-parking-reason"
 PARKING_QUEUE_HEADER = "x-original-queue"
 ORIGINAL_EXCHANGE_HEADER = "x-original-exchange"
 ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
+# On a request: when its caller stops waiting for the reply (Unix time, milliseconds).
+REPLY_DEADLINE_HEADER = "x-reply-deadline"
 
 
 def exchange_for(message_type: type[Message]) -> ExchangeName:

@@ -1,5 +1,6 @@
 """A process killed between the write and the publish still publishes after a restart; one
-stopped cleanly tells its peers at once."""
+stopped cleanly tells its peers at once; a request its caller gave up on while the service was
+down is not carried out when it comes back."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sotto_contracts.conversations import (
     ConversationKind,
+    ConversationOpened,
     MarkRead,
     MessagePosted,
     OpenConversation,
@@ -23,6 +26,7 @@ from sotto_contracts.conversations import (
     UnreadReminderDue,
 )
 from sotto_contracts.inbound import InquiryReceived
+from sotto_conversations.main import create_app
 from sotto_kit.instances import INSTANCES
 from sotto_kit.messaging import RequestTimeoutError
 from tests.integration.conversations.conftest import (
@@ -33,7 +37,7 @@ from tests.integration.conversations.conftest import (
     wait_until_consuming,
 )
 from tests.support.instances import registry_entry_running_then_stopped
-from tests.support.serving import free_port
+from tests.support.serving import free_port, serve
 from tests.support.waiting import eventually
 
 FASTSTREAM = Path(sys.executable).with_name("faststream")
@@ -248,3 +252,46 @@ async def test_an_instance_stopping_cleanly_marks_itself_stopped_for_its_peers(
     )
     assert "stopped_at" not in running
     assert "stopped_at" in stopped
+
+
+async def test_a_request_its_caller_gave_up_on_while_the_service_was_down_is_not_carried_out(
+    parts: Harness, infra_url: str
+) -> None:
+    """The caller was told it failed (the gateway answered 503), so doing it later would
+    surprise its sender, and would keep fresh requests waiting behind stale ones."""
+    harness = parts
+    async with running_service(harness.settings, infra_url):
+        team = await seed_team(harness)
+
+    def opening(conversation_id: str) -> OpenConversation:
+        return OpenConversation(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id=conversation_id,
+            subject="Plan",
+            client_id="c1",
+        )
+
+    with pytest.raises(RequestTimeoutError):
+        await harness.rpc.call(opening("conv-abandoned"), timeout=1)
+
+    async with (
+        serve(create_app(harness.settings)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        await wait_until_consuming(infra_url, harness.settings.topology)
+
+        async def expired() -> dict[str, int]:
+            counts: dict[str, int] = (await http.get("/health")).json()["messages"]["expired"]
+            return counts
+
+        await eventually(
+            expired,
+            until=lambda counts: counts.get(OpenConversation.ROUTING_KEY) == 1,
+            what="the abandoned request dropped",
+        )
+        await harness.ok(opening("conv-fresh"), ThreadView)
+    threads = harness.database["threads"]
+    assert await threads.count_documents({"conversation_id": "conv-abandoned"}) == 0
+    assert await threads.count_documents({"conversation_id": "conv-fresh"}) == 1
+    assert harness.events.of(ConversationOpened, conversation_id="conv-abandoned") == []

@@ -1,6 +1,6 @@
 """HTTP hygiene: problem+json, security headers, request ids, OpenAPI, 503 when MongoDB is away,
-a schemathesis run over the published schema that must find no server error, and a clean
-stop that tells the other instances."""
+a saturated instance refusing one request more at once, a schemathesis run over the published
+schema that must find no server error, and a clean stop that tells the other instances."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ from sotto_kit.mongo import Document
 from tests.integration.gateway.conftest import PRACTICE
 from tests.support.instances import registry_entry_running_then_stopped
 from tests.support.serving import serve
+from tests.support.waiting import eventually
 
+IN_PROGRESS = 'sotto_gateway_requests_in_progress{app_name="gateway"}'
+REFUSED_BUSY = 'sotto_gateway_requests_refused_busy_total{app_name="gateway"}'
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
@@ -108,6 +111,59 @@ async def test_database_outage_answers_503_with_retry_after(
         health = await http.get("/health")
         assert health.status_code == 503
         assert health.json()["database"] == "down"
+
+
+async def test_a_saturated_instance_refuses_one_request_more_at_once(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A database that takes connections and never answers holds every admitted request; the
+    one past `max_requests_in_progress` is answered 503 busy at once, and the metrics say so."""
+    held_connections: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held_connections.append(writer)
+
+    silent_database = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent_database.sockets[0].getsockname()[1]
+    settings: GatewaySettings = make_settings(
+        GatewaySettings,
+        "gateway",
+        state_dir=tmp_path,
+        mongodb_url=f"mongodb://127.0.0.1:{port}/?directConnection=true",
+        mongo_timeout_ms=6000,
+        max_requests_in_progress=2,
+    )
+    sign_in = "/api/portal/calm-waters/sign-in"
+    email = {"email": "a@example.org"}
+    async with (
+        serve(create_app(settings), health_path="/schema/openapi.json") as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+
+        async def metrics() -> str:
+            exposition = (await http.get("/metrics")).text
+            return "\n".join(line for line in exposition.splitlines() if "_gateway_" in line)
+
+        held = [asyncio.create_task(http.post(sign_in, json=email)) for _ in range(2)]
+        await eventually(
+            metrics,
+            until=lambda text: f"{IN_PROGRESS} 2.0" in text,
+            what="two requests admitted",
+        )
+        refused = await http.post(sign_in, json=email)
+        assert not any(task.done() for task in held)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "busy"
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["x-content-type-options"] == "nosniff"
+        assert f"{REFUSED_BUSY} 1.0" in await metrics()
+        for answer in await asyncio.gather(*held):
+            assert answer.json()["code"] == "service_unavailable"
+        assert f"{IN_PROGRESS} 0.0" in await metrics()
+    for connection in held_connections:
+        connection.close()
+    silent_database.close()
 
 
 async def run_schemathesis(base_url: str, settings: GatewaySettings, examples: int) -> None:

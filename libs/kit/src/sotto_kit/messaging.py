@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from sotto_contracts.base import Message, Problem, Reply
 from sotto_contracts.topology import Topology
+from sotto_kit.deadlines import deadline_header
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -167,8 +168,9 @@ class RpcClient:
             exchange = await channel.get_exchange(
                 self._topology.exchange_of(type(request)).name, ensure=False
             )
-            trace_headers: dict[str, Any] = {}
-            propagate.inject(trace_headers)  # nothing unless a span is active (tracing on)
+            wait = timeout or self._timeout
+            headers: dict[str, Any] = deadline_header(wait)
+            propagate.inject(headers)  # nothing unless a span is active (tracing on)
             await exchange.publish(
                 aio_pika.Message(
                     request.model_dump_json().encode(),
@@ -177,11 +179,11 @@ class RpcClient:
                     message_id=str(request.message_id),
                     reply_to=DIRECT_REPLY_TO,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    headers=trace_headers or None,
+                    headers=headers,
                 ),
                 routing_key=request.ROUTING_KEY,
             )
-            body = await asyncio.wait_for(future, timeout or self._timeout)
+            body = await asyncio.wait_for(future, wait)
         except TimeoutError as error:
             raise RequestTimeoutError(request.ROUTING_KEY) from error
         except (AMQPException, ConnectionError, RuntimeError, OSError) as error:

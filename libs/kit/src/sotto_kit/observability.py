@@ -36,6 +36,12 @@ class Metrics:
             ["app_name", "routing_key"],
             registry=self.registry,
         )
+        self.expired = Counter(
+            "sotto_requests_expired_total",
+            "Requests dropped unanswered because their caller had stopped waiting.",
+            ["app_name", "routing_key"],
+            registry=self.registry,
+        )
         self.parking_depth = Gauge(
             "sotto_parking_queue_depth",
             "Messages waiting in this service's parking queue.",
@@ -48,6 +54,9 @@ class Metrics:
 
     def count_retried(self, routing_key: str) -> None:
         self.retried.labels(app_name=self.service, routing_key=routing_key).inc()
+
+    def count_expired(self, routing_key: str) -> None:
+        self.expired.labels(app_name=self.service, routing_key=routing_key).inc()
 
     def set_parking_depth(self, depth: int) -> None:
         self.parking_depth.labels(app_name=self.service).set(depth)

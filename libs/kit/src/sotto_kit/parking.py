@@ -70,6 +70,7 @@ class ConsumerStats:
         self.consumed: Counter[str] = Counter()
         self.parked: Counter[str] = Counter()
         self.retried: Counter[str] = Counter()
+        self.expired: Counter[str] = Counter()
         self._metrics = metrics
 
     def count_consumed(self, routing_key: str) -> None:
@@ -85,11 +86,17 @@ class ConsumerStats:
         if self._metrics is not None:
             self._metrics.count_retried(routing_key)
 
+    def count_expired(self, routing_key: str) -> None:
+        self.expired[routing_key] += 1
+        if self._metrics is not None:
+            self._metrics.count_expired(routing_key)
+
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {
             "consumed": dict(self.consumed),
             "parked": dict(self.parked),
             "retried": dict(self.retried),
+            "expired": dict(self.expired),
         }
 
 

@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.subscriptions import SUBSCRIPTIONS
 from sotto_contracts.topology import Topology
+from sotto_kit.deadlines import expired_requests_middleware
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document, connect, is_reachable
@@ -101,6 +102,7 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
         middlewares=[
             *metrics.broker_middlewares(),
             parking_middleware(service, topology, stats, park, send_reply),
+            expired_requests_middleware(stats),
         ],
         graceful_timeout=15.0,
         fail_fast=False,

@@ -51,6 +51,17 @@ class GatewaySettings(RelaySettings):
         ),
     )
     max_request_bytes: int = Field(default=64_000, ge=1024)
+    max_requests_in_progress: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Requests one instance answers at once (health, metrics, static files and the "
+            "schema aside). One more is refused at once with 503 `busy` and Retry-After, so "
+            "under overload the admitted requests keep their latency instead of all of them "
+            "queueing until they time out. Size it as the requests per second one instance "
+            "sustains times the latency you accept."
+        ),
+    )
     sign_in_emails_per_address: int = Field(
         default=3,
         ge=1,

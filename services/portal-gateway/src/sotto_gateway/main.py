@@ -19,7 +19,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import REGISTRY, Counter, Gauge, generate_latest
 from pymongo.errors import PyMongoError
 
 from sotto_contracts.base import Message
@@ -42,6 +42,7 @@ from sotto_gateway.adapters.tokens import StaffTokenVerifier
 from sotto_gateway.api.auth import SESSION_COOKIE
 from sotto_gateway.api.client import ClientController
 from sotto_gateway.api.middleware import (
+    Admission,
     add_security_headers,
     header_limit_middleware,
     install_request_id_logging,
@@ -57,7 +58,7 @@ from sotto_gateway.pages import pages_router
 from sotto_kit.instances import Instances
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import RpcClient
-from sotto_kit.observability import METRICS_CONTENT_TYPE
+from sotto_kit.observability import METRICS_CONTENT_TYPE, Metrics
 from sotto_kit.outbox import OutboxRelay
 from sotto_kit.runtime import Runtime, create_runtime, declare_topology
 
@@ -147,6 +148,24 @@ def token_paths(app: Litestar) -> list[str]:
     return [route.path_format for route in app.routes if TOKEN_PARAMETER in route.path_parameters]
 
 
+def _admission(limit: int, metrics: Metrics) -> Admission:
+    """The admission limit, with its count and its refusals on the metrics endpoint."""
+    refused = Counter(
+        "sotto_gateway_requests_refused_busy_total",
+        "Requests answered 503 busy: the instance was answering max_requests_in_progress.",
+        ["app_name"],
+        registry=metrics.registry,
+    ).labels(app_name=metrics.service)
+    admission = Admission(limit, on_refused=refused.inc)
+    Gauge(
+        "sotto_gateway_requests_in_progress",
+        "Requests this instance is answering, as max_requests_in_progress counts them.",
+        ["app_name"],
+        registry=metrics.registry,
+    ).labels(app_name=metrics.service).set_function(lambda: admission.in_progress)
+    return admission
+
+
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
@@ -184,6 +203,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         publisher=runtime.publisher,
         limiter=MovingWindowRateLimiter(MemoryStorage()),
     )
+
+    admission = _admission(settings.max_requests_in_progress, runtime.metrics)
 
     async def ensure_indexes() -> bool:
         try:
@@ -254,7 +275,12 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[header_limit_middleware, request_id_middleware, http_metrics.middleware],
+        middleware=[
+            header_limit_middleware,
+            request_id_middleware,
+            http_metrics.middleware,
+            admission.middleware,
+        ],
         plugins=_tracing(runtime.metrics.tracer_provider),
         logging_config=None,
         before_send=[add_security_headers],

@@ -7,6 +7,8 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable
+from http import HTTPStatus
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -101,6 +103,33 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADER_COUNT = 100
 
 
+async def send_problem(
+    send: Send, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> None:
+    """A problem+json answer sent from ASGI middleware, before any route runs."""
+    body = json.dumps(
+        {
+            "type": f"urn:sotto:problem:{code}",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": detail,
+            "code": code,
+        }
+    ).encode()
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            *((name.encode(), value.encode()) for name, value in (headers or {}).items()),
+        ],
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
+
+
 def header_limit_middleware(app: ASGIApp) -> ASGIApp:
     """Refuses oversized or too many request headers with 431 before any work is done."""
 
@@ -109,31 +138,49 @@ def header_limit_middleware(app: ASGIApp) -> ASGIApp:
             headers = list(scope.get("headers", []))
             size = sum(len(name) + len(value) for name, value in headers)
             if len(headers) > MAX_HEADER_COUNT or size > MAX_HEADER_BYTES:
-                body = json.dumps(
-                    {
-                        "type": "urn:sotto:problem:headers_too_large",
-                        "title": "Request Header Fields Too Large",
-                        "status": 431,
-                        "detail": "The request headers are too large.",
-                        "code": "headers_too_large",
-                    }
-                ).encode()
-                start: HTTPResponseStartEvent = {
-                    "type": "http.response.start",
-                    "status": 431,
-                    "headers": [
-                        (b"content-type", b"application/problem+json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-                await send(start)
-                end: HTTPResponseBodyEvent = {
-                    "type": "http.response.body",
-                    "body": body,
-                    "more_body": False,
-                }
-                await send(end)
+                await send_problem(
+                    send, 431, "headers_too_large", "The request headers are too large."
+                )
                 return
         await app(scope, receive, send)
 
     return middleware
+
+
+BUSY_RETRY_AFTER_SECONDS = 1
+UNLIMITED_PATHS = ("/health", "/metrics", "/static/", "/schema")
+
+
+class Admission:
+    """At most `limit` requests are answered at once; one more is refused at once with 503
+    `busy` and Retry-After. When the system behind the gateway is saturated, the requests it
+    admits keep their latency and the rest learn so in a millisecond, instead of every request
+    queueing until it times out. Health, metrics, static files and the schema are not counted."""
+
+    def __init__(self, limit: int, on_refused: Callable[[], None] = lambda: None) -> None:
+        self.limit = limit
+        self.in_progress = 0
+        self._on_refused = on_refused
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP or scope["path"].startswith(UNLIMITED_PATHS):
+                await app(scope, receive, send)
+                return
+            if self.in_progress >= self.limit:
+                self._on_refused()
+                await send_problem(
+                    send,
+                    503,
+                    "busy",
+                    "The portal is busy right now; try again in a moment.",
+                    {"retry-after": str(BUSY_RETRY_AFTER_SECONDS)},
+                )
+                return
+            self.in_progress += 1
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.in_progress -= 1
+
+        return middleware
