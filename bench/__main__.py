@@ -169,6 +169,8 @@ def read_figures(ours: ReadFigures, bare: ReadFigures, seconds: float) -> list[F
     return [
         Figure(scenario, f"p99 ms open loop {ours.open_loop_rate:.0f}/s", ours.p99_ms,
                bare.p99_ms, "bare Litestar, same uvicorn", "<= 25 ms", extra=extra),
+        Figure(scenario, f"refused 503 at once, of {requests}", float(ours.refused),
+               float(bare.refused), "bare Litestar, same uvicorn", "0"),
         Figure(scenario, f"failed/timed out of {requests} (10 s)", float(ours.errors),
                float(bare.errors), "bare Litestar, same uvicorn", "0"),
         Figure(scenario, f"max req/s ({ours.tool})", ours.max_per_second, bare.max_per_second,
@@ -390,6 +392,7 @@ async def measure_repeated(
         achieved_per_second=statistics.median(run.achieved_per_second for run in runs),
         p50_ms=statistics.median(run.p50_ms for run in runs),
         p99_ms=statistics.median(run.p99_ms for run in runs),
+        refused=round(statistics.median(run.refused for run in runs)),
         errors=round(statistics.median(run.errors for run in runs)),
         max_per_second=statistics.median(run.max_per_second for run in runs),
         tool=runs[0].tool,

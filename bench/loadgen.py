@@ -17,6 +17,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -117,7 +118,8 @@ class LoadResult:
     offered_per_second: float | None
     achieved_per_second: float
     ok: int
-    errors: int
+    refused: int  # 503: the server said at once that it is busy
+    errors: int  # timeouts, broken connections and any other answer
     p50_ms: float
     p99_ms: float
 
@@ -131,37 +133,47 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def _summary(
-    mode: str, offered: float | None, latencies: list[float], errors: int, elapsed: float
+    mode: str,
+    offered: float | None,
+    latencies: list[float],
+    refused: int,
+    errors: int,
+    elapsed: float,
 ) -> LoadResult:
     return LoadResult(
         mode=mode,
         offered_per_second=offered,
         achieved_per_second=len(latencies) / elapsed if elapsed > 0 else 0.0,
         ok=len(latencies),
+        refused=refused,
         errors=errors,
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
     )
 
 
+def _failures(statuses: Counter[int]) -> tuple[int, int]:
+    """(refused, errors) of the answers by status; 0 stands for no answer at all."""
+    refused = statuses[503]
+    return refused, sum(statuses.values()) - statuses[200] - refused
+
+
 async def open_loop(pool: HttpPool, path: str, rate: float, duration: float) -> LoadResult:
     """`rate` requests/s for `duration` s, each sent at its scheduled time."""
     latencies: list[float] = []
-    errors = 0
+    statuses: Counter[int] = Counter()
     total = int(rate * duration)
     started = time.perf_counter()
 
     async def one(scheduled: float) -> None:
-        nonlocal errors
         try:
             response = await asyncio.wait_for(pool.request("GET", path), REQUEST_TIMEOUT)
         except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
-            errors += 1
+            statuses[0] += 1
             return
+        statuses[response.status] += 1
         if response.status == 200:
             latencies.append(time.perf_counter() - scheduled)
-        else:
-            errors += 1
 
     tasks = []
     for index in range(total):
@@ -171,32 +183,30 @@ async def open_loop(pool: HttpPool, path: str, rate: float, duration: float) -> 
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(scheduled)))
     await asyncio.gather(*tasks)
-    return _summary("open", rate, latencies, errors, time.perf_counter() - started)
+    return _summary("open", rate, latencies, *_failures(statuses), time.perf_counter() - started)
 
 
 async def closed_loop(pool: HttpPool, path: str, connections: int, duration: float) -> LoadResult:
     """`connections` clients, each sending its next request as soon as the last one answers."""
     latencies: list[float] = []
-    errors = 0
+    statuses: Counter[int] = Counter()
     deadline = time.perf_counter() + duration
 
     async def client() -> None:
-        nonlocal errors
         while time.perf_counter() < deadline:
             sent = time.perf_counter()
             try:
                 response = await asyncio.wait_for(pool.request("GET", path), REQUEST_TIMEOUT)
             except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
-                errors += 1
+                statuses[0] += 1
                 continue
+            statuses[response.status] += 1
             if response.status == 200:
                 latencies.append(time.perf_counter() - sent)
-            else:
-                errors += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(connections)))
-    return _summary("closed", None, latencies, errors, time.perf_counter() - started)
+    return _summary("closed", None, latencies, *_failures(statuses), time.perf_counter() - started)
 
 
 def _headers(values: list[str]) -> dict[str, str]:

@@ -46,6 +46,7 @@ class ReadFigures:
     achieved_per_second: float
     p50_ms: float
     p99_ms: float
+    refused: int
     errors: int
     max_per_second: float
     tool: str
@@ -141,6 +142,7 @@ async def measure(target: Target, rate: float, seconds: float) -> ReadFigures:
         achieved_per_second=opened["achieved_per_second"],
         p50_ms=opened["p50_ms"],
         p99_ms=opened["p99_ms"],
+        refused=int(opened["refused"]),
         errors=int(opened["errors"]),
         max_per_second=maximum,
         tool=tool,
