@@ -55,8 +55,9 @@ class GatewaySettings(RelaySettings):
         default=100,
         ge=1,
         description=(
-            "Requests one instance answers at once (health, metrics, static files and the "
-            "schema aside). One more is refused at once with 503 `busy` and Retry-After, so "
+            "API requests (`/api/`) one instance answers at once; pages, static files, health "
+            "and metrics are not counted. One more is refused at once with 503 `busy` and "
+            "Retry-After, so "
             "under overload the admitted requests keep their latency instead of all of them "
             "queueing until they time out. Size it as the requests per second one instance "
             "sustains times the latency you accept."

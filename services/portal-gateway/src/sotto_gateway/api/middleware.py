@@ -148,14 +148,15 @@ def header_limit_middleware(app: ASGIApp) -> ASGIApp:
 
 
 BUSY_RETRY_AFTER_SECONDS = 1
-UNLIMITED_PATHS = ("/health", "/metrics", "/static/", "/schema")
+LIMITED_PATHS = "/api/"
 
 
 class Admission:
-    """At most `limit` requests are answered at once; one more is refused at once with 503
+    """At most `limit` API requests are answered at once; one more is refused at once with 503
     `busy` and Retry-After. When the system behind the gateway is saturated, the requests it
     admits keep their latency and the rest learn so in a millisecond, instead of every request
-    queueing until it times out. Health, metrics, static files and the schema are not counted."""
+    queueing until it times out. Only `/api/` does work behind the gateway: pages, static
+    files, health, metrics and the schema are answered from the process and not counted."""
 
     def __init__(self, limit: int, on_refused: Callable[[], None] = lambda: None) -> None:
         self.limit = limit
@@ -164,7 +165,7 @@ class Admission:
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP or scope["path"].startswith(UNLIMITED_PATHS):
+            if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(LIMITED_PATHS):
                 await app(scope, receive, send)
                 return
             if self.in_progress >= self.limit:
