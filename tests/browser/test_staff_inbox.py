@@ -1,14 +1,15 @@
 """The reference staff inbox in a real browser: filters, paging, notes, tasks, copy as text,
-remove, unread, archive."""
+remove, unread, archive, and a busy gateway waited out."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import (
     CLIENT,
@@ -302,3 +303,38 @@ async def test_the_inbox_pages_through_more_conversations_than_one_page_holds(
     await page.get_by_role("button", name="Apply filters").click()
     await expect(inbox).to_have_count(25)
     await expect(inbox.first).to_contain_text("Paged 26")
+
+
+async def test_the_inbox_waits_out_a_busy_gateway_and_asks_again(
+    practice: Practice, new_page: NewPage
+) -> None:
+    """A 503 `busy` was refused before any work, so the page waits its Retry-After and asks
+    again instead of showing an error."""
+    await practice.send_secure_message("busy-1", "Asked twice", "Hello.")
+    refused: list[str] = []
+
+    async def busy_once(route: Route) -> None:
+        if refused:
+            await route.continue_()
+            return
+        refused.append(route.request.url)
+        problem = {
+            "type": "urn:sotto:problem:busy",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "The portal is busy right now; try again in a moment.",
+            "code": "busy",
+        }
+        await route.fulfill(
+            status=503,
+            headers={"Retry-After": "1", "Content-Type": "application/problem+json"},
+            body=json.dumps(problem),
+        )
+
+    page = await new_page(DESKTOP)
+    await page.route(re.compile(r"/api/staff/inbox\?"), busy_once)
+    await sign_in(page, practice, CLINICIAN)
+    inbox = page.locator("#inbox").get_by_role("button")
+    await expect(inbox.filter(has_text="Asked twice")).to_have_count(1)
+    assert len(refused) == 1
+    await expect(page.get_by_text("The portal is busy")).to_have_count(0)

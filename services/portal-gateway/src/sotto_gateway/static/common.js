@@ -20,7 +20,26 @@ export function cookie(name) {
   return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
 }
 
-export async function api(method, path, { body, headers = {} } = {}) {
+// A 503 "busy" was refused before any work was done, so any call may be sent again after it.
+const BUSY_RETRIES = 2;
+const LONGEST_BUSY_WAIT_SECONDS = 5;
+
+export async function api(method, path, options = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    const answer = await apiOnce(method, path, options);
+    if (answer.busyRetryAfter === null || attempt === BUSY_RETRIES) return answer;
+    await new Promise((resolve) => window.setTimeout(resolve, answer.busyRetryAfter * 1000));
+  }
+}
+
+function busyRetryAfter(response, data) {
+  if (response.status !== 503 || !data || data.code !== "busy") return null;
+  const header = response.headers.get("Retry-After");
+  const seconds = header === null ? Number.NaN : Number(header);
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds, LONGEST_BUSY_WAIT_SECONDS) : 1;
+}
+
+async function apiOnce(method, path, { body, headers = {} }) {
   const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -30,7 +49,7 @@ export async function api(method, path, { body, headers = {} } = {}) {
   try {
     response = await fetch(path, init);
   } catch {
-    return { ok: false, status: 0, data: { detail: "The service cannot be reached. Check your connection and try again." } };
+    return { ok: false, status: 0, busyRetryAfter: null, data: { detail: "The service cannot be reached. Check your connection and try again." } };
   }
   const text = await response.text();
   let data = null;
@@ -41,7 +60,7 @@ export async function api(method, path, { body, headers = {} } = {}) {
       data = { detail: text };
     }
   }
-  return { ok: response.ok, status: response.status, data };
+  return { ok: response.ok, status: response.status, busyRetryAfter: busyRetryAfter(response, data), data };
 }
 
 export function problemText(answer, fallback = "Something went wrong. Please try again.") {
