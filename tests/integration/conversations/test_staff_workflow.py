@@ -22,6 +22,7 @@ from sotto_contracts.conversations import (
     GetThread,
     InboxPage,
     InboxView,
+    ListClientConversations,
     MarkRead,
     MarkUnread,
     MessagePosted,
@@ -120,7 +121,8 @@ async def test_reads_by_other_fields_than_the_id_carry_a_time_limit(
     async with running_service(parts.settings, infra.rabbitmq_url):
         team = await seed_team(parts)
         await open_with(parts, team, "older", "Scheduling")
-        await parts.ok(inbox(team.manager, view=InboxView.OTHERS), InboxPage)
+        await open_with(parts, team, "newer", "Homework")
+        await parts.ok(inbox(team.manager, view=InboxView.OTHERS, page_size=1), InboxPage)
 
     commands = [json.loads(line) for line in log.read_text().splitlines()]
     scans = [
@@ -135,6 +137,49 @@ async def test_reads_by_other_fields_than_the_id_carry_a_time_limit(
         ("find", "threads"),
     }
     assert [c for c in scans if not c["time_limited"]] == []
+
+
+def thread_counts(log: Path, database: str) -> int:
+    """How many times the threads were counted (a second scan on FerretDB) since `log` began."""
+    commands = [json.loads(line) for line in log.read_text().splitlines()]
+    return sum(
+        1
+        for command in commands
+        if command["db"] == database
+        and (command["command"], command["collection"])
+        in {("aggregate", "threads"), ("count", "threads")}
+    )
+
+
+async def test_a_first_inbox_page_that_holds_everything_is_not_counted_again(
+    parts: Harness, infra: Infrastructure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting the threads reads them all once more on FerretDB: the total of a first page
+    shorter than the page size is its length, and only a longer listing is counted."""
+    log = tmp_path / "conversations-commands.jsonl"
+    monkeypatch.setenv(COMMAND_LOG_ENV, str(log))
+    database = parts.settings.database
+    async with running_service(parts.settings, infra.rabbitmq_url):
+        team = await seed_team(parts)
+        for number in range(3):
+            await open_with(parts, team, f"conversation-{number}", f"Subject {number}")
+
+        counted_before = thread_counts(log, database)
+        whole = await parts.ok(inbox(team.primary, page_size=5), InboxPage)
+        assert (len(whole.items), whole.total) == (3, 3)
+        assert thread_counts(log, database) == counted_before
+
+        first = await parts.ok(inbox(team.primary, page_size=2), InboxPage)
+        last = await parts.ok(inbox(team.primary, page=2, page_size=2), InboxPage)
+        assert (len(first.items), first.total, len(last.items), last.total) == (2, 3, 1, 3)
+        assert ids(first) + ids(last) == ids(whole)
+        assert thread_counts(log, database) == counted_before + 2
+
+        listed = await parts.ok_list(
+            ListClientConversations(practice_id=PRACTICE, actor=team.client), ConversationSummary
+        )
+        assert len(listed) == 3
+        assert thread_counts(log, database) == counted_before + 2
 
 
 async def test_inbox_views_filters_search_and_paging(harness: Harness, team: Team) -> None:

@@ -543,7 +543,7 @@ class Conversations:
         nobody on the team can see any more goes to whoever takes over
         (`_rehome_if_orphaned`), with a reminder when it holds what they have not read."""
         settings = await self._settings(practice_id)
-        threads, _ = await self._store.find_threads({"practice_id": practice_id, **query})
+        threads = await self._store.find_threads({"practice_id": practice_id, **query})
 
         async def apply(thread: Thread) -> tuple[None, Change]:
             change = Change()
@@ -1212,7 +1212,7 @@ class Conversations:
         actor = await self._actor(request.practice_id, request.actor)
         if actor.staff is not None:
             raise RefusalError("clients_only", "use the inbox for team members", 403)
-        threads, _ = await self._store.find_threads(
+        threads = await self._store.find_threads(
             {"practice_id": request.practice_id, "participant_keys": actor.key}
         )
         return [domain.summary(thread, actor.key) for thread in threads]
@@ -1249,7 +1249,7 @@ class Conversations:
         if request.search:
             pattern = search_pattern(request.search)
             query["$or"] = [{"client_name": pattern}, {"bodies": pattern}, {"subject": pattern}]
-        threads, total = await self._store.find_threads(
+        threads, total = await self._store.page_of_threads(
             query, skip=(request.page - 1) * request.page_size, limit=request.page_size
         )
         if not staff.is_admin:  # "mine" too: someone taken off a client's care loses its threads
@@ -1290,7 +1290,7 @@ class Conversations:
         client = await self._store.client(request.practice_id, request.client_id)
         if client is None or not (staff.may_view_others or staff.has_access_to(client)):
             raise not_found("client")
-        threads, _ = await self._store.find_threads(
+        threads = await self._store.find_threads(
             {"practice_id": request.practice_id, "client_id": request.client_id}
         )
         threads.sort(key=lambda t: t.created_at)
@@ -1313,7 +1313,7 @@ class Conversations:
                 request.practice_id, clinician_id=request.clinician_id
             )
             query["client_id"] = {"$in": [client.client_id for client in clients]}
-        threads, _ = await self._store.find_threads(query)
+        threads = await self._store.find_threads(query)
         threads.sort(key=lambda t: t.created_at)
         names = await self._names(*threads)
         return build_archive(request.practice_id, threads, names, request.password, self._clock())
@@ -1519,7 +1519,7 @@ class Conversations:
         """The inquiry of someone not a client yet, whom a response goes to by email alone."""
         if await self._store.client(event.practice_id, event.client_id) is not None:
             return None
-        inquiries, _ = await self._store.find_threads(
+        inquiries = await self._store.find_threads(
             {
                 "practice_id": event.practice_id,
                 "client_id": event.client_id,

@@ -513,12 +513,8 @@ class ConversationStore:
     async def publish_inserted(self, documents: Sequence[Document], inserted: set[str]) -> None:
         await _publish_inserted(self.threads, self._publisher, documents, inserted)
 
-    async def find_threads(
-        self, query: Document, *, skip: int = 0, limit: int = 0
-    ) -> tuple[list[Thread], int]:
-        total = await self.threads.count_documents(query, maxTimeMS=SCAN_TIME_LIMIT_MS)
-        if skip and skip >= total:  # also keeps absurd page numbers away from the 64-bit skip
-            return [], total
+    async def find_threads(self, query: Document, *, skip: int = 0, limit: int = 0) -> list[Thread]:
+        """Threads matching `query`, most recent activity first."""
         cursor = (
             self.threads.find(query, max_time_ms=SCAN_TIME_LIMIT_MS)
             .sort("last_activity_at", DESCENDING)
@@ -526,7 +522,28 @@ class ConversationStore:
         )
         if limit:
             cursor = cursor.limit(limit)
-        return [thread_from(document, for_update=False) async for document in cursor], total
+        return [thread_from(document, for_update=False) async for document in cursor]
+
+    async def page_of_threads(
+        self, query: Document, *, skip: int, limit: int
+    ) -> tuple[list[Thread], int]:
+        """One page of `find_threads` and how many threads match in all.
+
+        Counting is a second read of the whole collection on FerretDB, so it is left out where
+        the page itself tells: a first page shorter than `limit` is everything there is.
+        """
+        if not skip:
+            threads = await self.find_threads(query, limit=limit)
+            if len(threads) < limit:
+                return threads, len(threads)
+            return threads, await self._count_threads(query)
+        total = await self._count_threads(query)
+        if skip >= total:  # also keeps absurd page numbers away from the 64-bit skip
+            return [], total
+        return await self.find_threads(query, skip=skip, limit=limit), total
+
+    async def _count_threads(self, query: Document) -> int:
+        return await self.threads.count_documents(query, maxTimeMS=SCAN_TIME_LIMIT_MS)
 
     # ------------------------------------------------------------------------- people
 
