@@ -9,7 +9,9 @@ And `{_id: {$in: [...]}}` is looked up by index; it must still match exactly wha
 On FerretDB's PostgreSQL backend (`SOTTO_FERRETDB_HANDLER=postgresql`) two more patches compare
 `_id` by equality and push `$in` down, so its `_id` index serves them: the same assertions
 cover them. A last patch makes each update and findAndModify read and write the document as one
-step (upstream lost concurrent updates). The same assertions hold on MongoDB.
+step (upstream lost concurrent updates). And a string condition on any other top-level field
+is checked by SQLite in the stored JSON before FerretDB decodes a document, so a scan skips
+what cannot match at a fraction of the cost. The same assertions hold on MongoDB.
 """
 
 from __future__ import annotations
@@ -96,6 +98,56 @@ async def test_id_in_matches_exactly_the_listed_documents(
     deleted = await documents.delete_many({"_id": {"$in": ["d3", "d4"]}})
     assert deleted.deleted_count == 2
     assert await documents.count_documents({}) == 48
+
+
+async def test_string_filters_on_other_fields_match_exactly_what_mongodb_does(
+    mongo: AsyncMongoClient[Document], namespace: str
+) -> None:
+    """A string condition on a top-level field is pushed down to SQLite as "the stored JSON
+    holds that string": it may only skip documents that cannot match."""
+    collection = mongo[f"{namespace}_fields"]["threads"]
+    await ensure_collections([collection])
+    await collection.insert_many(
+        [
+            {"_id": "plain", "owner": "ana", "kind": "client"},
+            {"_id": "listed", "owner": ["bo", "ana"], "kind": "client"},
+            {"_id": "objects", "owner": [{"name": "ana"}], "kind": "client"},
+            {"_id": "inside", "owner": {"name": "ana"}, "kind": "client"},
+            {"_id": "number", "owner": 5, "kind": "staff"},
+            {"_id": "quoted", "owner": 'a "b" \\ c \u00e9', "kind": "staff"},
+            {"_id": "missing", "kind": "staff"},
+            {"_id": "dashed", "odd-name": "ana", "kind": "staff"},
+            {"_id": "elsewhere", "note": "ana", "owner": "bo", "kind": "staff"},
+            {"_id": "markup", "owner": "<a&b> \u2028 \U0001f600", "kind": "staff"},
+        ]
+    )
+
+    async def ids(query: Document) -> list[str]:
+        return sorted([document["_id"] async for document in collection.find(query)])
+
+    assert await ids({"owner": "ana"}) == ["listed", "plain"]
+    assert await ids({"owner": "ana", "kind": "client"}) == ["listed", "plain"]
+    assert await ids({"owner": "ana", "kind": "staff"}) == []
+    assert await ids({"owner": "5"}) == []
+    assert await ids({"owner": 5}) == ["number"]
+    assert await ids({"owner": 'a "b" \\ c \u00e9'}) == ["quoted"]
+    assert await ids({"owner": "<a&b> \u2028 \U0001f600"}) == ["markup"]
+    assert await ids({"owner": "ana", "$comment": "not a condition"}) == ["listed", "plain"]
+    assert await ids({"owner.name": "ana"}) == ["inside", "objects"]
+    assert await ids({"odd-name": "ana"}) == ["dashed"]
+    assert await ids({"owner": ["bo", "ana"]}) == ["listed"]
+    assert await ids({"owner": {"$ne": "ana"}, "kind": "client"}) == ["inside", "objects"]
+    assert await ids({"_id": "listed", "owner": "ana"}) == ["listed"]
+    assert await ids({"_id": "plain", "owner": "bo"}) == []
+    assert await collection.count_documents({"owner": "ana"}) == 2
+
+    updated = await collection.update_many({"owner": "ana"}, {"$set": {"seen": True}})
+    assert updated.modified_count == 2
+    assert await ids({"seen": True}) == ["listed", "plain"]
+    deleted = await collection.delete_many({"kind": "client", "owner": "bo"})
+    assert deleted.deleted_count == 1
+    assert await ids({"kind": "client"}) == ["inside", "objects", "plain"]
+    await mongo.drop_database(f"{namespace}_fields")
 
 
 async def test_command_log_records_shapes_not_values(
