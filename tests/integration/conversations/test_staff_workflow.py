@@ -110,6 +110,11 @@ def ids(page: InboxPage) -> list[str]:
     return [item.conversation_id for item in page.items]
 
 
+def logged_commands(log: Path) -> list[dict[str, Any]]:
+    """The service's database commands, as `COMMAND_LOG_ENV` wrote them."""
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
 async def test_reads_by_other_fields_than_the_id_carry_a_time_limit(
     parts: Harness, infra: Infrastructure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,10 +129,9 @@ async def test_reads_by_other_fields_than_the_id_carry_a_time_limit(
         await open_with(parts, team, "newer", "Homework")
         await parts.ok(inbox(team.manager, view=InboxView.OTHERS, page_size=1), InboxPage)
 
-    commands = [json.loads(line) for line in log.read_text().splitlines()]
     scans = [
         command
-        for command in commands
+        for command in logged_commands(log)
         if command["db"] == parts.settings.database
         and command["command"] in ("find", "aggregate", "findAndModify")
         and "_id" not in command["filter"].split(",")
@@ -141,10 +145,9 @@ async def test_reads_by_other_fields_than_the_id_carry_a_time_limit(
 
 def thread_counts(log: Path, database: str) -> int:
     """How many times the threads were counted (a second scan on FerretDB) since `log` began."""
-    commands = [json.loads(line) for line in log.read_text().splitlines()]
     return sum(
         1
-        for command in commands
+        for command in logged_commands(log)
         if command["db"] == database
         and (command["command"], command["collection"])
         in {("aggregate", "threads"), ("count", "threads")}
