@@ -307,10 +307,14 @@ async def test_taking_a_clinician_off_a_clients_care_hands_their_threads_on_at_o
 
     [handed] = await harness.events.wait_for(ConversationAssigned, conversation_id="moved")
     assert (handed["assignee_id"], handed["previous_assignee_id"]) == ("dr-primary", "dr-other")
-    reminded = await harness.events.wait_for(
-        UnreadReminderDue, conversation_id="moved", posted_message_id="m-unread"
-    )
-    assert {event["recipient"]["id"] for event in reminded} == {"dr-other", "dr-primary"}
+    # Dr. Other's reminder came with the message; Dr. Primary's is scheduled by the handover.
+    primary = {"kind": "staff", "id": "dr-primary"}
+    await harness.events.wait_for(UnreadReminderDue, conversation_id="moved", recipient=primary)
+    reminded = harness.events.of(UnreadReminderDue, conversation_id="moved")
+    assert {(e["recipient"]["id"], e["posted_message_id"]) for e in reminded} == {
+        ("dr-other", "m-unread"),
+        ("dr-primary", "m-unread"),
+    }
     mine = await harness.ok(inbox(team.primary), InboxPage)
     assert (ids(mine), [item.unread for item in mine.items]) == (["moved"], [True])
     # An update that leaves the care as it is moves nothing again.
