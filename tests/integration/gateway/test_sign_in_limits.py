@@ -40,6 +40,10 @@ async def test_an_address_gets_three_sign_in_emails_and_its_last_link_stays_vali
     # nothing sent and nothing stored for the fourth request of either address
     assert await database["sign_in_links"].count_documents({"recipient": {"$ne": None}}) == 3
     assert await database["sign_in_links"].count_documents({"recipient": None}) == 3
+    # each newer link replaced the one before, for the unknown address as for the known one
+    for recipient in ({"$ne": None}, None):
+        replaced = {"recipient": recipient, "replaced": True}
+        assert await database["sign_in_links"].count_documents(replaced) == 2
     commands = await notifications.wait_for(SEND, count=3, where=is_sign_in)
     assert len(commands) == 3
     tokens = [command["link_url"].rsplit("/sign-in/", 1)[1] for command in commands]

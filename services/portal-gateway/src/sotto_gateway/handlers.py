@@ -543,7 +543,13 @@ class Portal:
             recipient=known.ref if known else None,
             notification_id=notification_id if known else None,
         )
-        recipient_key = person_key(known.ref) if known else f"unknown:{link_id}"
+        # An unknown address's newer link replaces its older one too, so a repeated request
+        # writes alike whether or not the address is known (no timing difference to probe).
+        recipient_key = (
+            person_key(known.ref)
+            if known
+            else f"unknown:{token_digest(self._link_key, normalize_email(email))}"
+        )
         document = {
             "_id": link_id,
             "practice_id": practice.practice_id,
