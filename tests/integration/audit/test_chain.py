@@ -133,12 +133,21 @@ async def test_two_instances_keep_one_valid_chain_and_a_standby_takes_over(
             for practice_id in ("north", "south"):
                 await _stored(records, practice_id, per_batch)
             async with httpx.AsyncClient() as http:
-                counts = [
-                    (await http.get(f"{url[0]}/health")).json()["messages"]["consumed"]
-                    for url in (active, standby)
-                ]
-            assert counts[0].get(LinkOpened.ROUTING_KEY, 0) == 2 * per_batch
-            assert counts[1].get(LinkOpened.ROUTING_KEY, 0) == 0, "the standby stays idle"
+
+                async def consumed(urls: list[str]) -> int:
+                    report = (await http.get(f"{urls[0]}/health")).json()
+                    return int(report["messages"]["consumed"].get(LinkOpened.ROUTING_KEY, 0))
+
+                # Records are stored before their batch moves the watermark, then each
+                # delivery is counted.
+                active_count = await eventually(
+                    lambda: consumed(active),
+                    until=lambda count: count >= 2 * per_batch,
+                    what="every event counted",
+                )
+                standby_count = await consumed(standby)
+            assert active_count == 2 * per_batch
+            assert standby_count == 0, "the standby stays idle"
         finally:
             await active_stack.aclose()
 

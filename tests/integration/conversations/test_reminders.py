@@ -189,7 +189,8 @@ async def test_reminders_survive_a_restart_and_two_instances_never_double(
             await harness.ok(
                 post(team.primary, conversation_id, f"m-{conversation_id}"), MessageView
             )
-        await harness.events.wait_for(UnreadReminderDue, count=13)
+        for conversation_id in conversation_ids:
+            await harness.events.wait_for(UnreadReminderDue, conversation_id=conversation_id)
         await open_conversation(harness, team, "marker")
         await harness.ok(post(team.primary, "marker", "m-marker"), MessageView)
         await harness.events.wait_for(UnreadReminderDue, conversation_id="marker")

@@ -7,10 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.common import NotificationKind, StaffRole
 from sotto_contracts.inbound import ClientUpserted, StaffUpserted
+from sotto_conversations.config import ConversationsSettings
 from sotto_gateway.config import GatewaySettings
+from sotto_kit.mongo import Document
 from tests.integration.gateway.conftest import CLIENT_BIRTHDAY, PRACTICE
 from tests.integration.gateway.support import (
     SEND,
@@ -280,6 +284,9 @@ async def test_client_chooses_whom_to_start_with_and_conversations_refuses_the_r
     gateway_settings: GatewaySettings,
     world: dict[str, Any],
     notifications: Watch,
+    database: AsyncDatabase[Document],
+    mongo: AsyncMongoClient[Document],
+    conversations_settings: ConversationsSettings,
 ) -> None:
     more = [
         StaffUpserted(
@@ -321,6 +328,21 @@ async def test_client_chooses_whom_to_start_with_and_conversations_refuses_the_r
         return {member["staff_id"] for member in members}
 
     await eventually(team, until=lambda ids: {"sched1", "sched2"} <= ids, what="schedulers")
+    # Casey's record comes on another of the gateway's queues, and conversations, which gives
+    # the answers below, reads the same events from its own queue.
+    await eventually(
+        lambda: database["people"].count_documents({"_id": f"{PRACTICE}|client|c3"}),
+        until=lambda count: count == 1,
+        what="Casey projected",
+    )
+    conversations_people = mongo[conversations_settings.database]["people"]
+    await eventually(
+        lambda: conversations_people.count_documents(
+            {"_id": {"$in": [f"{PRACTICE}:staff:sched2", f"{PRACTICE}:client:c3"]}}
+        ),
+        until=lambda count: count == 2,
+        what="sched2 and Casey in conversations",
+    )
 
     await sign_in(portal, notifications, "alex@example.org")
     listed = await portal.get("/api/client/recipients")

@@ -271,6 +271,15 @@ async def test_the_team_list_names_colleagues_without_their_addresses(
 ) -> None:
     manager = Staff(http, gateway_settings, "manager1")
     await manager.ok("PUT", "/api/staff/team/clin2/messaging", {"enabled": False})
+    # Conversations switches clin2 off at once; the gateway's copy follows its event, which
+    # comes on another queue than biller2's update below.
+    await eventually(
+        lambda: database["people"].count_documents(
+            {"person_id": "clin2", "messaging_enabled": False}
+        ),
+        until=lambda count: count == 1,
+        what="clin2 switched off",
+    )
     leaver = next(event for event in world["staff"] if event.staff_id == "biller2")
     fresh = {"message_id": uuid.uuid4(), "occurred_at": datetime.now(UTC)}
     await broker.publish(leaver.model_copy(update={"active": False, **fresh}))
