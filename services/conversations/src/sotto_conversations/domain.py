@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import emoji
@@ -53,6 +54,7 @@ def key_of(ref: ParticipantRef) -> str:
     return f"{ref.kind.value}:{ref.id}"
 
 
+@lru_cache(maxsize=65_536)  # refs are frozen; a 50-message GET built ~150 of them
 def ref_of(key: str) -> ParticipantRef:
     kind, _, identifier = key.partition(":")
     return ParticipantRef(kind=ParticipantKind(kind), id=identifier)
