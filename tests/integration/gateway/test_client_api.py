@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from sotto_contracts.common import NotificationKind, StaffRole
 from sotto_contracts.inbound import ClientUpserted, StaffUpserted
+from sotto_conversations.adapters.store import person_id
 from sotto_conversations.config import ConversationsSettings
 from sotto_gateway.config import GatewaySettings
 from sotto_kit.mongo import Document
@@ -336,10 +337,9 @@ async def test_client_chooses_whom_to_start_with_and_conversations_refuses_the_r
         what="Casey projected",
     )
     conversations_people = mongo[conversations_settings.database]["people"]
+    sched2_and_casey = [person_id(PRACTICE, "staff", "sched2"), person_id(PRACTICE, "client", "c3")]
     await eventually(
-        lambda: conversations_people.count_documents(
-            {"_id": {"$in": [f"{PRACTICE}:staff:sched2", f"{PRACTICE}:client:c3"]}}
-        ),
+        lambda: conversations_people.count_documents({"_id": {"$in": sched2_and_casey}}),
         until=lambda count: count == 2,
         what="sched2 and Casey in conversations",
     )
