@@ -307,6 +307,7 @@ class LinkStore:
         self.sign_in_link_uses = database["sign_in_link_uses"]
         self.notices = database["notices"]
         self.removed_messages = database["removed_messages"]
+        self._removed_reads = FindBatcher(self.removed_messages, projection={"_id": 1})
         self._writer = writer
 
     @property
@@ -371,10 +372,7 @@ class LinkStore:
         await insert_new(self.removed_messages, [{"_id": f"{practice_id}|{posted_message_id}"}])
 
     async def was_removed(self, practice_id: str, posted_message_id: str) -> bool:
-        found = await self.removed_messages.find_one(
-            {"_id": f"{practice_id}|{posted_message_id}"}, {"_id": 1}
-        )
-        return found is not None
+        return await self._removed_reads.find(f"{practice_id}|{posted_message_id}") is not None
 
     async def links_for_message(self, practice_id: str, posted_message_id: str) -> list[SecureLink]:
         cursor = self.links.find(
