@@ -1,4 +1,5 @@
-"""Health reports a database outage and recovers by itself when the database is back."""
+"""Health reports a database outage and recovers by itself when the database is back; what
+the database acknowledged before it crashed is still there afterwards."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from sotto_audit.config import AuditSettings
 from sotto_audit.main import create_app
+from sotto_kit.mongo import Document, ensure_collections
 from tests.support.infra import INFRA_SCRIPT, REPO, Infrastructure
 from tests.support.serving import serve
 from tests.support.waiting import eventually
@@ -24,6 +27,11 @@ def database_stopped() -> Iterator[None]:
         yield
     finally:
         subprocess.run([str(INFRA_SCRIPT), "start-db"], check=True, cwd=REPO)
+
+
+def crash_and_restart_database() -> None:
+    subprocess.run([str(INFRA_SCRIPT), "stop-db", "--kill"], check=True, cwd=REPO)
+    subprocess.run([str(INFRA_SCRIPT), "start-db"], check=True, cwd=REPO)  # waits for a ping
 
 
 async def test_health_reports_database_down_then_recovers(
@@ -45,3 +53,23 @@ async def test_health_reports_database_down_then_recovers(
         with database_stopped():
             await eventually(health, until=lambda h: h == (503, "down"), what="db down")
         await eventually(health, until=lambda h: h == (200, "ok"), what="db back", timeout=60)
+
+
+async def test_writes_acknowledged_before_the_database_crashes_survive_it(
+    infra: Infrastructure, mongo: AsyncMongoClient[Document], namespace: str
+) -> None:
+    """The local FerretDB commits without an fsync each time (SQLite's WAL with
+    synchronous=NORMAL): a crash of FerretDB itself must still lose nothing it acknowledged."""
+    if not infra.local:
+        pytest.fail("this test kills the local FerretDB; run it against scripts/infra")
+    collection = mongo[f"{namespace}_crash"]["acknowledged"]
+    await ensure_collections([collection])
+    for batch in range(20):
+        await collection.insert_many([{"_id": f"{batch}-{n}"} for n in range(10)])
+    await collection.update_one({"_id": "19-9"}, {"$set": {"last": True}})
+
+    crash_and_restart_database()
+
+    assert await collection.count_documents({}) == 200
+    assert await collection.find_one({"_id": "19-9"}) == {"_id": "19-9", "last": True}
+    await mongo.drop_database(f"{namespace}_crash")
