@@ -10,27 +10,30 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 import uuid
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import aio_pika.exceptions
-import httpx
-import uvicorn
+from pymongo.asynchronous.collection import AsyncCollection
 
 from sotto_audit.adapters.store import AuditStore
 from sotto_audit.config import AuditSettings
 from sotto_audit.domain import GENESIS, project, seal
-from sotto_audit.main import create_app
 from sotto_contracts.base import utc_now
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import LinkOpened
-from sotto_kit.mongo import connect
+from sotto_kit.mongo import Document, connect
+from tests.support.amqp import delete_namespace
+from tests.support.processes import ServiceProcess
+from tests.support.serving import free_port
+from tests.support.system import WORKERS
 
 EVENTS = int(os.environ.get("BENCH_AUDIT_EVENTS", "3000"))
+LOGS = Path(__file__).resolve().parents[1] / "test-output" / "bench"
 PRACTICES = 4
 GOAL_RATIO = 0.6
 
@@ -45,13 +48,6 @@ def _events(count: int) -> list[LinkOpened]:
         )
         for n in range(count)
     ]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def _raw_insert_rate(settings: AuditSettings, events: list[LinkOpened]) -> float:
@@ -78,25 +74,36 @@ async def _raw_insert_rate(settings: AuditSettings, events: list[LinkOpened]) ->
         await client.close()
 
 
+async def _stored(heads: AsyncCollection[Document]) -> int:
+    """Records acknowledged so far: the sum of the practices' watermarks, read by `_id` (a
+    count of the records would scan them on FerretDB, competing with the service it times)."""
+    practices = [f"practice-{n}" for n in range(PRACTICES)]
+    return sum([document["sequence"] async for document in heads.find({"_id": {"$in": practices}})])
+
+
 async def _audit_rate(settings: AuditSettings, events: list[LinkOpened]) -> float:
-    """Events/s from the first publish until the audit service has stored them all."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    """Events/s from the first publish until the audit service, a process of its own as in
+    production, has stored them all."""
+    service = ServiceProcess.worker(
+        "audit",
+        WORKERS["audit"],
+        free_port(),
+        {
+            **os.environ,
+            "RABBITMQ_URL": settings.rabbitmq_url,
+            "MONGODB_URL": settings.mongodb_url,
+            "SOTTO_NAMESPACE": settings.namespace,
+            "AUDIT_DATABASE": settings.database,
+            "LOG_LEVEL": "WARNING",
+        },
+        LOGS / f"{settings.namespace}-audit.log",
     )
-    serving = asyncio.create_task(server.serve())
     client = connect(settings.mongodb_url)
-    records = client[settings.database]["records"]
+    heads = client[settings.database]["heads"]
     connection = await aio_pika.connect_robust(settings.rabbitmq_url)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            while True:
-                try:
-                    if (await http.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+        service.start()
+        await service.wait_healthy(timeout=180)
         events_queue = settings.topology.work_queue("audit", "events", "#").name
         while True:  # health answers before the subscriber consumes
             probe = await connection.channel()
@@ -121,14 +128,16 @@ async def _audit_rate(settings: AuditSettings, events: list[LinkOpened]) -> floa
             )
         )
         while True:
-            if await records.count_documents({}) >= len(events):
+            if await _stored(heads) >= len(events):
                 break
             await asyncio.sleep(0.1)
         return len(events) / (time.perf_counter() - started)
     finally:
         await connection.close()
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
+        service.stop()
+        await asyncio.to_thread(
+            delete_namespace, os.environ.get("RABBITMQ_MANAGEMENT_URL"), settings.namespace
+        )
         await client.drop_database(settings.database)
         await client.close()
 

@@ -32,7 +32,7 @@ from sotto_kit.mongo import connect
 from sotto_notifier.composing import compose_email
 from sotto_notifier.domain import draft_email
 from sotto_notifier.rendering import TemplateCatalogue
-from tests.support.amqp import publish_many
+from tests.support.amqp import delete_namespace, publish_many
 from tests.support.processes import ServiceProcess
 from tests.support.serving import free_port
 from tests.support.system import WORKERS
@@ -44,6 +44,7 @@ MONGODB_URL = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/")
 SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
 SMTP_PORT = int(os.environ.get("SMTP_PORT", "1025"))
 SMTP_CATCHER_URL = os.environ.get("SMTP_CATCHER_URL", "http://127.0.0.1:8025")
+RABBITMQ_MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL")
 
 
 async def forget_emails(marker: str) -> None:
@@ -161,6 +162,9 @@ async def notifier_rate(count: int, instances: int, pool_size: int, prefetch: in
     finally:
         for process in processes:
             process.stop()
+        # Left behind, each run's quorum queues would hold file handles of RabbitMQ 3.10's
+        # limited pool until no connection could open (see bench/README.md, sixteenth round).
+        await asyncio.to_thread(delete_namespace, RABBITMQ_MANAGEMENT_URL, namespace)
         await mongo.drop_database(f"{namespace}_notifier")
         await mongo.close()
         await forget_emails(namespace)
