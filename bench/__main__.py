@@ -54,8 +54,8 @@ SCALING: tuple[dict[str, int], ...] = (
     {"notifier": 2, "conversations": 2},
 )
 SMTP_CONNECTIONS = 4
-# A standalone repetition (notifier, audit) that takes longer has hung: the local RabbitMQ
-# under gVisor sometimes stops answering AMQP handshakes, and nothing in it would time out.
+# A standalone repetition (notifier, audit) that takes longer has hung: a broker that stops
+# answering AMQP handshakes (RabbitMQ 3.10 out of file handles did) makes nothing time out.
 REPETITION_TIMEOUT_SECONDS = 900.0
 
 T = TypeVar("T")

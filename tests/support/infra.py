@@ -116,7 +116,8 @@ def broker_answers(url: str, timeout: float = 5.0) -> bool:
 
 
 def heal_local_broker(found: Infrastructure) -> None:
-    """RabbitMQ 3.10 under gVisor can stop answering AMQP; the local script restarts it."""
+    """A RabbitMQ that stops answering AMQP (3.10 did when quorum queues had reserved all of
+    its file handles, before `scripts/infra` raised its open-file limit) is restarted."""
     if found.local and INFRA_SCRIPT.exists() and not broker_answers(found.rabbitmq_url):
         subprocess.run([str(INFRA_SCRIPT), "up"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
 
