@@ -1,5 +1,6 @@
-"""The standalone scenarios' repetitions: a broker that stops answering under one run (seen
-with RabbitMQ under gVisor) must cost that run, not the whole scenario or a hung `make bench`."""
+"""The standalone scenarios' repetitions: a broker that stops answering under one run (as
+RabbitMQ 3.10 did, out of file handles) must cost that run, not the whole scenario or a hung
+`make bench`."""
 
 from __future__ import annotations
 
