@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from bench.catcher import Catcher
+from bench.catcher import Catcher, Receipt
 from bench.practice import BenchPractice, owner_pool
 from tests.support.system import RunningSystem
 
@@ -67,9 +67,23 @@ def _is_only(recipients: list[str], practice: BenchPractice, index: int) -> bool
 
 
 async def fan_out(system: RunningSystem, practice: BenchPractice, catcher: Catcher) -> FanoutResult:
+    return await checked(practice, catcher, *await announce_and_wait(system, practice, catcher))
+
+
+async def announce_and_wait(
+    system: RunningSystem, practice: BenchPractice, catcher: Catcher
+) -> tuple[float, list[Receipt]]:
+    """When the announcement was posted, and the receipts of its emails (all, or those the
+    wait saw)."""
     timeout = max(120.0, SECONDS_PER_THOUSAND_ALLOWED * practice.clients / 1000)
     posted_at = await _announce(system, practice)
-    receipts = await catcher.wait_for(practice, practice.clients, timeout, poll=1.0)
+    return posted_at, await catcher.wait_for(practice, practice.clients, timeout, poll=1.0)
+
+
+async def checked(
+    practice: BenchPractice, catcher: Catcher, posted_at: float, receipts: list[Receipt]
+) -> FanoutResult:
+    """The figures, once every email's envelope is checked; the emails are deleted."""
     last = max((receipt.accepted_at for receipt in receipts), default=posted_at)
     envelopes = await catcher.envelope_recipients([receipt.message_id for receipt in receipts])
     single = sum(

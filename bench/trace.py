@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.trace [--messages 5] [--gap 1.0]
     .venv/bin/python -m bench.trace --read [--seconds 5]
     .venv/bin/python -m bench.trace --e2e 20 [--seconds 5]
+    .venv/bin/python -m bench.trace --fanout 3000
     .venv/bin/python -m bench.trace --db-log /tmp/ops.jsonl [--read]   (+ bench.db_ops summary)
 
 Starts the whole system on a fresh namespace (like `make bench`), seeds a few clients, then
@@ -11,7 +12,8 @@ answered, when each event and command of that conversation reached the broker (a
 bound to the events and commands exchanges) and when the catcher accepted the email.
 With `--read`: the CPU seconds each process (services, FerretDB, RabbitMQ) spends per staff GET
 of a 50-message thread under `wrk -c8`: which process the read path's cost lands on. With
-`--e2e RATE`: the same per staff message, POST to email, offered at RATE/s.
+`--e2e RATE`: the same per staff message, POST to email, offered at RATE/s. With
+`--fanout N`: the same per email of an announcement to N clients (the SMTP catcher counted too).
 Not a benchmark: a diagnosis aid.
 """
 
@@ -37,6 +39,7 @@ from bench.catcher import Catcher
 from bench.cpu import FERRETDB_PATTERN, cpu_seconds, pids_of
 from bench.db_ops import summary
 from bench.e2e import run_step
+from bench.fanout import announce_and_wait, checked
 from bench.practice import BenchPractice, drop_namespace, owner_pool, seed, system_for
 from bench.read_path import build_thread, ensure_wrk, gateway_target
 from sotto_kit.mongo import COMMAND_LOG_ENV
@@ -138,7 +141,11 @@ def _processes(system: RunningSystem) -> dict[str, int]:
         for name, service in system.services.items()
         if service.process is not None
     }
-    for name, pattern in (("ferretdb", FERRETDB_PATTERN), ("rabbitmq", "beam.smp")):
+    for name, pattern in (
+        ("ferretdb", FERRETDB_PATTERN),
+        ("rabbitmq", "beam.smp"),
+        ("catcher", "smtp_catcher"),
+    ):
         processes.update({f"{name}-{pid}": pid for pid in pids_of(pattern)})
     return processes
 
@@ -203,12 +210,29 @@ async def e2e_cost(infra: Infrastructure, rate: float, seconds: float) -> None:
         await drop_namespace(infra, namespace)
 
 
+async def fanout_cost(infra: Infrastructure, clients: int) -> None:
+    """CPU per email of an announcement to `clients` clients, from the POST to the last email."""
+    namespace = f"trace{uuid.uuid4().hex[:8]}"
+    practice = BenchPractice(f"{namespace}-p", clients)
+    catcher = Catcher(infra.smtp_api_url)
+    try:
+        async with system_for(infra, namespace) as system:
+            await seed(infra, system, practice)
+            async with _cpu_cost(system, "announcement emails") as counted:
+                posted_at, receipts = await announce_and_wait(system, practice, catcher)
+                counted.append(len(receipts))
+            print(json.dumps(asdict(await checked(practice, catcher, posted_at, receipts))))
+    finally:
+        await drop_namespace(infra, namespace)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=5)
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--read", action="store_true")
     parser.add_argument("--e2e", type=float, metavar="RATE", help="CPU per message at RATE/s")
+    parser.add_argument("--fanout", type=int, metavar="N", help="CPU per email, to N clients")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--db-log", type=Path, help="log every service's database commands here")
     args = parser.parse_args()
@@ -219,6 +243,8 @@ def main() -> None:
             asyncio.run(read_cost(infra, args.seconds))
         elif args.e2e:
             asyncio.run(e2e_cost(infra, args.e2e, args.seconds))
+        elif args.fanout:
+            asyncio.run(fanout_cost(infra, args.fanout))
         else:
             asyncio.run(trace(infra, args.messages, args.gap))
 
