@@ -30,6 +30,7 @@ class TemplateCatalogue:
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             keep_trailing_newline=True,
+            auto_reload=False,  # templates ship with the package: no file check per email
         )
         for template in allowlist:
             for file_format in FORMATS:
