@@ -170,60 +170,60 @@ async def _cpu_cost(system: RunningSystem, unit: str) -> AsyncIterator[list[int]
     _print_db_ops(log_offset, units)
 
 
-async def read_cost(infra: Infrastructure, seconds: float) -> None:
+@asynccontextmanager
+async def _seeded_system(
+    infra: Infrastructure, clients: int
+) -> AsyncIterator[tuple[RunningSystem, BenchPractice]]:
+    """The whole system on a fresh namespace with a practice of `clients` seeded clients; the
+    namespace is dropped afterwards."""
     namespace = f"trace{uuid.uuid4().hex[:8]}"
-    practice = BenchPractice(f"{namespace}-p", 2)
-    wrk = ensure_wrk()
-    assert wrk is not None, "wrk is needed"
+    practice = BenchPractice(f"{namespace}-p", clients)
     try:
         async with system_for(infra, namespace) as system:
             await seed(infra, system, practice)
-            conversation_id, _ = await build_thread(system, practice)
-            target = gateway_target(system, practice, conversation_id)
-            headers = [option for header in target.headers for option in ("-H", header)]
-            command = [wrk, "-t1", "-c8", f"-d{max(1, round(seconds))}s", *headers, target.url]
-            async with _cpu_cost(system, "GETs of a 50-message thread") as counted:
-                output = (
-                    await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
-                ).stdout
-                found = re.search(r"(\d+) requests in", output)
-                counted.append(int(found.group(1)) if found else 0)
-                print(output)
+            yield system, practice
     finally:
         await drop_namespace(infra, namespace)
+
+
+async def read_cost(infra: Infrastructure, seconds: float) -> None:
+    wrk = ensure_wrk()
+    assert wrk is not None, "wrk is needed"
+    async with _seeded_system(infra, 2) as (system, practice):
+        conversation_id, _ = await build_thread(system, practice)
+        target = gateway_target(system, practice, conversation_id)
+        headers = [option for header in target.headers for option in ("-H", header)]
+        command = [wrk, "-t1", "-c8", f"-d{max(1, round(seconds))}s", *headers, target.url]
+        async with _cpu_cost(system, "GETs of a 50-message thread") as counted:
+            output = (
+                await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+            ).stdout
+            found = re.search(r"(\d+) requests in", output)
+            counted.append(int(found.group(1)) if found else 0)
+            print(output)
 
 
 async def e2e_cost(infra: Infrastructure, rate: float, seconds: float) -> None:
     """CPU per staff message, POST to email, at a fixed offered rate (the e2e scenario's step)."""
-    namespace = f"trace{uuid.uuid4().hex[:8]}"
-    count = max(1, int(rate * seconds))
-    practice = BenchPractice(f"{namespace}-p", count + 2)
     catcher = Catcher(infra.smtp_api_url)
-    try:
-        async with system_for(infra, namespace) as system:
-            await seed(infra, system, practice)
-            async with _cpu_cost(system, "staff messages, POST to email") as counted:
-                step = await run_step(system, practice, catcher, rate, seconds)
-                counted.append(step.delivered)
-                print(json.dumps(asdict(step)))
-    finally:
-        await drop_namespace(infra, namespace)
+    clients = max(1, int(rate * seconds)) + 2
+    async with (
+        _seeded_system(infra, clients) as (system, practice),
+        _cpu_cost(system, "staff messages, POST to email") as counted,
+    ):
+        step = await run_step(system, practice, catcher, rate, seconds)
+        counted.append(step.delivered)
+        print(json.dumps(asdict(step)))
 
 
 async def fanout_cost(infra: Infrastructure, clients: int) -> None:
     """CPU per email of an announcement to `clients` clients, from the POST to the last email."""
-    namespace = f"trace{uuid.uuid4().hex[:8]}"
-    practice = BenchPractice(f"{namespace}-p", clients)
     catcher = Catcher(infra.smtp_api_url)
-    try:
-        async with system_for(infra, namespace) as system:
-            await seed(infra, system, practice)
-            async with _cpu_cost(system, "announcement emails") as counted:
-                posted_at, receipts = await announce_and_wait(system, practice, catcher)
-                counted.append(len(receipts))
-            print(json.dumps(asdict(await checked(practice, catcher, posted_at, receipts))))
-    finally:
-        await drop_namespace(infra, namespace)
+    async with _seeded_system(infra, clients) as (system, practice):
+        async with _cpu_cost(system, "announcement emails") as counted:
+            posted_at, receipts = await announce_and_wait(system, practice, catcher)
+            counted.append(len(receipts))
+        print(json.dumps(asdict(await checked(practice, catcher, posted_at, receipts))))
 
 
 def main() -> None:
