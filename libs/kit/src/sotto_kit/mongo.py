@@ -45,8 +45,9 @@ def connect(url: str, *, timeout_ms: int = 3000) -> AsyncMongoClient[Document]:
 
 
 class CommandShapeLog(monitoring.CommandListener):
-    """A diagnostic (bench/db_ops.py): each command's database, collection, filter field names
-    and duration, appended as JSON lines; never a value, so nothing private is written."""
+    """A diagnostic (bench/db_ops.py): each command's database, collection, filter field names,
+    how many `_id`s a find asks for, and duration, appended as JSON lines; never a value, so
+    nothing private is written."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -60,6 +61,7 @@ class CommandShapeLog(monitoring.CommandListener):
             "collection": str(command.get(event.command_name, "")),
             "filter": _filter_shape(event.command_name, command),
             "time_limited": "maxTimeMS" in command,
+            "ids": _ids_asked_for(event.command_name, command),
         }
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
@@ -93,6 +95,16 @@ def _filter_shape(name: str, command: Document) -> str:
     if name == "insert":
         return f"n={len(command.get('documents', []))}"
     return ""
+
+
+def _ids_asked_for(name: str, command: Document) -> int | None:
+    """1 for a find by one `_id`, N for `_id: {$in: [N values]}`, None for any other command."""
+    if name != "find":
+        return None
+    wanted = command.get("filter", {}).get("_id")
+    if isinstance(wanted, dict) and isinstance(wanted.get("$in"), list):
+        return len(wanted["$in"])
+    return None if wanted is None or isinstance(wanted, dict) else 1
 
 
 async def is_reachable(database: AsyncDatabase[Document]) -> bool:
