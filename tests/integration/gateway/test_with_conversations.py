@@ -280,3 +280,44 @@ async def test_a_prospect_gets_the_inquiry_response_by_email_and_the_portal_once
     )
     token = link["link_url"].rsplit("/sign-in/", 1)[1]
     assert (await http.post(f"/api/portal/sign-in/{token}")).status_code == 200
+
+
+async def test_an_inquiry_from_someone_not_yet_a_client_opens_for_its_clinician_and_managers(
+    http: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    world: dict[str, Any],
+    broker: support.Broker,
+) -> None:
+    """A prospect has no client record (none at all when the inquiry gave no address), so no
+    team member "has access" to them: who sees the inquiry is conversations' assignment and
+    view rules alone."""
+    for inquiry_id, email in (("inq-anonymous", None), ("inq-with-address", "sam@example.org")):
+        await broker.publish(
+            InquiryReceived(
+                practice_id=PRACTICE,
+                inquiry_id=inquiry_id,
+                client_id=f"prospect-{inquiry_id}",
+                display_name="Sam Prospect",
+                email=email,
+                clinician_id="clin2",
+                body="Do you see couples?",
+            )
+        )
+
+    async def inquiries() -> list[dict[str, Any]]:
+        answer = await http.get(
+            "/api/staff/inbox", headers=staff_headers(gateway_settings, "clin2")
+        )
+        assert answer.status_code == 200, answer.text
+        return [item for item in answer.json()["items"] if item["kind"] == "inquiry"]
+
+    listed = await eventually(inquiries, until=lambda items: len(items) == 2, what="2 inquiries")
+    for conversation_id in (item["conversation_id"] for item in listed):
+        path = f"/api/staff/conversations/{conversation_id}"
+        for staff_id in ("clin2", "owner1", "manager1"):
+            answer = await http.get(path, headers=staff_headers(gateway_settings, staff_id))
+            assert answer.status_code == 200, (staff_id, answer.text)
+            assert answer.json()["messages"][0]["body"] == "Do you see couples?"
+        # a clinician it is not assigned to, without permission to view others', sees nothing
+        answer = await http.get(path, headers=staff_headers(gateway_settings, "clin1"))
+        assert answer.status_code == 404

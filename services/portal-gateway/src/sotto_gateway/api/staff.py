@@ -24,6 +24,7 @@ from sotto_contracts.conversations import (
     AddNote,
     AnnouncementResult,
     AssignConversation,
+    ConversationKind,
     CopyMessages,
     CreateTask,
     ExportPractice,
@@ -119,6 +120,7 @@ async def _require_participants_access(
 
 
 class _ConversationHead(BaseModel):
+    kind: ConversationKind
     client_id: str | None
     unread: bool
 
@@ -139,9 +141,25 @@ async def _thread(
         GetThread(practice_id=staff.practice_id, actor=staff.ref, conversation_id=conversation_id)
     )
     head = _ThreadHead.model_validate_json(thread)
-    if head.conversation.client_id is not None:
-        await _require_client_access(gateway, staff, head.conversation.client_id)
+    conversation = head.conversation
+    if conversation.client_id is not None and not await _from_a_prospect(
+        gateway, staff, conversation
+    ):
+        await _require_client_access(gateway, staff, conversation.client_id)
     return head, thread
+
+
+async def _from_a_prospect(
+    gateway: Gateway, staff: StaffPrincipal, conversation: _ConversationHead
+) -> bool:
+    """An inquiry from someone who is no client yet: no team member has access to them, so
+    conversations' assignment and view rules alone decide who sees it."""
+    if conversation.kind is not ConversationKind.INQUIRY or conversation.client_id is None:
+        return False
+    person = await gateway.portal.person(
+        staff.practice_id, ParticipantRef(kind=ParticipantKind.CLIENT, id=conversation.client_id)
+    )
+    return person is None or person.prospect
 
 
 async def _command_on(
