@@ -16,8 +16,13 @@ help:
 	@echo "make bench   performance scenarios with same-run baselines"
 	@echo "make docs    regenerate OpenAPI and AsyncAPI documents into docs/"
 
+# pip first; a Debian system Python refuses it (PEP 668) or has no pip: then a user install, else
+# uv's own installer (both put uv in ~/.local/bin).
 uv:
-	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] \
+		|| python3 -m pip install --quiet uv 2>/dev/null \
+		|| python3 -m pip install --quiet --user --break-system-packages uv 2>/dev/null \
+		|| curl -LsSf https://astral.sh/uv/install.sh | sh
 
 bootstrap: uv
 	@$(UV) sync --all-packages --locked --quiet

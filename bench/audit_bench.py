@@ -1,6 +1,6 @@
 """Audit ingest: events/s through RabbitMQ into the hash-chained store, against a raw insert loop.
 
-Run alone with `.venv/bin/python bench/audit_bench.py`, or `await audit_bench()` from the harness.
+Run alone with `.venv/bin/python -m bench.audit_bench`, or `await audit_bench()` from the harness.
 Both sides write the same documents (projected and sealed audit records) into the same database
 server, into collections with the same indexes, in the same run.
 """

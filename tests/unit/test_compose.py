@@ -51,3 +51,15 @@ def test_mongodb_runs_as_a_replica_set(compose: dict[str, Any]) -> None:
     assert "--replSet" in compose["services"]["mongodb"]["command"]
     env = compose["services"]["conversations"]["environment"]
     assert "replicaSet=" in env["MONGODB_URL"]
+
+
+def test_the_gateway_keeps_its_development_signing_key_in_a_volume_it_may_write(
+    compose: dict[str, Any],
+) -> None:
+    """Without an identity provider the gateway generates a key pair in its state directory;
+    the image runs as a non-root user in `/`, so the default relative directory is unwritable."""
+    gateway = compose["services"]["portal-gateway"]
+    state_dir = gateway["environment"]["GATEWAY_STATE_DIR"]
+    assert any(volume.endswith(f":{state_dir}") for volume in gateway["volumes"])
+    dockerfile = (REPO / "services/portal-gateway/Dockerfile").read_text()
+    assert f"install -d -o sotto {state_dir}" in dockerfile
