@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -113,6 +114,16 @@ async def is_reachable(database: AsyncDatabase[Document]) -> bool:
     except PyMongoError:
         return False
     return True
+
+
+async def wait_until_reachable(database: AsyncDatabase[Document], at_most_seconds: float) -> None:
+    """Return once the database answers a ping, or after about `at_most_seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + at_most_seconds
+    while not await is_reachable(database):
+        if loop.time() >= deadline:
+            return
+        await asyncio.sleep(1.0)
 
 
 async def ensure_collections(collections: Iterable[AsyncCollection[Document]]) -> None:

@@ -3,8 +3,11 @@
 A message that can never succeed (undecodable, fails its contract, or refused by a handler
 with `PoisonMessageError`) is parked at once and acked. One naming something not known yet
 (`NotYetKnownError`: its event may still be on its way) is retried a few times, then parked
-with its reason. Any other error is nacked and retried by RabbitMQ until the quorum queue's
-delivery limit dead-letters it to the same parking queue.
+with its reason. Any other error returns the message to its queue with `basic.reject`, which
+counts a delivery on every RabbitMQ version (from 4.3, `basic.nack` does not), until the quorum
+queue's delivery limit dead-letters it to the same parking queue. While the database is
+unreachable, the message is held until it answers again (up to `DATABASE_WAIT_SECONDS`), so an
+outage spends one delivery per wait, not one every few seconds.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 from fast_depends.exceptions import ValidationError as DependencyValidationError
 from faststream import BaseMiddleware
 from faststream._internal.context.repository import ContextRepo
+from faststream.exceptions import RejectMessage
 from faststream.message import StreamMessage
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 
 from sotto_contracts.base import Problem, Reply
 from sotto_contracts.topology import (
@@ -36,6 +41,7 @@ logger = logging.getLogger(__name__)
 RETRY_PAUSE_SECONDS = 1.0
 MAX_REASON_LENGTH = 2000
 NOT_YET_KNOWN_DELIVERIES = 5
+DATABASE_WAIT_SECONDS = 60.0
 
 
 class PoisonMessageError(Exception):
@@ -52,6 +58,18 @@ def delivery_count(raw: Any) -> int:
     headers = getattr(raw, "headers", None) or {}
     count = headers.get("x-delivery-count", 0)
     return count if isinstance(count, int) else 0
+
+
+def caused_by_database_outage(error: BaseException) -> bool:
+    """The database was unreachable, for this error or for one it was raised from."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionFailure):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 POISON_ERRORS: tuple[type[BaseException], ...] = (
@@ -123,9 +141,15 @@ def describe(error: BaseException) -> str:
 
 
 def parking_middleware(
-    service: str, topology: Topology, stats: ConsumerStats, park: Park, send_reply: SendReply
+    service: str,
+    topology: Topology,
+    stats: ConsumerStats,
+    park: Park,
+    send_reply: SendReply,
+    database_back: Callable[[], Awaitable[None]],
 ) -> Callable[..., BaseMiddleware]:
-    """Build the broker middleware class for one service."""
+    """Build the broker middleware class for one service. `database_back` returns once the
+    database answers again, or after at most `DATABASE_WAIT_SECONDS`."""
 
     class ParkingMiddleware(BaseMiddleware):
         def __init__(self, msg: Any, /, *, context: ContextRepo) -> None:
@@ -148,17 +172,20 @@ def parking_middleware(
                     extra={"routing_key": routing_key, "message_id": msg.message_id},
                 )
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
-                raise
+                raise RejectMessage(requeue=True) from error
             except POISON_ERRORS as error:
                 return await self._park(msg, describe(error))
-            except Exception:
+            except Exception as error:
                 stats.count_retried(routing_key)
                 logger.exception(
                     "handler failed; message will be redelivered",
                     extra={"routing_key": routing_key, "message_id": msg.message_id},
                 )
-                await asyncio.sleep(RETRY_PAUSE_SECONDS)
-                raise
+                if caused_by_database_outage(error):
+                    await database_back()
+                else:
+                    await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                raise RejectMessage(requeue=True) from error
             stats.count_consumed(routing_key)
             return result
 

@@ -21,9 +21,9 @@ from sotto_contracts.topology import Topology
 from sotto_kit.deadlines import expired_requests_middleware
 from sotto_kit.logs import configure_logging
 from sotto_kit.messaging import Publisher
-from sotto_kit.mongo import Document, connect, is_reachable
+from sotto_kit.mongo import Document, connect, is_reachable, wait_until_reachable
 from sotto_kit.observability import METRICS_CONTENT_TYPE, Metrics
-from sotto_kit.parking import ConsumerStats, parking_middleware
+from sotto_kit.parking import DATABASE_WAIT_SECONDS, ConsumerStats, parking_middleware
 from sotto_kit.settings import ServiceSettings
 
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -78,6 +78,10 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
     stats = ConsumerStats(metrics)
     topology = settings.topology
     broker_holder: list[RabbitBroker] = []
+    mongo = connect(settings.mongodb_url, timeout_ms=settings.mongo_timeout_ms)
+
+    async def database_back() -> None:
+        await wait_until_reachable(mongo[settings.database], DATABASE_WAIT_SECONDS)
 
     async def park(body: bytes, headers: dict[str, Any]) -> None:
         await broker_holder[0].publish(
@@ -101,7 +105,7 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=[
             *metrics.broker_middlewares(),
-            parking_middleware(service, topology, stats, park, send_reply),
+            parking_middleware(service, topology, stats, park, send_reply, database_back),
             expired_requests_middleware(stats),
         ],
         graceful_timeout=15.0,
@@ -114,7 +118,7 @@ def create_runtime(service: str, settings: ServiceSettings) -> Runtime:
         service=service,
         settings=settings,
         broker=broker,
-        mongo=connect(settings.mongodb_url, timeout_ms=settings.mongo_timeout_ms),
+        mongo=mongo,
         publisher=Publisher(broker, topology),
         metrics=metrics,
         stats=stats,

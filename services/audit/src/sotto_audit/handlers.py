@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 class BatchNotStoredError(RuntimeError):
-    """The batch holding this event was not stored; its consumer nacks it for another try."""
+    """The batch holding this event was not stored; its consumer returns it for another try."""
 
 
 class BatchingRecorder:
@@ -100,11 +100,14 @@ class BatchingRecorder:
             await self._store.append(drafts[0].practice_id, drafts, recorded_at)
         except Exception as error:
             logger.exception("audit batch not stored", extra={"events": len(drafts)})
-            # Each waiting consumer (which nacks and retries) gets an error of its own: one
-            # exception raised in a hundred consumers grows a traceback a hundred frames deep.
+            # Each waiting consumer (which returns its event for another try) gets an error of
+            # its own: one exception raised in a hundred consumers grows a traceback a hundred
+            # frames deep. The cause says whether the database was unreachable.
             for _, done in items:
                 if not done.done():
-                    done.set_exception(BatchNotStoredError(describe(error)))
+                    failure = BatchNotStoredError(describe(error))
+                    failure.__cause__ = error
+                    done.set_exception(failure)
             return
         for _, done in items:
             if not done.done():
