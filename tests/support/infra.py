@@ -67,9 +67,9 @@ def _from_containers() -> Iterator[Infrastructure]:
     from testcontainers.rabbitmq import RabbitMqContainer
 
     with ExitStack() as stack:
-        rabbit = stack.enter_context(RabbitMqContainer("rabbitmq:4-management"))
+        rabbit = stack.enter_context(RabbitMqContainer("rabbitmq:4.1-management"))
         mongo = stack.enter_context(MongoDbContainer("mongo:7"))
-        mailpit = DockerContainer("axllent/mailpit:latest").with_exposed_ports(1025, 8025)
+        mailpit = DockerContainer("axllent/mailpit:v1.27.11").with_exposed_ports(1025, 8025)
         stack.enter_context(mailpit)
         wait_for_logs(mailpit, "accessible via")
         params = rabbit.get_connection_params()
