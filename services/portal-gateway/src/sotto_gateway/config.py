@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sotto_kit.settings import RelaySettings
+
+DEVELOPMENT_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MIN_KEY_LENGTH = 32
 
 
 class GatewaySettings(RelaySettings):
@@ -29,7 +34,7 @@ class GatewaySettings(RelaySettings):
         description="Where the development signing key pair is generated on first use.",
     )
     link_hash_key: SecretStr = Field(
-        default=SecretStr("development-link-key-change-me"),
+        default=SecretStr("development-link-key-change-me"),  # refused outside development
         description="HMAC key for link, sign-in and session token hashes.",
     )
     verification_hash_key: SecretStr = Field(
@@ -83,3 +88,28 @@ class GatewaySettings(RelaySettings):
         ),
     )
     sign_in_ip_period_seconds: int = Field(default=60, ge=1)
+
+    @model_validator(mode="after")
+    def _deployed_with_secrets_of_its_own(self) -> Self:
+        """Links pointing anywhere but this machine mean a deployment: the published
+        development keys, or tokens signed by a key the gateway made itself, would let anyone
+        forge staff tokens or undo the keyed hashes of dates of birth."""
+        if urlsplit(self.public_base_url).hostname in DEVELOPMENT_HOSTS:
+            return self
+        unset = [
+            name
+            for name, key in (
+                ("GATEWAY_LINK_HASH_KEY", self.link_hash_key),
+                ("GATEWAY_VERIFICATION_HASH_KEY", self.verification_hash_key),
+            )
+            if "change-me" in key.get_secret_value() or len(key.get_secret_value()) < MIN_KEY_LENGTH
+        ]
+        if self.jwt_jwks_url is None and self.jwt_public_key is None:
+            unset.append("GATEWAY_JWT_JWKS_URL or GATEWAY_JWT_PUBLIC_KEY")
+        if unset:
+            raise ValueError(
+                f"links point to {self.public_base_url}, not a development address: set "
+                + ", ".join(unset)
+                + f" (keys: at least {MIN_KEY_LENGTH} random characters)"
+            )
+        return self
