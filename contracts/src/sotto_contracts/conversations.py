@@ -11,7 +11,7 @@ from datetime import date, time
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from sotto_contracts.base import AwareDatetime, Command, Contract, Event, Identifier, Query
 from sotto_contracts.common import ClientEmailWorkflow, ParticipantRef
@@ -49,6 +49,12 @@ class OfficeHours(Contract):
     weekday: int = Field(ge=0, le=6, description="0 = Monday.")
     opens: time
     closes: time
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> OfficeHours:
+        if self.opens >= self.closes:
+            raise ValueError("office hours: opens must be before closes (the same day)")
+        return self
 
 
 class PracticeSettings(Contract):

@@ -31,7 +31,12 @@ class PracticeUpserted(InboundEvent):
     display_name: str = Field(
         min_length=1, max_length=80, description="Name shown in the portal and email sender."
     )
-    time_zone: str = Field(default="UTC", max_length=64, examples=["America/Chicago"])
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA time zone name; null leaves the practice's current one (new: UTC).",
+        examples=["America/Chicago"],
+    )
 
 
 class ClientUpserted(InboundEvent):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aio_pika
+import httpx
 import pytest
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
@@ -103,6 +104,7 @@ class Harness:
     amqp: Amqp
     database: AsyncDatabase[Document]
     practice_id: str = PRACTICE
+    url: str = ""  # of the running instance's HTTP side (`harness`)
     _seeded: list[str] = field(default_factory=list)
 
     async def ok(self, request: Message, result_type: type[ResultT]) -> ResultT:
@@ -130,6 +132,19 @@ class Harness:
         """Publish an inbound event and wait until the service consumed it."""
         await self.amqp.publish(message)
         await self.wait_for_projection(message)
+
+    async def handled(self, message_type: type[Message], count: int = 1) -> None:
+        """Wait until the running instance has handled `count` inbound events of that type
+        (their handlers returned: what they wrote and published is done)."""
+
+        async def consumed() -> int:
+            async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+                stats = (await http.get("/health")).json()["messages"]
+            return int(stats["consumed"].get(message_type.ROUTING_KEY, 0))
+
+        await eventually(
+            consumed, until=lambda n: n >= count, what=f"{count} {message_type.ROUTING_KEY}"
+        )
 
     async def wait_for_projection(self, message: Message) -> None:
         people = self.database["people"]
@@ -252,13 +267,11 @@ async def delete_queues(url: str, topology: Topology) -> None:
 
 
 @asynccontextmanager
-async def running_service(
-    settings: ConversationsSettings, rabbitmq_url: str
-) -> AsyncIterator[None]:
-    """One conversations instance, consuming before this yields."""
-    async with serve(create_app(settings)):
+async def running_service(settings: ConversationsSettings, rabbitmq_url: str) -> AsyncIterator[str]:
+    """One conversations instance, consuming before this yields its URL."""
+    async with serve(create_app(settings)) as url:
         await wait_until_consuming(rabbitmq_url, settings.topology)
-        yield
+        yield url
 
 
 async def harness_parts(
@@ -295,7 +308,8 @@ async def parts(
 
 @pytest.fixture
 async def harness(parts: Harness, infra: Infrastructure) -> AsyncIterator[Harness]:
-    async with running_service(parts.settings, infra.rabbitmq_url):
+    async with running_service(parts.settings, infra.rabbitmq_url) as url:
+        parts.url = url
         yield parts
 
 

@@ -322,6 +322,33 @@ async def test_workflow_with_routing_off_records_history_and_asks_for_emails(
     assert client_view.notes == []
 
 
+async def test_a_person_named_twice_gets_one_email(harness: Harness, team: Team) -> None:
+    await harness.configure(team.owner, route_client_emails_through_portal=False)
+    await harness.amqp.publish(
+        StatementReady(
+            practice_id=PRACTICE,
+            client_id="c1",
+            recipients=[team.client, team.partner, team.client],
+            reference_id="stmt-twice",
+        )
+    )
+    await harness.handled(StatementReady)
+    # published before the handler returned: a later event comes after them
+    await harness.amqp.publish(
+        StatementReady(practice_id=PRACTICE, client_id="c1", reference_id="stmt-after")
+    )
+    await harness.events.wait_for(ClientEmailDue, reference_id="stmt-after")
+    due = harness.events.of(ClientEmailDue, reference_id="stmt-twice")
+    assert [e["recipient"]["id"] for e in due] in (["c1", "c1-partner"], ["c1-partner", "c1"])
+    staff_view = await harness.ok(
+        GetThread(
+            practice_id=PRACTICE, actor=team.primary, conversation_id=due[0]["conversation_id"]
+        ),
+        ThreadView,
+    )
+    assert "to client:c1, contact:c1-partner." in staff_view.notes[0].body
+
+
 async def test_unknown_practice_client_or_recipient_is_parked(harness: Harness, team: Team) -> None:
     await harness.amqp.publish(
         AppointmentRequested(practice_id="ghost-practice", request_id="r", client_id="c1")

@@ -8,6 +8,7 @@ from sotto_contracts.conversations import (
     GetInbox,
     GetThread,
     InboxPage,
+    ListClientConversations,
     MessageView,
     OpenConversation,
     PostMessage,
@@ -17,6 +18,7 @@ from sotto_contracts.conversations import (
     UnreadReminderDue,
     UpdateTask,
 )
+from sotto_contracts.inbound import AppointmentRequested
 from tests.integration.conversations.conftest import PRACTICE, Harness, Team, staff
 
 
@@ -224,3 +226,38 @@ async def test_a_clinician_taken_off_a_clients_care_loses_the_clients_threads_an
     await harness.events.wait_for(UnreadReminderDue, conversation_id="marker")
     reminded = {e["recipient"]["id"] for e in harness.events.of(UnreadReminderDue)}
     assert "dr-other" not in reminded
+
+
+async def test_with_messaging_off_for_the_practice_clients_read_nothing_and_nobody_is_reminded(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, staff_notification_delay_seconds=3600)
+    await harness.ok(opening(team.client, "before", first_message="Hello"), ThreadView)
+    reminders = harness.database["reminders"]
+    assert await reminders.count_documents({"recipient": "staff:dr-primary"}) == 1
+
+    await harness.configure(team.owner, secure_messaging_enabled=False)
+    for reader in (team.client, team.partner):
+        await refused(
+            harness,
+            GetThread(practice_id=PRACTICE, actor=reader, conversation_id="before"),
+            "practice_messaging_disabled",
+            403,
+        )
+        await refused(
+            harness,
+            ListClientConversations(practice_id=PRACTICE, actor=reader),
+            "practice_messaging_disabled",
+            403,
+        )
+    assert await reminders.count_documents({"state": "pending"}) == 0
+    await harness.amqp.publish(
+        AppointmentRequested(practice_id=PRACTICE, request_id="req-off", client_id="c1")
+    )
+    await harness.handled(AppointmentRequested)
+    assert await harness.database["threads"].count_documents({"kind": "appointment_request"}) == 1
+    assert await reminders.count_documents({}) == 0
+    staff_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id="before"), ThreadView
+    )
+    assert [m.body for m in staff_view.messages] == ["Hello"]  # the team still reads

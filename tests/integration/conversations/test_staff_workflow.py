@@ -39,7 +39,7 @@ from sotto_contracts.conversations import (
     UnreadReminderDue,
     UpdateTask,
 )
-from sotto_contracts.inbound import InquiryReceived
+from sotto_contracts.inbound import AppointmentRequested, InquiryReceived
 from sotto_kit.mongo import COMMAND_LOG_ENV
 from tests.integration.conversations.conftest import (
     PRACTICE,
@@ -409,6 +409,80 @@ async def test_an_inquiry_from_a_prospect_goes_to_a_scheduler_unread(
     assert ids(scheduler_inbox) == [conversation_id]
     problem = await harness.problem(assign(team.manager, conversation_id, "dr-stranger"))
     assert (problem.code, problem.status) == ("assignee_without_access", 403)
+
+
+async def test_an_inquiry_nobody_was_named_for_goes_to_a_practice_lead_unread(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await harness.amqp.publish(
+        InquiryReceived(
+            practice_id=PRACTICE,
+            inquiry_id="inq-unassigned",
+            client_id="prospect-3",
+            display_name="Casey Prospect",
+            body="Do you offer couples sessions?",
+        )
+    )
+    [opened] = await harness.events.wait_for(ConversationOpened, kind="inquiry")
+    conversation_id = opened["conversation_id"]
+    manager = {"kind": "staff", "id": "manager"}
+    reminded = await harness.events.wait_for(
+        UnreadReminderDue, conversation_id=conversation_id, recipient=manager
+    )
+    assert reminded[0]["posted_message_id"]
+    unread = await harness.ok(inbox(team.manager, unread_only=True), InboxPage)
+    assert ids(unread) == [conversation_id]
+    assert unread.items[0].assignee_id == "manager"
+
+
+async def test_a_request_from_a_client_without_a_primary_clinician_goes_to_a_practice_lead(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(team.owner, staff_notification_delay_seconds=0)
+    await harness.add_client("c-alone", display_name="Jo Alone")
+    await harness.amqp.publish(
+        AppointmentRequested(
+            practice_id=PRACTICE, request_id="req-alone", client_id="c-alone", details="Soon"
+        )
+    )
+    [opened] = await harness.events.wait_for(ConversationOpened, kind="appointment_request")
+    conversation_id = opened["conversation_id"]
+    manager = {"kind": "staff", "id": "manager"}
+    await harness.events.wait_for(
+        UnreadReminderDue, conversation_id=conversation_id, recipient=manager
+    )
+    unread = await harness.ok(inbox(team.manager, unread_only=True), InboxPage)
+    assert ids(unread) == [conversation_id]
+
+
+async def test_handing_a_staff_conversation_over_keeps_its_starter_in_it(
+    harness: Harness, team: Team
+) -> None:
+    await harness.ok(
+        OpenConversation(
+            practice_id=PRACTICE,
+            actor=team.primary,
+            conversation_id="staff-chat",
+            subject="Invoice",
+            participants=[team.biller],
+            first_message="Can you check the invoice?",
+        ),
+        ThreadView,
+    )
+    summary = await harness.ok(assign(team.primary, "staff-chat", "biller"), ConversationSummary)
+    assert summary.assignee_id == "biller"
+    assert {p.id for p in summary.participants} == {"dr-primary", "biller"}
+    kept = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id="staff-chat"),
+        ThreadView,
+    )
+    assert [m.body for m in kept.messages] == ["Can you check the invoice?"]
+    assert ids(await harness.ok(inbox(team.primary), InboxPage)) == ["staff-chat"]
+    assert ids(await harness.ok(inbox(team.biller), InboxPage)) == ["staff-chat"]
+    await harness.ok(post(team.biller, "staff-chat", "m-answer", "Fixed it"), MessageView)
+    primary_inbox = await harness.ok(inbox(team.primary, unread_only=True), InboxPage)
+    assert ids(primary_inbox) == ["staff-chat"]
 
 
 async def test_archive_and_mark_unread(harness: Harness, team: Team) -> None:

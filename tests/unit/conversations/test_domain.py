@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_contracts.conversations import ConversationKind, OfficeHours, PracticeSettings
@@ -17,6 +18,7 @@ from sotto_conversations.domain import (
     StoredNote,
     Thread,
 )
+from sotto_conversations.handlers import derived_id
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # a Monday
 CLIENT = ClientRecord(
@@ -103,12 +105,53 @@ def test_away_message_wins_then_after_hours_reply() -> None:
     assert domain.automatic_reply(away, NOW) == "Away"
 
 
-def test_rate_limit_counts_only_the_current_period() -> None:
+def test_rate_limit_counts_only_the_current_period_and_the_sends_before_ones_own() -> None:
     settings = PracticeSettings(client_rate_limit_count=2, client_rate_limit_period_seconds=60)
-    domain.check_rate([NOW - timedelta(minutes=5), NOW - timedelta(seconds=10)], settings, NOW)
+    old, recent = NOW - timedelta(minutes=5), NOW - timedelta(seconds=10)
+    domain.check_send_allowed([(old, "a"), (recent, "b"), (NOW, "mine")], "mine", settings, NOW)
+    # sends recorded after one's own (concurrent ones that came later) do not count against it
+    domain.check_send_allowed([(recent, "b"), (NOW, "mine"), (NOW, "later")], "mine", settings, NOW)
     with pytest.raises(RefusalError) as caught:
-        domain.check_rate([NOW - timedelta(seconds=20), NOW - timedelta(seconds=10)], settings, NOW)
+        domain.check_send_allowed(
+            [(recent, "b"), (NOW, "earlier"), (NOW, "mine")], "mine", settings, NOW
+        )
     assert caught.value.status == 429
+    with pytest.raises(RefusalError, match="rate_limited"):  # one's own send went missing
+        domain.check_send_allowed([(recent, "b")], "mine", settings, NOW)
+
+
+def test_office_hours_must_open_before_they_close() -> None:
+    OfficeHours(weekday=0, opens=time(9), closes=time(17))
+    for opens, closes in ((time(17), time(9)), (time(0), time(0))):
+        with pytest.raises(ValidationError, match="opens must be before closes"):
+            OfficeHours(weekday=0, opens=opens, closes=closes)
+
+
+def test_the_ids_the_service_derives_for_its_own_threads_are_not_for_callers() -> None:
+    for derived in (
+        derived_id("notices", "c2"),
+        derived_id("appointment-request", "req-1"),
+        derived_id("inquiry", "inq-1"),
+        derived_id("announcement", "a-1", "c2"),
+    ):
+        with pytest.raises(RefusalError) as caught:
+            domain.check_chosen_conversation_id(derived)
+        assert (caught.value.code, caught.value.status) == ("reserved_conversation_id", 422)
+    for chosen in ("conv-1", "notices", "notices-c2", "0123456789abcdef0123456789abcdef"):
+        domain.check_chosen_conversation_id(chosen)
+
+
+def test_one_automatic_reply_until_a_team_member_writes_again() -> None:
+    thread = thread_with(
+        message("m1", 1, "client:c1", "Hello"),
+        message("auto-1", 2, None, "Away", automatic=True, recipients=("client:c1",)),
+        message("m2", 3, "client:c1", "Anyone?"),
+    )
+    assert thread.answered_automatically("client:c1", "Away")
+    assert not thread.answered_automatically("client:c1", "Closed: call 988")  # another reply
+    assert not thread.answered_automatically("contact:p1", "Away")  # the reply was not theirs
+    thread.messages["m3"] = message("m3", 4, "staff:dr-a", "Back now")
+    assert not thread.answered_automatically("client:c1", "Away")
 
 
 def test_emoji_and_length() -> None:
@@ -175,6 +218,18 @@ def test_a_handover_is_unread_for_the_new_assignee_only_where_it_is_news() -> No
     assert request.unread_by == ["staff:s"]
     assert request.hand_over("b") == ["staff:s"]
     assert request.unread_by == ["staff:b"]
+
+
+def test_a_staff_conversation_handed_over_keeps_everyone_in_it() -> None:
+    chat = thread_with(message("m1", 1, "staff:b", "Invoice?"))
+    chat.kind, chat.client_id, chat.client_name = ConversationKind.STAFF, None, None
+    chat.participant_keys = ["staff:dr-a", "staff:b"]
+    chat.unread_by = ["staff:dr-a"]
+    assert chat.hand_over("b") == []
+    assert chat.assignee_id == "b"
+    assert chat.participant_keys == ["staff:dr-a", "staff:b"]
+    assert chat.unread_by == ["staff:dr-a"]  # still theirs to read
+    assert domain.staff_may_view(member("dr-a", StaffRole.CLINICIAN), chat, None)
 
 
 def test_mine_holds_the_assignee_and_the_team_members_taking_part() -> None:

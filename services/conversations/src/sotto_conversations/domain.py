@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -34,6 +36,12 @@ ANY_CLIENT_ROLES = frozenset(
 )
 ADMIN_ROLES = frozenset({StaffRole.OWNER, StaffRole.PRACTICE_MANAGER})
 SYSTEM_AUTHOR = "practice"
+# Prefixes of the conversation ids the service derives for threads of its own (a client's
+# notices, appointment requests, inquiries, announcements) from other ids: `<prefix>-<32 hex>`.
+SYSTEM_CONVERSATION_PREFIXES = ("notices", "appointment-request", "inquiry", "announcement")
+_SYSTEM_CONVERSATION_ID = re.compile(
+    rf"^(?:{'|'.join(map(re.escape, SYSTEM_CONVERSATION_PREFIXES))})-[0-9a-f]{{32}}$"
+)
 
 
 class RefusalError(Exception):
@@ -316,12 +324,13 @@ class Thread:
     def hand_over(self, assignee_id: str) -> list[str]:
         """Make `assignee_id` the assignee. The thread is unread for them when its previous
         assignee had not read it or, if it had none, when it holds a request or a message for
-        them that they have not read. The previous assignee leaves the thread (it leaves their
-        list); returns them: their reminders of it go."""
+        them that they have not read. The previous assignee leaves a client thread (it leaves
+        their list); returns them: their reminders of it go. A staff conversation keeps everyone
+        in it: it is visible only to those taking part."""
         key = f"staff:{assignee_id}"
         previous = self.assignee_id
         gone = []
-        if previous:
+        if previous and self.kind != ConversationKind.STAFF:
             previous_key = f"staff:{previous}"
             unread = previous_key in self.unread_by
             gone.append(previous_key)
@@ -338,6 +347,21 @@ class Thread:
         if unread and key not in self.unread_by:
             self.unread_by.append(key)
         return gone
+
+    def answered_automatically(self, key: str, text: str) -> bool:
+        """Whether `key` was sent this automatic reply since a team member last wrote here."""
+        last_staff = max(
+            (
+                m.seq
+                for m in self.messages.values()
+                if m.sender is not None and m.sender.kind == ParticipantKind.STAFF
+            ),
+            default=0,
+        )
+        return any(
+            m.automatic and m.seq > last_staff and key in m.recipients and m.body == text
+            for m in self.messages.values()
+        )
 
     def read_by(self, message: StoredMessage) -> list[ParticipantRef]:
         return [ref_of(key) for key, seq in sorted(self.reads.items()) if seq >= message.seq]
@@ -390,24 +414,46 @@ def automatic_reply(settings: PracticeSettings, now: datetime) -> str | None:
     return None
 
 
-def recent_sends(
-    history: list[datetime], settings: PracticeSettings, now: datetime
-) -> list[datetime]:
-    window_start = now - timedelta(seconds=settings.client_rate_limit_period_seconds)
-    return [sent for sent in history if sent > window_start]
+def rate_window_start(settings: PracticeSettings, now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.client_rate_limit_period_seconds)
 
 
-def check_rate(history: list[datetime], settings: PracticeSettings, now: datetime) -> None:
-    if len(recent_sends(history, settings, now)) >= settings.client_rate_limit_count:
-        raise RefusalError(
-            "rate_limited",
-            f"at most {settings.client_rate_limit_count} messages per "
-            f"{settings.client_rate_limit_period_seconds} seconds",
-            429,
-        )
+def check_send_allowed(
+    sends: Sequence[tuple[datetime, str]], token: str, settings: PracticeSettings, now: datetime
+) -> None:
+    """`sends`: a client's recorded sends (time, token) in the order they were recorded, their
+    own (`token`) among them. It may go ahead when fewer than the limit were recorded before it
+    within the period: of concurrent sends, the first recorded win."""
+    window_start = rate_window_start(settings, now)
+    before = 0
+    for sent_at, sent_token in sends:
+        if sent_token == token:
+            if before < settings.client_rate_limit_count:
+                return
+            break
+        if sent_at > window_start:
+            before += 1
+    raise RefusalError(
+        "rate_limited",
+        f"at most {settings.client_rate_limit_count} messages per "
+        f"{settings.client_rate_limit_period_seconds} seconds",
+        429,
+    )
 
 
 # ----------------------------------------------------------------------------- rules
+
+
+def check_chosen_conversation_id(conversation_id: str) -> None:
+    """Callers choose the ids of the conversations they open, but not ids of the shape the
+    service derives for its own threads: anyone knowing a client id could compute one."""
+    if _SYSTEM_CONVERSATION_ID.match(conversation_id):
+        raise RefusalError(
+            "reserved_conversation_id",
+            "conversation ids of the form "
+            f"<{'|'.join(SYSTEM_CONVERSATION_PREFIXES)}>-<32 hex digits> are the practice's own",
+            422,
+        )
 
 
 def require_practice_enabled(settings: PracticeSettings) -> None:

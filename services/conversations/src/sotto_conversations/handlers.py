@@ -74,6 +74,7 @@ from sotto_contracts.inbound import (
 from sotto_conversations import domain
 from sotto_conversations.adapters.export import build_archive
 from sotto_conversations.adapters.store import (
+    ClientSend,
     ConversationStore,
     VersionConflictError,
     reminder_id,
@@ -96,13 +97,14 @@ from sotto_conversations.domain import (
 )
 from sotto_kit.locks import KeyedLocks
 from sotto_kit.mongo import Document
-from sotto_kit.parking import NotYetKnownError
+from sotto_kit.parking import NotYetKnownError, PoisonMessageError
 
 T = TypeVar("T")
 A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
 SAVE_ATTEMPTS = 8
+SYSTEM_ID_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -203,16 +205,23 @@ class Conversations:
             if staff is None or not staff.active:
                 raise not_found("team member")
             return Actor(ref, staff=staff)
+        # switched off, for the practice or the client: no reading either
         if ref.kind == ParticipantKind.CLIENT:
-            client = await self._store.client(practice_id, ref.id)
+            client, settings = await concurrently(
+                self._store.client(practice_id, ref.id), self._settings(practice_id)
+            )
             if client is None or not client.active:
                 raise not_found("client")
-            domain.require_client_enabled(client)  # switched off: no reading either
+            domain.require_practice_enabled(settings)
+            domain.require_client_enabled(client)
             return Actor(ref, client=client)
-        client = await self._store.client_of_contact(practice_id, ref.id)
+        client, settings = await concurrently(
+            self._store.client_of_contact(practice_id, ref.id), self._settings(practice_id)
+        )
         contact = client.contact(ref.id) if client else None
         if client is None or contact is None or not client.active:
             raise not_found("contact")
+        domain.require_practice_enabled(settings)
         domain.require_client_enabled(client)
         domain.require_contact_enabled(contact)
         return Actor(ref, client=client, contact=contact)
@@ -317,6 +326,8 @@ class Conversations:
         message: StoredMessage | ReminderSubject,
         settings: PracticeSettings,
     ) -> Document | None:
+        if not settings.secure_messaging_enabled:
+            return None
         recipient = ref_of(recipient_key)
         if recipient.kind == ParticipantKind.STAFF:
             staff = await self._store.staff(thread.practice_id, recipient.id)
@@ -403,8 +414,14 @@ class Conversations:
         change.reminders += await self._reminders(thread, targets, message, settings)
         if sender is not None and sender.kind != ParticipantKind.STAFF:
             thread.archived = False
+            # A prospect cannot read the portal. Told once until the team writes again: each
+            # further message would otherwise get the same reply.
             reply = domain.automatic_reply(settings, now)
-            if reply:
+            if (
+                reply
+                and thread.kind != ConversationKind.INQUIRY
+                and not thread.answered_automatically(key_of(sender), reply)
+            ):
                 self._append_automatic(thread, sender, posted_message_id, reply, change)
         return message
 
@@ -449,22 +466,39 @@ class Conversations:
                         409,
                     )
             return
-        assert actor.client is not None
-        now = self._clock()
-        history = await self._store.client_send_history(thread.practice_id, actor.client.client_id)
-        domain.check_rate(history, settings, now)
 
-    async def _record_client_send(self, actor: Actor, practice_id: str) -> None:
+    async def _claim_send(
+        self, actor: Actor, practice_id: str, settings: PracticeSettings
+    ) -> ClientSend | None:
+        """Record a client's (or contact's) send before making it, refused past the practice's
+        rate limit. The record is one atomic append, so concurrent sends are counted in the
+        order they were recorded; a refused one, and the client's sends from before the
+        period, are forgotten. `_forget_send` forgets one that then is not made."""
         if actor.client is None:
-            return
-        settings = await self._settings(practice_id)
-        now = self._clock()
-        history = await self._store.client_send_history(practice_id, actor.client.client_id)
-        await self._store.record_client_sends(
-            practice_id,
-            actor.client.client_id,
-            [*domain.recent_sends(history, settings, now), now],
-        )
+            return None
+        client_id = actor.client.client_id
+        now, token = self._clock(), uuid.uuid4().hex
+        sends = await self._store.record_client_send(practice_id, client_id, now, token)
+        window_start = domain.rate_window_start(settings, now)
+        forget = [send for send in sends if send.sent_at <= window_start]
+        own = next((send for send in sends if send.token == token), None)
+        try:
+            domain.check_send_allowed(
+                [(send.sent_at, send.token) for send in sends], token, settings, now
+            )
+        except RefusalError:
+            forget += [own] if own else []
+            raise
+        finally:
+            if forget:
+                await self._store.forget_client_sends(practice_id, client_id, forget)
+        return own
+
+    async def _forget_send(
+        self, actor: Actor, practice_id: str, claimed: ClientSend | None
+    ) -> None:
+        if claimed is not None and actor.client is not None:
+            await self._store.forget_client_sends(practice_id, actor.client.client_id, [claimed])
 
     async def _pending_reminders(self, thread: Thread, message: StoredMessage) -> list[Document]:
         """On a repeated request: reminders for recipients who still have not read."""
@@ -475,12 +509,13 @@ class Conversations:
     async def post_message(self, request: PostMessage) -> MessageView:
         settings, actor = await self._settings_and_actor(request.practice_id, request.actor)
         appended = False
+        claimed: ClientSend | None = None
 
         async def apply(thread: Thread) -> tuple[MessageView, Change]:
-            nonlocal appended
+            nonlocal appended, claimed
             existing = thread.messages.get(request.posted_message_id)
             appended = existing is None
-            if existing is not None:
+            if existing is not None:  # a repeated request is not another message
                 if existing.sender != actor.ref:
                     raise RefusalError(
                         "duplicate_message_id", "that message id is already used", 409
@@ -489,6 +524,8 @@ class Conversations:
                 return domain.message_view(thread, existing), change
             await self._check_sender(actor, thread, settings)
             domain.check_length(request.body, settings)
+            if claimed is None:  # not again when a concurrent write made the save retry
+                claimed = await self._claim_send(actor, request.practice_id, settings)
             change = Change()
             if actor.client is not None:
                 await self._rehome_if_orphaned(thread, change, actor.client)
@@ -497,9 +534,13 @@ class Conversations:
             )
             return domain.message_view(thread, message), change
 
-        view = await self._update(request.practice_id, request.conversation_id, actor, apply)
-        if appended:  # a repeated request is not another message
-            await self._record_client_send(actor, request.practice_id)
+        try:
+            view = await self._update(request.practice_id, request.conversation_id, actor, apply)
+        except BaseException:
+            await self._forget_send(actor, request.practice_id, claimed)
+            raise
+        if not appended:
+            await self._forget_send(actor, request.practice_id, claimed)
         return view
 
     async def _rehome_if_orphaned(
@@ -656,18 +697,14 @@ class Conversations:
     # ------------------------------------------------------------------------- opening
 
     async def open_conversation(self, request: OpenConversation) -> ThreadView:
+        domain.check_chosen_conversation_id(request.conversation_id)
         settings, actor, existing = await concurrently(
             self._settings(request.practice_id),
             self._actor(request.practice_id, request.actor),
             self._store.load_thread(request.practice_id, request.conversation_id),
         )
         if existing is not None:
-            if not await self._may_view(actor, existing):
-                raise RefusalError(
-                    "conversation_exists", "that conversation id is already used", 409
-                )
-            await self._schedule(await self._first_message_reminders(existing, request, actor))
-            return domain.thread_view(existing, actor.ref, settings)
+            return await self._opened_before(existing, request, actor, settings)
         domain.require_practice_enabled(settings)
         if actor.staff is not None:
             thread = await self._staff_opens(request, actor.staff)
@@ -688,21 +725,38 @@ class Conversations:
                 )
             ]
         )
-        if request.first_message is not None:
-            if actor.client is not None:
-                history = await self._store.client_send_history(
-                    request.practice_id, actor.client.client_id
+        claimed: ClientSend | None = None
+        try:
+            if request.first_message is not None:
+                domain.check_length(request.first_message, settings)
+                claimed = await self._claim_send(actor, request.practice_id, settings)
+                first_id = derived_id("first", request.conversation_id)
+                await self._append(
+                    thread, actor.ref, first_id, request.first_message, settings, change
                 )
-                domain.check_rate(history, settings, self._clock())
-            domain.check_length(request.first_message, settings)
-            first_id = derived_id("first", request.conversation_id)
-            await self._append(thread, actor.ref, first_id, request.first_message, settings, change)
-        if not await self._store.insert_thread(thread, change.events):
-            raise RefusalError("conversation_exists", "that conversation id is already used", 409)
+            inserted = await self._store.insert_thread(thread, change.events)
+        except BaseException:
+            await self._forget_send(actor, request.practice_id, claimed)
+            raise
+        if not inserted:  # opened meanwhile: by this request, repeated, or by someone else
+            await self._forget_send(actor, request.practice_id, claimed)
+            stored = await self._store.load_thread(request.practice_id, request.conversation_id)
+            if stored is None:
+                raise RefusalError("busy", "the conversation is changing; try again", 503)
+            return await self._opened_before(stored, request, actor, settings)
         await self._schedule(change.reminders)
-        if request.first_message is not None:
-            await self._record_client_send(actor, request.practice_id)
         return domain.thread_view(thread, actor.ref, settings)
+
+    async def _opened_before(
+        self, existing: Thread, request: OpenConversation, actor: Actor, settings: PracticeSettings
+    ) -> ThreadView:
+        """A repeated open answers with the thread. An id already used for a thread the actor
+        cannot see answers as if there were no such thread: its existence is not theirs to
+        learn."""
+        if not await self._may_view(actor, existing):
+            raise not_found()
+        await self._schedule(await self._first_message_reminders(existing, request, actor))
+        return domain.thread_view(existing, actor.ref, settings)
 
     async def _first_message_reminders(
         self, thread: Thread, request: OpenConversation, actor: Actor
@@ -1025,6 +1079,8 @@ class Conversations:
             practice_id=request.practice_id, actor=actor.ref, changed_fields=sorted(changes)
         )
         await self._store.save_settings(request.practice_id, updated, [event])
+        if current.secure_messaging_enabled and not updated.secure_messaging_enabled:
+            await self._store.drop_pending_reminders(request.practice_id)
         return updated
 
     async def set_messaging_enabled(self, request: SetMessagingEnabled) -> None:
@@ -1321,6 +1377,11 @@ class Conversations:
     # ------------------------------------------------------------------------- inbound
 
     async def practice_upserted(self, event: PracticeUpserted) -> None:
+        if event.time_zone is not None:
+            try:
+                domain.check_time_zone(event.time_zone)
+            except RefusalError as refusal:
+                raise PoisonMessageError(refusal.detail) from None
         await self._store.ensure_practice(event.practice_id, event.time_zone)
 
     async def client_upserted(self, event: ClientUpserted) -> None:
@@ -1401,6 +1462,30 @@ class Conversations:
             raise NotYetKnownError(f"unknown client {client_id} in practice {practice_id}")
         return settings, client
 
+    async def _system_thread(
+        self,
+        practice_id: str,
+        prefix: str,
+        parts: Sequence[str],
+        is_own: Callable[[Thread], bool],
+    ) -> tuple[str, Thread | None]:
+        """The id of the thread the service keeps under `prefix` for `parts`, and the thread if
+        it exists. Before callers were kept off these ids (`check_chosen_conversation_id`)
+        anyone could open a conversation under one and so receive what was meant for someone
+        else, or have it dropped: a thread under the id that `is_own` does not recognise is
+        passed over for the next id derived from the same parts."""
+        for attempt in range(SYSTEM_ID_ATTEMPTS):
+            conversation_id = derived_id(prefix, *parts, *([f"#{attempt}"] if attempt else []))
+            thread = await self._store.load_thread(practice_id, conversation_id)
+            if thread is None or is_own(thread):
+                return conversation_id, thread
+        raise PoisonMessageError(f"every {prefix} thread id for {'/'.join(parts)} is taken")
+
+    async def _lead_id(self, practice_id: str) -> str | None:
+        """Who takes an inbound thread nobody was named for: a practice manager, else an owner."""
+        leads = await self._store.practice_leads(practice_id)
+        return leads[0].staff_id if leads else None
+
     async def _open_inbound(self, thread: Thread, change: Change) -> None:
         change.events.insert(
             0,
@@ -1417,13 +1502,24 @@ class Conversations:
 
     async def appointment_requested(self, event: AppointmentRequested) -> None:
         settings, client = await self._known_client(event.practice_id, event.client_id)
-        conversation_id = derived_id("appointment-request", event.request_id)
-        existing = await self._store.load_thread(event.practice_id, conversation_id)
+        conversation_id, existing = await self._system_thread(
+            event.practice_id,
+            "appointment-request",
+            [event.request_id],
+            lambda thread: (
+                thread.kind == ConversationKind.APPOINTMENT_REQUEST
+                and thread.client_id == client.client_id
+            ),
+        )
         if existing is not None:
             # A crash may have come between the thread and its reminder.
             await self._schedule(await self._request_reminders(existing, settings))
             return
-        assignee = event.clinician_id or client.primary_clinician_id
+        assignee = (
+            event.clinician_id
+            or client.primary_clinician_id
+            or await self._lead_id(event.practice_id)
+        )
         thread = self._new_thread(
             event.practice_id,
             conversation_id,
@@ -1459,9 +1555,15 @@ class Conversations:
         settings = await self._store.practice_settings(event.practice_id)
         if settings is None:
             raise NotYetKnownError(f"unknown practice {event.practice_id}")
-        conversation_id = derived_id("inquiry", event.inquiry_id)
+        conversation_id, existing = await self._system_thread(
+            event.practice_id,
+            "inquiry",
+            [event.inquiry_id],
+            lambda thread: (
+                thread.kind == ConversationKind.INQUIRY and thread.client_id == event.client_id
+            ),
+        )
         message_id = derived_id("inquiry-message", event.inquiry_id)
-        existing = await self._store.load_thread(event.practice_id, conversation_id)
         if existing is not None:
             # A crash may have come between the thread and its reminders.
             if message_id in existing.messages:
@@ -1476,7 +1578,7 @@ class Conversations:
             client=None,
             client_name=event.display_name,
             participant_keys=[f"client:{event.client_id}"],
-            assignee_id=event.clinician_id,
+            assignee_id=event.clinician_id or await self._lead_id(event.practice_id),
         )
         thread.client_id = event.client_id
         change = Change()
@@ -1496,7 +1598,8 @@ class Conversations:
             await self._record_email_history(event, inquiry, [domain.client_ref(event.client_id)])
             return
         settings, client = await self._known_client(event.practice_id, event.client_id)
-        recipients = event.recipients or [domain.client_ref(client.client_id)]
+        # one email per person, however often the event names them
+        recipients = list(dict.fromkeys(event.recipients)) or [domain.client_ref(client.client_id)]
         for recipient in recipients:
             known = (
                 recipient.kind == ParticipantKind.CLIENT and recipient.id == client.client_id
@@ -1530,8 +1633,14 @@ class Conversations:
         return inquiries[0] if inquiries else None
 
     async def _notices_thread(self, practice_id: str, client: ClientRecord) -> Thread:
-        conversation_id = derived_id("notices", client.client_id)
-        thread = await self._store.load_thread(practice_id, conversation_id)
+        conversation_id, thread = await self._system_thread(
+            practice_id,
+            "notices",
+            [client.client_id],
+            lambda thread: (
+                thread.kind == ConversationKind.CLIENT and thread.client_id == client.client_id
+            ),
+        )
         if thread is not None:
             return thread
         thread = self._new_thread(

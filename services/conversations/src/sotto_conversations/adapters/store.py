@@ -18,7 +18,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -315,6 +315,24 @@ def announcement_from(document: Document) -> Announcement:
         state=AnnouncementState(document["state"]),
         finished_at=document.get("finished_at"),
     )
+
+
+@dataclass(frozen=True)
+class ClientSend:
+    """One recorded send of a client's (rate limit): when, and the token of the request."""
+
+    sent_at: datetime
+    token: str
+
+    @property
+    def stored(self) -> Document | datetime:
+        return {"at": self.sent_at, "token": self.token} if self.token else self.sent_at
+
+
+def _client_send(stored: Document | datetime) -> ClientSend:
+    if isinstance(stored, datetime):
+        return ClientSend(stored, "")
+    return ClientSend(stored["at"], stored["token"])
 
 
 @dataclass(frozen=True)
@@ -675,7 +693,18 @@ class ConversationStore:
         document = await self._settings_reads.find(practice_id)
         if document is None:
             return None
-        return PracticeSettings.model_validate(document.get("values") or {})
+        values: Document = document.get("values") or {}
+        if values.get("office_hours"):
+            # stored before hours had to open before they close: such hours never matched
+            values = {
+                **values,
+                "office_hours": [
+                    hours
+                    for hours in values["office_hours"]
+                    if time.fromisoformat(hours["opens"]) < time.fromisoformat(hours["closes"])
+                ],
+            }
+        return PracticeSettings.model_validate(values)
 
     async def save_settings(
         self, practice_id: str, values: PracticeSettings, events: Sequence[Message]
@@ -693,16 +722,28 @@ class ConversationStore:
         await flush(self.settings, practice_id, self._publisher)
 
     # ------------------------------------------------------------------------- rate limit
+    #
+    # One document per client: `sent` lists their sends in the order they were recorded, each
+    # {at, token} (plain times before tokens). Entries are only appended ($push) and removed by
+    # their exact value ($pullAll): FerretDB ignores $push's $slice and $pull's conditions.
 
-    async def client_send_history(self, practice_id: str, client_id: str) -> list[datetime]:
-        document = await self.client_sends.find_one({"_id": f"{practice_id}:{client_id}"})
-        return list((document or {}).get("sent") or [])
+    async def record_client_send(
+        self, practice_id: str, client_id: str, sent_at: datetime, token: str
+    ) -> list[ClientSend]:
+        """Append a send (atomically) and return all the client's recorded sends, in order."""
+        key = f"{practice_id}:{client_id}"
+        await self.client_sends.update_one(
+            {"_id": key}, {"$push": {"sent": {"at": sent_at, "token": token}}}, upsert=True
+        )
+        document = await self.client_sends.find_one({"_id": key})
+        return [_client_send(entry) for entry in (document or {}).get("sent") or []]
 
-    async def record_client_sends(
-        self, practice_id: str, client_id: str, sent: list[datetime]
+    async def forget_client_sends(
+        self, practice_id: str, client_id: str, sends: Sequence[ClientSend]
     ) -> None:
         await self.client_sends.update_one(
-            {"_id": f"{practice_id}:{client_id}"}, {"$set": {"sent": sent}}, upsert=True
+            {"_id": f"{practice_id}:{client_id}"},
+            {"$pullAll": {"sent": [send.stored for send in sends]}},
         )
 
     # ------------------------------------------------------------------------- reminders
@@ -746,6 +787,10 @@ class ConversationStore:
         await self.emit_reminders(
             [reminder for reminder, _ in reminders], lambda document: events[document["_id"]]
         )
+
+    async def drop_pending_reminders(self, practice_id: str) -> None:
+        """The practice switched messaging off: no reminder it scheduled is sent."""
+        await self.reminders.delete_many({"practice_id": practice_id, "state": "pending"})
 
     async def cancel_reminders(
         self,
