@@ -36,7 +36,7 @@ def access_line(path: str, secret_paths: list[str] = SECRET_PATHS) -> dict[str, 
         (f"/l/{TOKEN}/", "/l/[redacted]/"),
         (f"/api/client/links/{TOKEN}/open", "/api/client/links/[redacted]/open"),
         (f"/api/client/links/{TOKEN}/verify", "/api/client/links/[redacted]/verify"),
-        (f"/api/portal/sign-in/{TOKEN}?from=email", "/api/portal/sign-in/[redacted]?from=email"),
+        (f"/api/portal/sign-in/{TOKEN}?from=email", "/api/portal/sign-in/[redacted]"),
         ("/api/portal/calm-waters/sign-in", "/api/portal/calm-waters/sign-in"),
         ("/o/calm-waters/messages", "/o/calm-waters/messages"),
     ],
@@ -52,6 +52,13 @@ def test_the_secret_segment_of_a_path_is_redacted_and_its_shape_kept(
 
 def test_without_secret_paths_nothing_is_redacted() -> None:
     assert TOKEN in access_line(f"/l/{TOKEN}", [])["message"]
+
+
+@pytest.mark.parametrize("secret_paths", [SECRET_PATHS, []])
+def test_an_access_line_shows_no_query_string(secret_paths: list[str]) -> None:
+    """A staff inbox search is a query string of client names and words from messages."""
+    line = access_line("/api/staff/inbox?search=panic&limit=20", secret_paths)
+    assert line["message"] == '127.0.0.1:50000 - "GET /api/staff/inbox HTTP/1.1" 200'
 
 
 def test_extra_fields_and_tracebacks_are_redacted_too() -> None:

@@ -1,5 +1,6 @@
 """Structured JSON logs on stdout. Log ids and kinds, never content or addresses; paths that
-carry a secret (a link token) show it redacted."""
+carry a secret (a link token) show it redacted, and access lines show no query string (a
+search holds client names and words from messages)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ FRAMEWORK_LOGGERS = (
     "uvicorn.access",
     "litestar",
 )
+ACCESS_LOGGER = "uvicorn.access"
 REDACTED = "[redacted]"
 PATH_PARAMETER = re.compile(r"\{[^{}]*\}")
 # One path segment as it shows inside a JSON string: a quote or backslash ends it, so a
@@ -40,10 +42,23 @@ class _JsonLines(JsonFormatter):
         self._shown = shown
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = super().format(_without_query(record))
         if self._secret is None:
             return line
         return self._secret.sub(lambda found: self._shown[found.lastindex or 0], line)
+
+
+def _without_query(record: logging.LogRecord) -> logging.LogRecord:
+    """An access record (`'%s - "%s %s HTTP/%s" %d'`: client, method, path with its query
+    string, version, status) with its path only; any other record as it is."""
+    args = record.args
+    if record.name != ACCESS_LOGGER or not isinstance(args, tuple) or len(args) < 3:
+        return record
+    client, method, target, *rest = args
+    if not isinstance(target, str) or "?" not in target:
+        return record
+    path = target.partition("?")[0]
+    return logging.makeLogRecord({**record.__dict__, "args": (client, method, path, *rest)})
 
 
 def json_formatter(service: str, secret_paths: Iterable[str] = ()) -> logging.Formatter:
