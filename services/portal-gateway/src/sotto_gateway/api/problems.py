@@ -8,6 +8,7 @@ from typing import Any
 
 import aiormq.exceptions
 import pydantic
+from faststream.exceptions import IncorrectState
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -173,6 +174,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PyMongoError: _database_down,
     RequestTimeoutError: _broker_down,
     aiormq.exceptions.AMQPError: _broker_down,
+    # a publish while the broker reconnects: a closed channel, a producer not connected yet
+    aiormq.exceptions.ChannelInvalidStateError: _broker_down,
+    IncorrectState: _broker_down,
     ConnectionError: _broker_down,
     Exception: _unexpected,
 }
