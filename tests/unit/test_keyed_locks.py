@@ -37,7 +37,7 @@ class RecordingCollection:
 
     async def update_one(self, selector: Document, update: Document) -> SimpleNamespace:
         self.updated.append(selector["_id"])
-        return SimpleNamespace(modified_count=1)
+        return SimpleNamespace(matched_count=1)
 
 
 async def test_an_update_waits_while_its_document_is_flushed() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
@@ -441,7 +441,9 @@ class Portal:
                 recipient=link.recipient,
                 conversation_id=link.conversation_id,
             )
-            await self._links.record_on_link(link, {"last_opened_at": self._clock()}, [opened])
+            await self._links.record_on_link(
+                link.link_id, {"last_opened_at": self._clock()}, [opened]
+            )
             if not await self._verifiable(link):
                 status = LinkStatus.SIGN_IN_INSTEAD
         else:
@@ -459,10 +461,15 @@ class Portal:
             recipient=link.recipient,
             reason=LinkRefusalReason(status.value),
         )
-        await self._links.record_on_link(link, {}, [refused])
+        await self._links.record_on_link(link.link_id, {}, [refused])
 
     async def verify_link(self, token: str, date_of_birth: date) -> VerificationOutcome:
-        for _ in range(self._settings.max_verification_failures + 3):
+        """An attempt counts, and its answer holds, only if nothing else was counted on the
+        link, nor the link locked or revoked, since it was read (`LinkStore.count_attempt`);
+        otherwise it starts again from a fresh read. So attempts sent at once get no more
+        tries than attempts sent one after another. Each new start follows another attempt's
+        count; without a success among them, at most the limit of them lock the link."""
+        for _ in range(2 * (self._settings.max_verification_failures + 1)):
             link = await self._link(token)
             status = link.status(self._clock())
             if status is not LinkStatus.NEEDS_VERIFICATION:
@@ -477,22 +484,32 @@ class Portal:
                 return VerificationOutcome(await self._view(link, LinkStatus.SIGN_IN_INSTEAD), None)
             matches = hmac.compare_digest(offered, expected)
             if matches and person is not None and await self._may_use_portal(person):
+                # earlier slips do not count towards a later lock
+                if not await self._links.count_attempt(link, {"failed_attempts": 0}, []):
+                    continue
                 succeeded = VerificationSucceeded(
                     practice_id=link.practice_id, link_id=link.link_id, recipient=link.recipient
                 )
-                if link.failed_attempts:  # earlier slips do not count towards a later lock
-                    await self._links.record_on_link(link, {"failed_attempts": 0}, [])
                 started = await self._start_session(
                     person, link.conversation_id, "secure_link", [succeeded]
                 )
                 return VerificationOutcome(await self._view(link, status), started)
-            if await self._count_failure(link):
-                link = await self._link(token)
-                return VerificationOutcome(await self._view(link, link.status(self._clock())), None)
+            failed, events = self._failure(link)
+            changes = {"failed_attempts": failed.failed_attempts, "locked": failed.locked}
+            if await self._links.count_attempt(link, changes, events):
+                return VerificationOutcome(
+                    await self._view(failed, failed.status(self._clock())), None
+                )
         raise NotFoundError("link")
 
-    async def _count_failure(self, link: SecureLink) -> bool:
+    def _failure(self, link: SecureLink) -> tuple[SecureLink, list[Message]]:
+        """The link after one more failed attempt, and the events that record it."""
         attempts = link.failed_attempts + 1
+        failed = replace(
+            link,
+            failed_attempts=attempts,
+            locked=attempts >= self._settings.max_verification_failures,
+        )
         events: list[Message] = [
             VerificationFailed(
                 practice_id=link.practice_id,
@@ -501,15 +518,13 @@ class Portal:
                 failed_attempts=attempts,
             )
         ]
-        changes: dict[str, object] = {"failed_attempts": attempts}
-        if attempts >= self._settings.max_verification_failures:
-            changes["locked"] = True
+        if failed.locked:
             events.append(
                 LinkLocked(
                     practice_id=link.practice_id, link_id=link.link_id, recipient=link.recipient
                 )
             )
-        return await self._links.record_on_link(link, changes, events)
+        return failed, events
 
     # ------------------------------------------------------------------ instant sign-in
 

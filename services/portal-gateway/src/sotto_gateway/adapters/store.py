@@ -133,7 +133,7 @@ class OutboxWriter:
         outbox = outbox_update(self.topology, events)
         async with self.exclusive(collection, selector["_id"]):
             result = await collection.update_one(selector, {"$set": {**changes, **outbox}})
-        return written_entries(outbox) if result.modified_count == 1 else None
+        return written_entries(outbox) if result.matched_count == 1 else None
 
     async def flush(
         self,
@@ -356,17 +356,33 @@ class LinkStore:
         return None if document is None else _link(document)
 
     async def record_on_link(
+        self, link_id: str, changes: Document, events: Sequence[Message]
+    ) -> None:
+        """Apply `changes` with the events, whatever else was written to the link meanwhile."""
+        written = await self._writer.update(self.links, {"_id": link_id}, changes, events)
+        await self._writer.flush(self.links, link_id, written)
+
+    async def count_attempt(
         self, link: SecureLink, changes: Document, events: Sequence[Message]
     ) -> bool:
-        """Apply `changes` if nobody else counted a failure meanwhile (optimistic)."""
+        """Apply a verification attempt's outcome to the link as `link` shows it: only if no
+        other attempt was counted, nor the link locked or revoked, since it was read. One
+        conditional update, applied whole by MongoDB and by the FerretDB the infra builds."""
         written = await self._writer.update(
             self.links,
-            {"_id": link.link_id, "failed_attempts": link.failed_attempts},
+            {
+                "_id": link.link_id,
+                "failed_attempts": link.failed_attempts,
+                "locked": False,
+                "revoked": False,
+            },
             changes,
             events,
         )
+        if written is None:
+            return False
         await self._writer.flush(self.links, link.link_id, written)
-        return written is not None
+        return True
 
     async def mark_removed(self, practice_id: str, posted_message_id: str) -> None:
         await insert_new(self.removed_messages, [{"_id": f"{practice_id}|{posted_message_id}"}])
