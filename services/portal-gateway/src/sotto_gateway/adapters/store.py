@@ -406,25 +406,38 @@ class LinkStore:
     async def add_sign_in_link(
         self, document: Document, recipient_key: str, events: Sequence[Message]
     ) -> None:
-        """Store a sign-in link (the only usable one for its recipient) with its events."""
-        earlier = self.sign_in_links.find(
-            {"practice_id": document["practice_id"], "recipient_key": recipient_key, "used": False},
-            {"_id": 1},
+        """Store a sign-in link with its events; of its recipient's links only the newest (by
+        `created_at`, then `_id`) stays usable. Each request replaces the others after its own
+        insert, so of two requests at once the later to insert sees both links."""
+        await self._writer.insert(
+            self.sign_in_links, {**document, "recipient_key": recipient_key, "used": False}, events
+        )
+        cursor = self.sign_in_links.find(
+            {
+                "practice_id": document["practice_id"],
+                "recipient_key": recipient_key,
+                "$or": [{"used": False}, {"created_at": {"$gte": document["created_at"]}}],
+            },
+            {"_id": 1, "created_at": 1, "used": 1},
             max_time_ms=SCAN_TIME_LIMIT_MS,
         )
-        replaced = [link["_id"] async for link in earlier]
+        links = [link async for link in cursor]
+        newest = max((link["created_at"], link["_id"]) for link in links)
+        replaced = [
+            link["_id"]
+            for link in links
+            if not link["used"] and (link["created_at"], link["_id"]) != newest
+        ]
         if replaced:
             await self.sign_in_links.update_many(
-                {"_id": {"$in": replaced}}, {"$set": {"used": True, "replaced": True}}
+                {"_id": {"$in": replaced}, "used": False},
+                {"$set": {"used": True, "replaced": True}},
             )
             # Their uses claimed too, which a write-back of `used: False` cannot undo.
             await insert_new(
                 self.sign_in_link_uses,
                 [{"_id": link_id, "used_at": document["created_at"]} for link_id in replaced],
             )
-        await self._writer.insert(
-            self.sign_in_links, {**document, "recipient_key": recipient_key, "used": False}, events
-        )
 
     async def flush_sign_in_link(self, link_id: str) -> None:
         await self._writer.flush(self.sign_in_links, link_id)
