@@ -528,11 +528,14 @@ class Portal:
 
     # ------------------------------------------------------------------ instant sign-in
 
-    async def request_sign_in(self, slug: str, email: str) -> str:
-        """Same work whether or not the address is known; returns the record id to flush."""
+    async def sign_in_practice(self, slug: str) -> Practice:
         practice = await self._identity.practice_by_slug(slug)
         if practice is None:
             raise NotFoundError("practice")
+        return practice
+
+    async def request_sign_in(self, practice: Practice, email: str) -> str:
+        """Same work whether or not the address is known; returns the record id to flush."""
         usable = await self._usable_by_email(practice.practice_id, email)
         person = usable[0] if usable else None
         token = new_token()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from limits import RateLimitItemPerSecond
@@ -17,8 +18,8 @@ from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE
 from sotto_gateway.api.problems import ApiProblemError
 from sotto_gateway.api.schemas import LinkAnswer, SessionAnswer, SignInAnswer, SignInIn, VerifyIn
 from sotto_gateway.api.state import Gateway, admit, provide_gateway
-from sotto_gateway.domain import LinkStatus
-from sotto_gateway.handlers import LinkView, NotFoundError, StartedSession
+from sotto_gateway.domain import LinkStatus, Practice
+from sotto_gateway.handlers import LinkView, NotFoundError, Portal, StartedSession
 from sotto_gateway.pages import sign_in_link_unusable_page, sign_in_page
 
 SIGN_IN_ANSWER = (
@@ -27,6 +28,8 @@ SIGN_IN_ANSWER = (
 )
 TOKEN_PARAMETER = "token"  # noqa: S105  (a path parameter's name, not a secret)
 TOKEN_PATH = f"{{{TOKEN_PARAMETER}:str}}"
+
+logger = logging.getLogger(__name__)
 
 
 def session_cookies(gateway: Gateway, started: StartedSession) -> list[Cookie]:
@@ -134,6 +137,20 @@ async def _admit_client_ip(gateway: Gateway, request: Request[Any, Any, Any]) ->
     )
 
 
+async def _send_sign_in_link(
+    portal: Portal, sign_in_sends: SignInSends, practice: Practice, email: str
+) -> None:
+    """After the answer: how long this takes would tell whether the address is known."""
+    try:
+        if not await sign_in_sends.claim(email):
+            return
+        record_id = await portal.request_sign_in(practice, email)
+    except Exception:
+        logger.exception("sign-in request failed after its answer; nothing was sent")
+        return
+    await portal.flush_sign_in(record_id)
+
+
 class SignInController(Controller):
     path = "/api/portal"
     tags = ["client: sign-in"]
@@ -152,14 +169,14 @@ class SignInController(Controller):
         sign_in_sends: NamedDependency[SignInSends],
     ) -> Response[SignInAnswer]:
         """The same answer whether or not the address is known, and whether or not it had its
-        share of sign-in emails lately (then nothing is sent and its last link stays valid).
-        Too many requests from one IP address get 429."""
+        share of sign-in emails lately (then nothing is sent and its last link stays valid),
+        given before the address is looked up. Too many requests from one IP address get 429."""
         await _admit_client_ip(gateway, request)
-        flush = None
-        if await sign_in_sends.claim(data.email):
-            record_id = await gateway.portal.request_sign_in(practice_slug, data.email)
-            flush = BackgroundTask(gateway.portal.flush_sign_in, record_id)
-        return Response(SignInAnswer(detail=SIGN_IN_ANSWER), status_code=202, background=flush)
+        practice = await gateway.portal.sign_in_practice(practice_slug)
+        send = BackgroundTask(
+            _send_sign_in_link, gateway.portal, sign_in_sends, practice, data.email
+        )
+        return Response(SignInAnswer(detail=SIGN_IN_ANSWER), status_code=202, background=send)
 
     @post(f"/sign-in/{TOKEN_PATH}", summary="Use a sign-in link (single use)")
     async def use_sign_in_link(
