@@ -15,8 +15,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from sotto_audit import cli
 from sotto_audit.adapters.store import AuditStore
 from sotto_audit.config import AuditSettings
-from sotto_audit.domain import ChainHead, Draft, milliseconds, seal
-from sotto_audit.handlers import verify_chain
+from sotto_audit.domain import ChainHead, Draft, Watermark, milliseconds, seal
+from sotto_audit.handlers import prune, verify_chain
 from sotto_contracts.audit import ChainVerification, VerifyChain
 from sotto_contracts.common import ParticipantKind, ParticipantRef
 from sotto_contracts.gateway import LinkOpened
@@ -84,7 +84,10 @@ async def _insert_forged(records: AsyncCollection[Document], practice_id: str, a
 async def test_each_tampering_is_detected_at_its_record(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document], rpc: RpcClient
 ) -> None:
-    practices = ["intact", "modified", "deleted", "inserted", "reordered", "truncated"]
+    practices = [
+        *("intact", "modified", "deleted", "inserted", "reordered", "truncated"),
+        *("truncated-head-rewritten", "truncated-head-deleted", "head-deleted"),
+    ]
     async with serve_audit(settings):
         for practice_id in practices:
             await _publish(amqp, practice_id, 6)
@@ -104,6 +107,18 @@ async def test_each_tampering_is_detected_at_its_record(
         await _insert_forged(records, "inserted", 3)
         await _swap_sequences(records, "reordered", 3, 4)
         await records.delete_one({"practice_id": "truncated", "sequence": 6})
+        await records.delete_many(
+            {"practice_id": "truncated-head-rewritten", "sequence": {"$gt": 4}}
+        )
+        fourth = await records.find_one({"practice_id": "truncated-head-rewritten", "sequence": 4})
+        assert fourth is not None
+        await heads.update_one(
+            {"_id": "truncated-head-rewritten"},
+            {"$set": {"sequence": 4, "hash": fourth["hash"]}},
+        )
+        await records.delete_many({"practice_id": "truncated-head-deleted", "sequence": {"$gt": 4}})
+        await heads.delete_one({"_id": "truncated-head-deleted"})
+        await heads.delete_one({"_id": "head-deleted"})
 
         over_rpc = {
             practice_id: await rpc.result(VerifyChain(practice_id=practice_id), ChainVerification)
@@ -112,7 +127,16 @@ async def test_each_tampering_is_detected_at_its_record(
 
     assert over_rpc["intact"] == ChainVerification(valid=True, records_checked=6)
     broken_at = {p: v.first_broken_sequence for p, v in over_rpc.items() if not v.valid}
-    assert broken_at == {"modified": 3, "deleted": 3, "inserted": 4, "reordered": 3, "truncated": 6}
+    assert broken_at == {
+        "modified": 3,
+        "deleted": 3,
+        "inserted": 4,
+        "reordered": 3,
+        "truncated": 6,
+        "truncated-head-rewritten": 5,
+        "truncated-head-deleted": 5,
+        "head-deleted": 7,
+    }
     assert all(over_rpc[p].problem for p in broken_at)
     assert await cli.run(["verify", "--practice", "intact"], settings) == 0
     for practice_id in broken_at:
@@ -123,7 +147,7 @@ async def test_two_instances_keep_one_valid_chain_and_a_standby_takes_over(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
 ) -> None:
     per_batch = 100
-    store = AuditStore(records.database)
+    store = AuditStore(records.database, head_key=KEY)
     async with AsyncExitStack() as standby_stack:
         active_stack = AsyncExitStack()
         active = await active_stack.enter_async_context(serve_audit(settings))
@@ -162,7 +186,7 @@ async def test_two_instances_keep_one_valid_chain_and_a_standby_takes_over(
 async def test_prune_removes_old_records_behind_a_signed_checkpoint(
     settings: AuditSettings, amqp: Amqp, records: AsyncCollection[Document]
 ) -> None:
-    store = AuditStore(records.database)
+    store = AuditStore(records.database, head_key=KEY)
     async with serve_audit(settings):
         await _publish(amqp, "old", 5)
         await _stored(records, "old", 5)
@@ -203,8 +227,8 @@ async def test_a_repeated_batch_moves_the_watermark_its_first_attempt_left_behin
 ) -> None:
     """The first attempt stores its records and stops before the watermark, as a crash would;
     the redelivered batch finds only duplicates and must still move it, or checks and pruning
-    never see the practice."""
-    store = AuditStore(records.database)
+    never see the practice. Being the whole chain, it may sign it too."""
+    store = AuditStore(records.database, head_key=KEY)
     await store.ensure_indexes()
     drafts = [access_draft("wm", f"event-{n}") for n in range(3)]
 
@@ -217,8 +241,11 @@ async def test_a_repeated_batch_moves_the_watermark_its_first_attempt_left_behin
             await store.append("wm", drafts, datetime.now(UTC))
     assert await store.watermark("wm") is None
 
-    await AuditStore(records.database).append("wm", drafts, datetime.now(UTC))
-    assert await store.watermark("wm") == await store.head("wm")
+    await AuditStore(records.database, head_key=KEY).append("wm", drafts, datetime.now(UTC))
+    watermark = await store.watermark("wm")
+    assert watermark is not None
+    assert watermark.head == await store.head("wm")
+    assert await verify_chain(store, "wm", KEY) == ChainVerification(valid=True, records_checked=3)
     assert (await store.head("wm")).sequence == 3
     assert "wm" in await store.practices()
 
@@ -249,7 +276,7 @@ async def test_a_redelivered_batch_is_sorted_out_by_id_reads_alone(
         infra.mongodb_url, event_listeners=[finds]
     )
     try:
-        store = AuditStore(client[settings.database])
+        store = AuditStore(client[settings.database], head_key=KEY)
         await store.ensure_indexes()
         drafts = [access_draft("again", f"event-{n}") for n in range(5)]
         await store.append("again", drafts[:3], datetime.now(UTC))
@@ -269,7 +296,8 @@ async def test_a_redelivered_batch_is_sorted_out_by_id_reads_alone(
         (f"event-{n}", n + 1) for n in range(5)
     ]
     assert verification == ChainVerification(valid=True, records_checked=5)
-    assert watermark == ChainHead(5, stored[-1]["hash"])
+    assert watermark is not None
+    assert watermark.head == ChainHead(5, stored[-1]["hash"])
 
 
 async def test_a_duplicate_met_mid_batch_leaves_no_gap_in_the_chain(
@@ -278,7 +306,7 @@ async def test_a_duplicate_met_mid_batch_leaves_no_gap_in_the_chain(
     """An event recorded by another instance just after this batch was checked: FerretDB's
     ordered insert stops at it but stores part of what follows, records that link to one
     that is not there. They are withdrawn and sealed again."""
-    store = AuditStore(records.database)
+    store = AuditStore(records.database, head_key=KEY)
     await store.ensure_indexes()
     raced = access_draft("race", "event-raced")
     await store.append("race", [raced], datetime.now(UTC))
@@ -312,15 +340,17 @@ async def test_a_restarted_instance_appends_after_its_watermark_without_a_scan(
     """A new process starts from the watermark, read by `_id`: the chain's head looked up by
     practice and sequence reads the whole records collection on FerretDB, which for a large
     chain under load outlasted the operation time, again on every redelivery."""
-    await AuditStore(records.database).ensure_indexes()
+    await AuditStore(records.database, head_key=KEY).ensure_indexes()
     drafts = [access_draft("restart", f"event-{n}") for n in range(4)]
-    await AuditStore(records.database).append("restart", drafts[:3], datetime.now(UTC))
+    await AuditStore(records.database, head_key=KEY).append(
+        "restart", drafts[:3], datetime.now(UTC)
+    )
     finds = _Finds()
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         infra.mongodb_url, event_listeners=[finds]
     )
     try:
-        restarted = AuditStore(client[settings.database])
+        restarted = AuditStore(client[settings.database], head_key=KEY)
         await restarted.append("restart", drafts[3:], datetime.now(UTC))
         record_reads = [command for command in finds.commands if command["find"] == "records"]
         verification = await verify_chain(restarted, "restart", KEY)
@@ -337,13 +367,15 @@ async def test_records_past_the_watermark_are_found_when_the_append_meets_them(
     """An attempt stored records and stopped before moving the watermark: a new process starts
     from the watermark, meets those sequences taken, looks the head up and appends after it.
     That lookup is a scan on FerretDB, so the server is told to stop it at a time limit."""
-    store = AuditStore(records.database)
+    store = AuditStore(records.database, head_key=KEY)
     await store.ensure_indexes()
     drafts = [access_draft("behind", f"event-{n}") for n in range(5)]
     await store.append("behind", drafts[:3], datetime.now(UTC))
     first = await records.find_one({"practice_id": "behind", "sequence": 1}) or {}
+    behind = Watermark("behind", 1, first["hash"]).signed_with(KEY)
     await records.database["heads"].update_one(
-        {"_id": "behind"}, {"$set": {"sequence": 1, "hash": first["hash"]}}
+        {"_id": "behind"},
+        {"$set": {"sequence": 1, "hash": first["hash"], "signature": behind.signature}},
     )
 
     finds = _Finds()
@@ -351,7 +383,9 @@ async def test_records_past_the_watermark_are_found_when_the_append_meets_them(
         infra.mongodb_url, event_listeners=[finds]
     )
     try:
-        await AuditStore(client[settings.database]).append("behind", drafts[3:], datetime.now(UTC))
+        await AuditStore(client[settings.database], head_key=KEY).append(
+            "behind", drafts[3:], datetime.now(UTC)
+        )
     finally:
         await client.close()
     scans = [command for command in finds.commands if set(command["filter"]) != {"_id"}]
@@ -365,4 +399,110 @@ async def test_records_past_the_watermark_are_found_when_the_append_meets_them(
     assert await verify_chain(store, "behind", KEY) == ChainVerification(
         valid=True, records_checked=5
     )
-    assert await store.watermark("behind") == ChainHead(5, stored[-1]["hash"])
+    watermark = await store.watermark("behind")
+    assert watermark is not None
+    assert watermark.head == ChainHead(5, stored[-1]["hash"])
+
+
+async def test_a_chain_cut_short_with_its_head_removed_stays_broken_until_an_operator_signs_it(
+    records: AsyncCollection[Document], settings: AuditSettings
+) -> None:
+    """A restarted appender that finds no signed head appends after the last record it finds;
+    signing that would make the cut chain verify. Chains recorded before the key was set are
+    signed the same way, by `sign-head`."""
+    drafts = [access_draft("cut", f"event-{n}") for n in range(8)]
+    await AuditStore(records.database, head_key=KEY).append("cut", drafts[:6], datetime.now(UTC))
+    await records.delete_many({"practice_id": "cut", "sequence": {"$gt": 4}})
+    await records.database["heads"].delete_one({"_id": "cut"})
+
+    restarted = AuditStore(records.database, head_key=KEY)
+    await restarted.append("cut", drafts[6:7], datetime.now(UTC))
+    await restarted.append("cut", drafts[7:], datetime.now(UTC))
+    cut = await verify_chain(restarted, "cut", KEY, settle_seconds=0)
+    after_restart = await verify_chain(
+        AuditStore(records.database, head_key=KEY), "cut", KEY, settle_seconds=0
+    )
+
+    unsigned_before = AuditStore(records.database)
+    legacy_drafts = [access_draft("legacy", f"legacy-{n}") for n in range(3)]
+    await unsigned_before.append("legacy", legacy_drafts, datetime.now(UTC))
+    legacy = await verify_chain(unsigned_before, "legacy", KEY, settle_seconds=0)
+
+    assert (
+        cut
+        == after_restart
+        == ChainVerification(
+            valid=False,
+            records_checked=6,
+            first_broken_sequence=7,
+            problem="chain head is missing or its signature does not verify",
+        )
+    )
+    assert await verify_chain(restarted, "cut", None) == ChainVerification(
+        valid=True, records_checked=6
+    ), "without a key the cut cannot be told"
+    assert not legacy.valid
+    for practice_id, checked in (("cut", 6), ("legacy", 3)):
+        assert await cli.run(["sign-head", "--practice", practice_id], settings) == 0
+        assert await verify_chain(restarted, practice_id, KEY) == ChainVerification(
+            valid=True, records_checked=checked
+        )
+    await restarted.append("cut", [access_draft("cut", "event-later")], datetime.now(UTC))
+    assert await verify_chain(restarted, "cut", KEY) == ChainVerification(
+        valid=True, records_checked=7
+    ), "once signed, the appender signs again"
+
+
+async def test_a_chain_longer_than_many_pages_is_read_a_range_at_a_time(
+    infra: Infrastructure, records: AsyncCollection[Document], settings: AuditSettings
+) -> None:
+    """Verification and pruning read a bounded range of sequences per query: one query over a
+    long chain ran into the time limit, so the verify command crashed and prune never ran."""
+    page = 4
+    store = AuditStore(records.database, head_key=KEY, page_size=page)
+    await store.ensure_indexes()
+    now = datetime.now(UTC)
+    for practice_id in ("long", "pruned"):
+        drafts = [access_draft(practice_id, f"{practice_id}-{n}") for n in range(31)]
+        for start in range(0, 30, 7):
+            batch = drafts[start : min(start + 7, 30)]
+            await store.append(practice_id, batch, now - timedelta(days=3650))
+        await store.append(practice_id, drafts[30:], now)
+
+    finds = _Finds()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        infra.mongodb_url, event_listeners=[finds]
+    )
+    try:
+        paged = AuditStore(client[settings.database], head_key=KEY, page_size=page)
+        intact = await verify_chain(paged, "long", KEY)
+        chain_reads = [
+            command["filter"]["sequence"]
+            for command in finds.commands
+            if command["find"] == "records" and "sequence" in command["filter"]
+        ]
+    finally:
+        await client.close()
+    assert intact == ChainVerification(valid=True, records_checked=31)
+    assert len(chain_reads) >= 31 // page
+    assert all(read["$lte"] - read["$gt"] <= page for read in chain_reads if "$lte" in read)
+
+    await records.update_one(
+        {"practice_id": "long", "sequence": 23}, {"$set": {"subject_id": "someone-else"}}
+    )
+    modified = await verify_chain(store, "long", KEY, settle_seconds=0)
+    assert (modified.valid, modified.first_broken_sequence) == (False, 23)
+    await records.update_one(
+        {"practice_id": "long", "sequence": 23}, {"$set": {"subject_id": "client-1"}}
+    )
+
+    await records.delete_many({"practice_id": "long", "sequence": {"$gte": 10, "$lte": 18}})
+    await records.database["heads"].delete_one({"_id": "long"})
+    gap = await verify_chain(store, "long", None, settle_seconds=0)
+    assert (gap.valid, gap.first_broken_sequence) == (False, 10), "a gap wider than a page"
+
+    pruned = await prune(store, "pruned", now=now, retention_years=7, checkpoint_key=KEY)
+    assert (pruned.removed, pruned.refused) == (30, None)
+    assert await verify_chain(store, "pruned", KEY) == ChainVerification(
+        valid=True, records_checked=1
+    )

@@ -15,6 +15,7 @@ from sotto_audit.domain import (
     Checkpoint,
     Draft,
     UnrecordableEventError,
+    Watermark,
     project,
     safe_scalar,
     seal,
@@ -87,6 +88,35 @@ def test_checkpoint_signature_binds_sequence_and_hash() -> None:
     assert checkpoint.is_authentic(b"key")
     assert not checkpoint.is_authentic(b"other")
     assert not replace(checkpoint, sequence=4).is_authentic(b"key")
+
+
+def test_watermark_signature_binds_practice_sequence_and_hash() -> None:
+    head = _chain()[-1].head
+    watermark = Watermark("p1", head.sequence, head.hash).signed_with(b"key")
+    assert watermark.is_authentic(b"key")
+    assert not watermark.is_authentic(b"other")
+    assert not replace(watermark, sequence=4).is_authentic(b"key")
+    assert not replace(watermark, hash=_chain()[3].hash).is_authentic(b"key")
+    assert not replace(watermark, practice_id="p2").is_authentic(b"key")
+    checkpoint = Checkpoint("p1", head.sequence, head.hash, 5, NOW).signed_with(b"key")
+    assert not replace(watermark, signature=checkpoint.signature).is_authentic(b"key")
+
+
+def test_a_required_watermark_missing_breaks_the_chain_after_its_last_record() -> None:
+    """A chain cut short together with its watermark looks whole; only a signed watermark,
+    required, tells."""
+    verifier = ChainVerifier(GENESIS)
+    for record in _chain()[:4]:
+        verifier.check(record)
+    assert verifier.finish(None).valid, "without a required watermark nothing tells"
+    verifier = ChainVerifier(GENESIS)
+    for record in _chain()[:4]:
+        verifier.check(record)
+    cut = verifier.finish(None, watermark_required=True)
+    assert (cut.valid, cut.first_broken_sequence) == (False, 5)
+    assert ChainVerifier(GENESIS).finish(None, watermark_required=True).valid, "no records yet"
+    pruned_away = ChainVerifier(_chain()[-1].head).finish(None, watermark_required=True)
+    assert (pruned_away.valid, pruned_away.first_broken_sequence) == (False, 6)
 
 
 class _FakeStore:

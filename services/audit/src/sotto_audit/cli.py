@@ -1,4 +1,4 @@
-"""Operator commands: `verify --practice P` and `prune [--practice P]`."""
+"""Operator commands: `verify --practice P`, `sign-head --practice P` and `prune [--practice P]`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="walk a practice's chain; exit 1 when broken")
     verify.add_argument("--practice", required=True)
+    sign = commands.add_parser(
+        "sign-head",
+        help="check a chain against its unsigned watermark and sign its head with the key"
+        " (chains recorded before the key was set, or reported as missing a signed head)",
+    )
+    sign.add_argument("--practice", required=True)
     prune = commands.add_parser(
         "prune", help="remove records past retention behind a signed checkpoint"
     )
@@ -42,15 +48,20 @@ async def run(argv: Sequence[str], settings: AuditSettings | None = None) -> int
     settings = settings or AuditSettings()
     key = settings.checkpoint_key.get_secret_value().encode() if settings.checkpoint_key else None
     client = connect(settings.mongodb_url, timeout_ms=settings.mongo_timeout_ms)
-    store = AuditStore(client[settings.database])
+    store = AuditStore(client[settings.database], head_key=key)
     try:
         if arguments.command == "verify":
             result = await handlers.verify_chain(store, arguments.practice, key)
             print(json.dumps({"practice_id": arguments.practice, **result.model_dump()}))
             return 0 if result.valid else 1
         if key is None:
-            print("prune needs AUDIT_CHECKPOINT_KEY to sign its checkpoint", file=sys.stderr)
+            print(f"{arguments.command} needs AUDIT_CHECKPOINT_KEY to sign", file=sys.stderr)
             return 2
+        if arguments.command == "sign-head":
+            result, signed = await handlers.sign_head(store, arguments.practice, key)
+            report = {"practice_id": arguments.practice, "signed": signed, **result.model_dump()}
+            print(json.dumps(report))
+            return 0 if signed else 1
         practices = [arguments.practice] if arguments.practice else await store.practices()
         status = 0
         for practice_id in practices:

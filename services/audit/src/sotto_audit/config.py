@@ -24,5 +24,9 @@ class AuditSettings(ServiceSettings):
     )
     retention_years: int = Field(default=7, ge=1, le=100)
     checkpoint_key: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key that signs pruning checkpoints."
+        default=None,
+        description=(
+            "HMAC-SHA256 key that signs pruning checkpoints and chain heads; without it, records"
+            " removed from a chain's end together with its head go undetected."
+        ),
     )

@@ -2,6 +2,8 @@
 
 Each practice's records form a hash chain: a record's hash is SHA-256 over the canonical
 encoding (sorted-key JSON) of all its fields, which include the previous record's hash.
+Anyone who can write the database can recompute such hashes, so the chain's ends are signed
+with a key the database does not hold: its head (the watermark) and pruning checkpoints.
 """
 
 from __future__ import annotations
@@ -127,6 +129,16 @@ PROJECTIONS: dict[str, Projection] = {
     gateway.SessionEnded.ROUTING_KEY: _access("ended", "principal", "session_ref", "reason"),
     gateway.StaffViewedConversation.ROUTING_KEY: Projection(
         Category.ACCESS, "viewed", actor="staff_id", subject="client_id"
+    ),
+    gateway.StaffViewedTranscript.ROUTING_KEY: Projection(
+        Category.ACCESS, "viewed", actor="staff_id", subject="client_id", conversation=None
+    ),
+    gateway.StaffCopiedMessages.ROUTING_KEY: Projection(
+        Category.ACCESS,
+        "copied",
+        actor="staff_id",
+        subject="client_id",
+        attributes=allow("posted_message_ids"),
     ),
     gateway.ClientViewedConversation.ROUTING_KEY: Projection(
         Category.ACCESS,
@@ -416,20 +428,59 @@ class ChainVerifier:
         self._expected = record.head
         return True
 
-    def finish(self, watermark: ChainHead | None) -> ChainVerification:
-        """`watermark` is the last record appenders acknowledged; a shorter chain lost its tail."""
+    def finish(
+        self, watermark: ChainHead | None, *, watermark_required: bool = False
+    ) -> ChainVerification:
+        """`watermark` is the last record appenders acknowledged; a shorter chain lost its tail.
+        When watermarks are signed one is required: without it, records removed from the end of
+        a chain (with its watermark) leave nothing to tell."""
+        last = self._expected
         if self.intact and watermark is not None:
-            last = self._expected
             if last.sequence < watermark.sequence:
                 self._break(last.sequence + 1, f"chain ends before record {watermark.sequence}")
             elif last.sequence == watermark.sequence and last.hash != watermark.hash:
                 self._break(last.sequence, "last record does not match the chain head")
+        elif self.intact and watermark_required and last.sequence > 0:
+            self._break(last.sequence + 1, "chain head is missing or its signature does not verify")
         return ChainVerification(
             valid=self.intact,
             records_checked=self.checked,
             first_broken_sequence=self.broken_at,
             problem=self.problem,
         )
+
+
+def _mac(key: bytes, signed: Mapping[str, Any]) -> str:
+    return hmac.new(key, canonical(signed), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The last record appenders acknowledged, signed so that a chain cut short cannot be given
+    a new head that matches."""
+
+    practice_id: str
+    sequence: int
+    hash: str
+    signature: str = ""
+
+    def signed_fields(self) -> dict[str, Any]:
+        return {
+            "purpose": "chain-head",
+            "practice_id": self.practice_id,
+            "sequence": self.sequence,
+            "hash": self.hash,
+        }
+
+    def signed_with(self, key: bytes) -> Watermark:
+        return replace(self, signature=_mac(key, self.signed_fields()))
+
+    def is_authentic(self, key: bytes) -> bool:
+        return hmac.compare_digest(self.signature, _mac(key, self.signed_fields()))
+
+    @property
+    def head(self) -> ChainHead:
+        return ChainHead(self.sequence, self.hash)
 
 
 # ----------------------------------------------------------------------------- retention
@@ -453,13 +504,11 @@ class Checkpoint:
         return signed
 
     def signed_with(self, key: bytes) -> Checkpoint:
-        return replace(self, created_at=milliseconds(self.created_at), signature=self._mac(key))
+        stored = replace(self, created_at=milliseconds(self.created_at))
+        return replace(stored, signature=_mac(key, stored.signed_fields()))
 
     def is_authentic(self, key: bytes) -> bool:
-        return hmac.compare_digest(self.signature, self._mac(key))
-
-    def _mac(self, key: bytes) -> str:
-        return hmac.new(key, canonical(self.signed_fields()), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(self.signature, _mac(key, self.signed_fields()))
 
     @property
     def head(self) -> ChainHead:

@@ -201,6 +201,10 @@ async def verify_chain(
 ) -> ChainVerification:
     """Walk the chain from genesis or the latest signed checkpoint; report the first break.
 
+    With a key the chain must end at or past a watermark signed with it. Without one only an
+    unsigned watermark is compared, which whoever removes records from the end can rewrite
+    or remove too.
+
     A break is confirmed by a second walk after `settle_seconds`: another instance may be
     writing sequences it has just claimed.
     """
@@ -212,7 +216,11 @@ async def verify_chain(
 
 
 async def _walk(
-    store: AuditStore, practice_id: str, checkpoint_key: bytes | None
+    store: AuditStore,
+    practice_id: str,
+    checkpoint_key: bytes | None,
+    *,
+    signed_watermark: bool = True,
 ) -> ChainVerification:
     checkpoint = await store.latest_checkpoint(practice_id)
     start = GENESIS
@@ -230,7 +238,25 @@ async def _walk(
     async for record in store.chain(practice_id, after=start.sequence):
         if not verifier.check(record):
             break
-    return verifier.finish(watermark)
+    if checkpoint_key is None or not signed_watermark:
+        return verifier.finish(None if watermark is None else watermark.head)
+    authentic = watermark is not None and watermark.is_authentic(checkpoint_key)
+    return verifier.finish(
+        watermark.head if watermark is not None and authentic else None,
+        watermark_required=True,
+    )
+
+
+async def sign_head(
+    store: AuditStore, practice_id: str, checkpoint_key: bytes
+) -> tuple[ChainVerification, bool]:
+    """Sign the chain's current head as its watermark if the chain checks out against the
+    watermark it has; whether it was signed. For chains recorded before the key was set, or
+    whose watermark an appender could not trust: whoever runs it vouches that nothing was cut
+    off the end. Not signed when appenders moved the watermark past the head meanwhile."""
+    head = await store.head(practice_id)
+    result = await _walk(store, practice_id, checkpoint_key, signed_watermark=False)
+    return result, result.valid and await store.sign_watermark(practice_id, head)
 
 
 @dataclass(frozen=True)
@@ -255,14 +281,11 @@ async def prune(
         return PruneResult(practice_id, 0, None, refused=verification.problem)
     previous = await store.latest_checkpoint(practice_id)
     after = previous.sequence if previous is not None else 0
+    head = await store.head(practice_id)
     first_kept = await store.first_recorded_since(
-        practice_id, retention_cutoff(now, retention_years), after=after
+        practice_id, retention_cutoff(now, retention_years), after=after, through=head.sequence
     )
-    through = (
-        first_kept.sequence - 1
-        if first_kept is not None
-        else (await store.head(practice_id)).sequence
-    )
+    through = first_kept.sequence - 1 if first_kept is not None else head.sequence
     last_removed = await store.record_at(practice_id, through) if through > after else None
     if last_removed is None:
         return PruneResult(practice_id, 0, None)

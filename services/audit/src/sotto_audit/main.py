@@ -15,14 +15,14 @@ SERVICE = "audit"
 def create_app(settings: AuditSettings | None = None) -> AsgiFastStream:
     settings = settings or AuditSettings()
     runtime = create_runtime(SERVICE, settings)
-    store = AuditStore(runtime.database)
+    checkpoint_key = (
+        settings.checkpoint_key.get_secret_value().encode() if settings.checkpoint_key else None
+    )
+    store = AuditStore(runtime.database, head_key=checkpoint_key)
     recorder = handlers.BatchingRecorder(
         store,
         max_batch=settings.batch_max_events,
         linger_seconds=settings.batch_linger_ms / 1000,
-    )
-    checkpoint_key = (
-        settings.checkpoint_key.get_secret_value().encode() if settings.checkpoint_key else None
     )
     topology = runtime.topology
     subscriber = runtime.broker.subscriber

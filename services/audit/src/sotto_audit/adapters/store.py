@@ -4,7 +4,10 @@ Appending is an ordered claim: the events not recorded yet (a record's `_id` is 
 are inserted with the sequences that follow the head this instance knows; a duplicate-key
 error means another instance claimed them first, so the head is moved on and the rest
 re-sealed. The `heads` collection is a watermark of the last acknowledged record, so a chain
-that lost its tail is detected too; a new instance starts appending after it. Records written
+that lost its tail is detected too; a new instance starts appending after it. With a key the
+watermark is signed, and only an authentic one is trusted: an appender that finds a chain
+without one appends after its last record but leaves the watermark unsigned (verification
+reports it) until an operator has checked the chain and signed its head. Records written
 before `_id` was the event id keep their own `_id` and are still found, by the `event_id` index.
 """
 
@@ -18,6 +21,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -28,6 +32,7 @@ from sotto_audit.domain import (
     ChainHead,
     Checkpoint,
     Draft,
+    Watermark,
     fields_of,
     seal,
 )
@@ -36,6 +41,7 @@ from sotto_kit.mongo import SCAN_TIME_LIMIT_MS, Document, ensure_collections
 DUPLICATE_KEY = 11000
 MAX_APPEND_ATTEMPTS = 100
 READ_BATCH = 1000
+CHAIN_PAGE = 10_000
 
 
 class ChainContentionError(RuntimeError):
@@ -112,6 +118,15 @@ def _checkpoint(document: Document) -> Checkpoint:
     )
 
 
+def _watermark(document: Document) -> Watermark:
+    return Watermark(
+        practice_id=document["_id"],
+        sequence=document["sequence"],
+        hash=document["hash"],
+        signature=document.get("signature", ""),
+    )
+
+
 def _only_duplicates(error: BulkWriteError) -> bool:
     return all(item.get("code") == DUPLICATE_KEY for item in error.details.get("writeErrors", []))
 
@@ -131,12 +146,31 @@ def _followed(head: ChainHead, recorded: Iterable[ChainHead]) -> ChainHead:
     return head
 
 
+def _whole_chain(head: ChainHead, recorded: Iterable[ChainHead]) -> bool:
+    """Whether these records are all of a chain from its first record to `head`."""
+    positions = list(recorded)
+    return head in positions and {each.sequence for each in positions} == set(
+        range(1, head.sequence + 1)
+    )
+
+
 class AuditStore:
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    """`head_key` signs watermarks; `page_size` is how many sequences one chain read covers."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        *,
+        head_key: bytes | None = None,
+        page_size: int = CHAIN_PAGE,
+    ) -> None:
         self._records = database["records"]
         self._heads = database["heads"]
         self._checkpoints = database["checkpoints"]
+        self._head_key = head_key
+        self._page_size = page_size
         self._known_heads: dict[str, ChainHead] = {}
+        self._unsigned: set[str] = set()
 
     @property
     def collections(self) -> list[AsyncCollection[Document]]:
@@ -177,6 +211,10 @@ class AuditStore:
             if draft.event_id not in recorded
         ]
         head = self._known_heads.get(practice_id) or await self._head_to_try(practice_id)
+        if practice_id in self._unsigned and (
+            _whole_chain(head, recorded.values()) or await self.authentic_watermark(practice_id)
+        ):
+            self._unsigned.discard(practice_id)
         for _ in range(MAX_APPEND_ATTEMPTS):
             if not pending:
                 break
@@ -207,8 +245,19 @@ class AuditStore:
         """Where this instance first tries to append: the watermark, one `_id` read. Records
         past it (an attempt that stopped before moving it, another instance) make the insert
         meet a duplicate sequence, and only then is the chain's head looked up, a scan on
-        FerretDB. A practice without a watermark has its head looked up at once."""
-        return await self.watermark(practice_id) or await self.head(practice_id)
+        FerretDB. A practice without an authentic watermark has its head looked up at once;
+        if it has records, this instance does not sign its watermarks (signing a chain cut short
+        would hide the cut) until an operator signs its head, unless the chain is just this
+        batch again: a new practice's first batch that stopped before its watermark."""
+        watermark = await self.watermark(practice_id)
+        if watermark is not None and (
+            self._head_key is None or watermark.is_authentic(self._head_key)
+        ):
+            return watermark.head
+        head = await self.head(practice_id)
+        if self._head_key is not None and head != GENESIS:
+            self._unsigned.add(practice_id)
+        return head
 
     async def _inserted(self, records: Sequence[AuditRecord]) -> bool:
         """False if a duplicate key stopped the (ordered) insert; records before it may be in."""
@@ -253,7 +302,10 @@ class AuditStore:
         return {event_id: at for event_id, at in recorded.items() if event_id not in stray}
 
     async def _advance_watermark(self, practice_id: str, head: ChainHead) -> None:
-        fields = {"sequence": head.sequence, "hash": head.hash}
+        watermark = Watermark(practice_id, head.sequence, head.hash)
+        if self._head_key is not None and practice_id not in self._unsigned:
+            watermark = watermark.signed_with(self._head_key)
+        fields = {"sequence": head.sequence, "hash": head.hash, "signature": watermark.signature}
         result = await self._heads.update_one(
             {"_id": practice_id, "sequence": {"$lt": head.sequence}}, {"$set": fields}
         )
@@ -278,25 +330,66 @@ class AuditStore:
             candidates.append(checkpoint.head)
         return max(candidates, key=lambda head: head.sequence)
 
-    async def watermark(self, practice_id: str) -> ChainHead | None:
+    async def watermark(self, practice_id: str) -> Watermark | None:
         document = await self._heads.find_one({"_id": practice_id})
-        return None if document is None else ChainHead(document["sequence"], document["hash"])
+        return None if document is None else _watermark(document)
+
+    async def authentic_watermark(self, practice_id: str) -> bool:
+        watermark = await self.watermark(practice_id)
+        key = self._head_key
+        return watermark is not None and key is not None and watermark.is_authentic(key)
+
+    async def sign_watermark(self, practice_id: str, head: ChainHead) -> bool:
+        """Sign `head` as the watermark unless appenders have moved it past; False then."""
+        if self._head_key is None:
+            raise ValueError("signing a chain head needs a key")
+        watermark = Watermark(practice_id, head.sequence, head.hash).signed_with(self._head_key)
+        fields = {"sequence": head.sequence, "hash": head.hash, "signature": watermark.signature}
+        result = await self._heads.update_one(
+            {"_id": practice_id, "sequence": {"$lte": head.sequence}}, {"$set": fields}
+        )
+        if result.matched_count == 0:
+            try:
+                await self._heads.insert_one({"_id": practice_id, **fields})
+            except DuplicateKeyError:
+                return False
+        return True
 
     async def practices(self) -> list[str]:
         found = self._heads.find({}, {"_id": 1}, max_time_ms=SCAN_TIME_LIMIT_MS)
         return sorted([str(document["_id"]) async for document in found])
 
     async def chain(self, practice_id: str, *, after: int = 0) -> AsyncIterator[AuditRecord]:
-        cursor = (
+        """The records after `after` in sequence order, read a range of sequences at a time:
+        one query over a whole long chain outlasts the time limit."""
+        while True:
+            found = False
+            async for document in self._range(practice_id, after):
+                found = True
+                after = document["sequence"]
+                yield _record(document)
+            if not found:
+                later = await self._records.find_one(
+                    {"practice_id": practice_id, "sequence": {"$gt": after}},
+                    sort=[("sequence", ASCENDING)],
+                    max_time_ms=SCAN_TIME_LIMIT_MS,
+                )
+                if later is None:
+                    return
+                after = later["sequence"] - 1  # past a gap wider than a page
+
+    def _range(self, practice_id: str, after: int) -> AsyncCursor[Document]:
+        return (
             self._records.find(
-                {"practice_id": practice_id, "sequence": {"$gt": after}},
+                {
+                    "practice_id": practice_id,
+                    "sequence": {"$gt": after, "$lte": after + self._page_size},
+                },
                 max_time_ms=SCAN_TIME_LIMIT_MS,
             )
             .sort("sequence", ASCENDING)
             .batch_size(READ_BATCH)
         )
-        async for document in cursor:
-            yield _record(document)
 
     async def record_at(self, practice_id: str, sequence: int) -> AuditRecord | None:
         document = await self._records.find_one(
@@ -305,18 +398,25 @@ class AuditStore:
         return None if document is None else _record(document)
 
     async def first_recorded_since(
-        self, practice_id: str, moment: datetime, *, after: int
+        self, practice_id: str, moment: datetime, *, after: int, through: int
     ) -> AuditRecord | None:
-        document = await self._records.find_one(
-            {
-                "practice_id": practice_id,
-                "sequence": {"$gt": after},
-                "recorded_at": {"$gte": moment},
-            },
-            sort=[("sequence", ASCENDING)],
-            max_time_ms=SCAN_TIME_LIMIT_MS,
-        )
-        return None if document is None else _record(document)
+        """The first record after `after` (up to `through`) recorded at `moment` or later,
+        looked for a page of sequences at a time."""
+        while after < through:
+            upto = min(after + self._page_size, through)
+            document = await self._records.find_one(
+                {
+                    "practice_id": practice_id,
+                    "sequence": {"$gt": after, "$lte": upto},
+                    "recorded_at": {"$gte": moment},
+                },
+                sort=[("sequence", ASCENDING)],
+                max_time_ms=SCAN_TIME_LIMIT_MS,
+            )
+            if document is not None:
+                return _record(document)
+            after = upto
+        return None
 
     async def page(
         self, where: RecordFilter, *, page: int, page_size: int
