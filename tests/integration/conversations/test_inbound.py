@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from sotto_contracts.common import ClientEmailWorkflow
+from sotto_contracts.common import ClientEmailWorkflow, ParticipantRef
 from sotto_contracts.conversations import (
     AssignConversation,
     ClientEmailDue,
@@ -17,6 +17,7 @@ from sotto_contracts.conversations import (
     ListClientConversations,
     MarkRead,
     MessagePosted,
+    MessageView,
     PostMessage,
     ThreadView,
     UnreadReminderDue,
@@ -28,6 +29,7 @@ from sotto_contracts.inbound import (
     InquiryResponse,
     StatementReady,
 )
+from sotto_conversations.domain import key_of
 from sotto_conversations.main import create_app
 from tests.integration.conversations.conftest import (
     PRACTICE,
@@ -216,32 +218,131 @@ async def test_workflow_through_the_portal_one_message_and_notice_per_person_and
     assert sorted(recipient for recipient, _ in found.values()) == ["c1"] * 8 + ["c1-partner"] * 8
     assert len({posted for _, posted in found.values()}) == 16
 
-    conversations = await harness.ok_list(
-        ListClientConversations(practice_id=PRACTICE, actor=team.partner), ConversationSummary
-    )
-    assert len(conversations) == 1
-    conversation_id = conversations[0].conversation_id
+    # Each has their own thread of notices, with their own copy of each.
     client_view, partner_view = [
         await harness.ok(
-            GetThread(practice_id=PRACTICE, actor=reader, conversation_id=conversation_id),
+            GetThread(
+                practice_id=PRACTICE,
+                actor=reader,
+                conversation_id=await notices_of(harness, reader),
+            ),
             ThreadView,
         )
         for reader in (team.client, team.partner)
     ]
-    # Each sees their own copy of each notice, never the other's.
+    assert client_view.conversation.conversation_id != partner_view.conversation.conversation_id
     assert len(client_view.messages) == len(partner_view.messages) == 8
     assert client_view.messages[0].body == "Details for appointment_reminder"
     assert client_view.messages[0].sender is None
     mine = {posted for recipient, posted in found.values() if recipient == "c1"}
     assert {m.message_id for m in client_view.messages} == mine
     assert not {m.message_id for m in partner_view.messages} & mine
-    staff_view = await harness.ok(
-        GetThread(practice_id=PRACTICE, actor=team.primary, conversation_id=conversation_id),
-        ThreadView,
-    )
-    assert len(staff_view.messages) == 16
+    for view in (client_view, partner_view):
+        staff_view = await harness.ok(
+            GetThread(
+                practice_id=PRACTICE,
+                actor=team.primary,
+                conversation_id=view.conversation.conversation_id,
+            ),
+            ThreadView,
+        )
+        assert len(staff_view.messages) == 8
     assert "Details for" not in str(harness.events.received)
     assert len(practice_message_ids(harness)) == 16
+
+
+async def notices_of(harness: Harness, reader: ParticipantRef) -> str:
+    """The id of the one conversation `reader` takes part in: their notices."""
+    [conversation] = await harness.ok_list(
+        ListClientConversations(practice_id=PRACTICE, actor=reader), ConversationSummary
+    )
+    return conversation.conversation_id
+
+
+async def test_what_a_client_writes_back_to_a_notice_reaches_the_team_not_their_partner(
+    harness: Harness, team: Team
+) -> None:
+    await harness.configure(
+        team.owner, client_notification_delay_seconds=0, staff_notification_delay_seconds=0
+    )
+    await harness.amqp.publish(
+        StatementReady(
+            practice_id=PRACTICE,
+            client_id="c1",
+            recipients=[team.client, team.partner],
+            reference_id="joint",
+            content="Your statement",
+        )
+    )
+    await harness.events.wait_for(UnreadReminderDue, count=2)
+    client_thread = await notices_of(harness, team.client)
+    partner_thread = await notices_of(harness, team.partner)
+    await harness.ok(
+        MarkRead(practice_id=PRACTICE, actor=team.partner, conversation_id=partner_thread),
+        ConversationSummary,
+    )
+
+    def post(
+        actor: ParticipantRef, conversation_id: str, message_id: str, body: str
+    ) -> PostMessage:
+        return PostMessage(
+            practice_id=PRACTICE,
+            actor=actor,
+            conversation_id=conversation_id,
+            posted_message_id=message_id,
+            body=body,
+        )
+
+    await harness.ok(
+        post(team.client, client_thread, "from-client", "Can I pay later?"), MessageView
+    )
+    await harness.ok(post(team.primary, client_thread, "to-client", "Yes, Alex"), MessageView)
+    await harness.ok(post(team.partner, partner_thread, "from-partner", "Is it mine?"), MessageView)
+    # the team is reminded of both replies, each in its own thread
+    for conversation_id, posted in (
+        (client_thread, "from-client"),
+        (partner_thread, "from-partner"),
+    ):
+        await harness.events.wait_for(
+            UnreadReminderDue, conversation_id=conversation_id, posted_message_id=posted
+        )
+
+    partner_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.partner, conversation_id=partner_thread),
+        ThreadView,
+    )
+    assert [m.body for m in partner_view.messages] == ["Your statement", "Is it mine?"]
+    assert not partner_view.conversation.unread
+    assert {key_of(p) for p in partner_view.conversation.participants} == {"contact:c1-partner"}
+    client_view = await harness.ok(
+        GetThread(practice_id=PRACTICE, actor=team.client, conversation_id=client_thread),
+        ThreadView,
+    )
+    assert [m.body for m in client_view.messages] == [
+        "Your statement",
+        "Can I pay later?",
+        "Yes, Alex",
+    ]
+    reminded = {
+        (e["recipient"]["id"], e["posted_message_id"]) for e in harness.events.of(UnreadReminderDue)
+    }
+    assert ("c1-partner", "from-client") not in reminded
+    assert ("c1-partner", "to-client") not in reminded
+    assert ("c1", "from-partner") not in reminded
+    assert ("c1", "to-client") in reminded
+    assert (
+        await harness.database["reminders"].count_documents(
+            {
+                "recipient": "contact:c1-partner",
+                "posted_message_id": {"$in": ["from-client", "to-client"]},
+            }
+        )
+        == 0
+    )
+    staff_inbox = await harness.ok(
+        GetInbox(practice_id=PRACTICE, actor=team.primary, unread_only=True), InboxPage
+    )
+    assert {item.conversation_id for item in staff_inbox.items} == {partner_thread}
 
 
 async def test_a_notice_for_the_client_alone_stays_out_of_the_partners_view(

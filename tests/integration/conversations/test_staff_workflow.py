@@ -557,12 +557,12 @@ async def test_notes_stay_internal_tasks_and_copy_as_text(harness: Harness, team
             conversation_id="conv",
             task_id="t-1",
             title="Send worksheet",
-            assignee_id="scheduler",
+            assignee_id="dr-other",
             due=datetime(2026, 12, 1, tzinfo=UTC).date(),
         ),
         TaskView,
     )
-    assert (task.assignee_id, task.done) == ("scheduler", False)
+    assert (task.assignee_id, task.done) == ("dr-other", False)
     done = await harness.ok(
         UpdateTask(practice_id=PRACTICE, actor=team.primary, task_id="t-1", done=True), TaskView
     )

@@ -256,3 +256,56 @@ def test_others_threads_need_access_or_permission_even_for_billers() -> None:
         thread,
         CLIENT,
     )
+
+
+def test_in_a_notices_thread_shared_before_each_person_on_the_client_side_is_apart() -> None:
+    """Before each person had their own, a client's notices thread held their contacts too:
+    what one of them writes there goes to the team alone, and the team answers the client."""
+    shared = thread_with(
+        message("n-client", 1, None, "Statement", recipients=("client:c1",)),
+        message("n-partner", 2, None, "Statement", recipients=("contact:p1",)),
+        message("from-client", 3, "client:c1", "Can I pay later?", recipients=("staff:dr-a",)),
+        # stored before: addressed to everyone in the thread
+        message("old-client", 4, "client:c1", "Hello", recipients=("staff:dr-a", "contact:p1")),
+        message("to-client", 5, "staff:dr-a", "Yes", recipients=("client:c1",)),
+    )
+    shared.conversation_id = derived_id("notices", "c1")
+    shared.participant_keys = ["client:c1", "contact:p1", "staff:dr-a"]
+    assert shared.is_notices
+
+    assert domain.recipients_of(shared, "client:c1") == ["staff:dr-a"]
+    assert domain.recipients_of(shared, "contact:p1") == ["staff:dr-a"]
+    assert domain.recipients_of(shared, "staff:dr-a") == ["client:c1"]
+    settings = PracticeSettings()
+    partner = domain.ref_of("contact:p1")
+    partner_view = domain.thread_view(shared, partner, settings)
+    assert [m.message_id for m in partner_view.messages] == ["n-partner"]
+    assert partner_view.conversation.participants == [partner, domain.staff_ref("dr-a")]
+    client_view = domain.thread_view(shared, domain.client_ref("c1"), settings)
+    assert [m.message_id for m in client_view.messages] == [
+        "n-client",
+        "from-client",
+        "old-client",
+        "to-client",
+    ]
+    assert shared.newest_incoming_for("contact:p1") == shared.messages["n-partner"]
+    staff_view = domain.thread_view(shared, domain.staff_ref("dr-a"), settings)
+    assert len(staff_view.messages) == 5
+
+    ordinary = thread_with(message("m", 1, "client:c1", "Hi", recipients=("staff:dr-a",)))
+    ordinary.participant_keys = ["client:c1", "contact:p1", "staff:dr-a"]
+    assert not ordinary.is_notices
+    assert domain.recipients_of(ordinary, "client:c1") == ["contact:p1", "staff:dr-a"]
+    assert len(domain.thread_view(ordinary, partner, settings).messages) == 1
+
+
+def test_a_transcript_needs_the_client_on_the_readers_care() -> None:
+    viewing = member("sup", StaffRole.SUPERVISOR, can_view_others=True)
+    assert not domain.staff_may_view_transcript(viewing, CLIENT)
+    assert domain.staff_may_view_transcript(
+        member("sup", StaffRole.SUPERVISOR, can_view_others=True, client_ids=frozenset({"c1"})),
+        CLIENT,
+    )
+    assert domain.staff_may_view_transcript(member("dr-b", StaffRole.CLINICIAN), CLIENT)
+    assert domain.staff_may_view_transcript(member("m", StaffRole.PRACTICE_MANAGER), CLIENT)
+    assert not domain.staff_may_view_transcript(member("b", StaffRole.BILLER), CLIENT)

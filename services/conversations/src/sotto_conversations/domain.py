@@ -42,6 +42,7 @@ SYSTEM_CONVERSATION_PREFIXES = ("notices", "appointment-request", "inquiry", "an
 _SYSTEM_CONVERSATION_ID = re.compile(
     rf"^(?:{'|'.join(map(re.escape, SYSTEM_CONVERSATION_PREFIXES))})-[0-9a-f]{{32}}$"
 )
+_NOTICES_CONVERSATION_ID = re.compile(r"^notices-[0-9a-f]{32}$")
 
 
 class RefusalError(Exception):
@@ -218,10 +219,9 @@ class StoredMessage:
     automatic: bool = False
     recipients: tuple[str, ...] = ()
 
-    def shown_to_client_side(self, key: str) -> bool:
-        """A practice-generated message (a notice, an automatic reply) addressed to some
-        participants is theirs alone: a partner does not see the client's own reminders."""
-        return self.sender is not None or not self.recipients or key in self.recipients
+    def addressed_to(self, key: str) -> bool:
+        """Messages stored before recipients were recorded went to everyone."""
+        return not self.recipients or key in self.recipients
 
 
 @dataclass
@@ -265,6 +265,37 @@ class Thread:
     stored_fields: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def is_notices(self) -> bool:
+        """A thread of the practice's notices to one person (before, to a client and their
+        contacts together): what the people on the client's side write there goes to the team
+        alone, and the team's answers to the person whose notices they are."""
+        return self.kind == ConversationKind.CLIENT and bool(
+            _NOTICES_CONVERSATION_ID.match(self.conversation_id)
+        )
+
+    @property
+    def notices_owner(self) -> str | None:
+        return next((key for key in self.participant_keys if not key.startswith("staff:")), None)
+
+    def shown_to_client_side(self, message: StoredMessage, key: str) -> bool:
+        """A practice-generated message (a notice, an automatic reply) addressed to some
+        participants is theirs alone: a partner does not see the client's own reminders. In a
+        notices thread, what someone on the client's side writes is theirs alone too."""
+        if message.sender is None:
+            return message.addressed_to(key)
+        if not self.is_notices:
+            return True
+        if message.sender.kind != ParticipantKind.STAFF:
+            return key_of(message.sender) == key
+        return message.addressed_to(key)
+
+    def client_side_keys_shown_to(self, viewer_key: str) -> list[str]:
+        """The participants a person on the client's side sees taking part."""
+        if not self.is_notices:
+            return list(self.participant_keys)
+        return [k for k in self.participant_keys if k.startswith("staff:") or k == viewer_key]
+
+    @property
     def last_seq(self) -> int:
         return max((m.seq for m in self.messages.values()), default=0)
 
@@ -291,11 +322,17 @@ class Thread:
     def _incoming_for(self, key: str) -> list[StoredMessage]:
         """Messages someone else sent `key`; the practice's own notices and automatic replies
         come in for clients only."""
+        if key.startswith("staff:"):
+            return [
+                message
+                for message in self.messages.values()
+                if message.sender is not None and key_of(message.sender) != key
+            ]
         return [
             message
             for message in self.messages.values()
-            if (message.sender is None and not key.startswith("staff:"))
-            or (message.sender is not None and key_of(message.sender) != key)
+            if (message.sender is None or key_of(message.sender) != key)
+            and self.shown_to_client_side(message, key)
         ]
 
     def newest_incoming_for(self, key: str) -> StoredMessage | None:
@@ -530,14 +567,30 @@ def staff_may_view(staff: StaffMember, thread: Thread, client: ClientRecord | No
     return client is not None and staff.has_access_to(client)
 
 
+def staff_may_view_transcript(staff: StaffMember, client: ClientRecord) -> bool:
+    """A client's whole history, notes included: for those who may see others' conversations
+    and those on the client's care, never past the client's care (as `staff_may_view`)."""
+    return staff.reaches_client(client) and (staff.may_view_others or staff.has_access_to(client))
+
+
 def recipients_of(thread: Thread, sender_key: str | None) -> list[str]:
-    return [key for key in thread.audience if key != sender_key]
+    audience = [key for key in thread.audience if key != sender_key]
+    if not thread.is_notices:
+        return audience
+    if sender_key is None or sender_key.startswith("staff:"):
+        return [k for k in audience if k.startswith("staff:") or k == thread.notices_owner]
+    return [k for k in audience if k.startswith("staff:")]
 
 
 # ----------------------------------------------------------------------------- views
 
 
-def message_view(thread: Thread, message: StoredMessage) -> MessageView:
+def message_view(
+    thread: Thread, message: StoredMessage, viewer: ParticipantRef | None = None
+) -> MessageView:
+    read_by = thread.read_by(message)
+    if viewer is not None and viewer.kind != ParticipantKind.STAFF and thread.is_notices:
+        read_by = [ref for ref in read_by if ref.kind == ParticipantKind.STAFF or ref == viewer]
     return MessageView(
         message_id=message.posted_message_id,
         conversation_id=thread.conversation_id,
@@ -546,7 +599,7 @@ def message_view(thread: Thread, message: StoredMessage) -> MessageView:
         sent_at=message.sent_at,
         removed=message.removed,
         automatic=message.automatic,
-        read_by=thread.read_by(message),
+        read_by=read_by,
     )
 
 
@@ -557,7 +610,14 @@ def summary(thread: Thread, viewer_key: str) -> ConversationSummary:
         subject=thread.subject,
         client_id=thread.client_id,
         client_name=thread.client_name,
-        participants=[ref_of(key) for key in thread.participant_keys],
+        participants=[
+            ref_of(key)
+            for key in (
+                thread.participant_keys
+                if viewer_key.startswith("staff:")
+                else thread.client_side_keys_shown_to(viewer_key)
+            )
+        ],
         assignee_id=thread.assignee_id,
         archived=thread.archived,
         unread=viewer_key in thread.unread_by,
@@ -568,9 +628,9 @@ def summary(thread: Thread, viewer_key: str) -> ConversationSummary:
 def thread_view(thread: Thread, viewer: ParticipantRef, settings: PracticeSettings) -> ThreadView:
     if viewer.kind != ParticipantKind.STAFF:
         messages = [
-            message_view(thread, m)
+            message_view(thread, m, viewer)
             for m in thread.ordered_messages()
-            if m.shown_to_client_side(key_of(viewer))
+            if thread.shown_to_client_side(m, key_of(viewer))
         ]
         return ThreadView(
             conversation=summary(thread, key_of(viewer)),

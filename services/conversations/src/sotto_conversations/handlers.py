@@ -638,18 +638,14 @@ class Conversations:
         actor = await self._actor(request.practice_id, request.actor)
 
         async def apply(thread: Thread) -> tuple[ConversationSummary, Change]:
-            if not thread.has_incoming_for(actor.key):
+            newest = thread.newest_incoming_for(actor.key)
+            if newest is None:
                 raise RefusalError(
                     "no_incoming_message",
                     "only a conversation with an incoming message can be marked unread",
                     409,
                 )
-            last_incoming = max(
-                m.seq
-                for m in thread.messages.values()
-                if m.sender is None or key_of(m.sender) != actor.key
-            )
-            thread.reads[actor.key] = last_incoming - 1
+            thread.reads[actor.key] = newest.seq - 1
             if actor.key not in thread.unread_by:
                 thread.unread_by.append(actor.key)
             event = ConversationMarkedUnread(
@@ -992,18 +988,14 @@ class Conversations:
     async def create_task(self, request: CreateTask) -> TaskView:
         actor = await self._actor(request.practice_id, request.actor)
         actor.require_staff()
-        if (
-            request.assignee_id
-            and await self._store.staff(request.practice_id, request.assignee_id) is None
-        ):
-            raise RefusalError("unknown_assignee", f"no team member {request.assignee_id}", 422)
 
         async def apply(thread: Thread) -> tuple[TaskView, Change]:
             change = Change()
             task = thread.tasks.get(request.task_id)
             if task is None:
-                if await self._store.thread_with_task(request.practice_id, request.task_id):
+                if await self._visible_task_threads(thread.practice_id, actor, request.task_id):
                     raise RefusalError("duplicate_task_id", "that task id is already used", 409)
+                await self._check_task_assignee(thread, request.assignee_id)
                 task = StoredTask(
                     task_id=request.task_id,
                     title=request.title,
@@ -1026,20 +1018,46 @@ class Conversations:
 
         return await self._update(request.practice_id, request.conversation_id, actor, apply)
 
+    async def _visible_task_threads(
+        self, practice_id: str, actor: Actor, task_id: str
+    ) -> list[Thread]:
+        """The threads the actor can see holding a task with this id. Task ids are chosen by
+        callers: one used in a thread they cannot see is neither theirs to learn of nor to
+        block them."""
+        return [
+            thread
+            for thread in await self._store.threads_with_task(practice_id, task_id)
+            if await self._may_view(actor, thread)
+        ]
+
+    async def _check_task_assignee(self, thread: Thread, assignee_id: str | None) -> None:
+        """A task goes to an active team member who can see its conversation."""
+        if assignee_id is None:
+            return
+        assignee = await self._store.staff(thread.practice_id, assignee_id)
+        if assignee is None or not assignee.active:
+            raise RefusalError("unknown_assignee", f"no team member {assignee_id}", 422)
+        if not await self._may_view(Actor(domain.staff_ref(assignee_id), staff=assignee), thread):
+            raise RefusalError(
+                "assignee_without_access", "the assignee cannot see this conversation", 403
+            )
+
     async def update_task(self, request: UpdateTask) -> TaskView:
         actor = await self._actor(request.practice_id, request.actor)
         actor.require_staff()
-        located = await self._store.thread_with_task(request.practice_id, request.task_id)
-        if located is None:
+        located = await self._visible_task_threads(request.practice_id, actor, request.task_id)
+        if not located:
             raise not_found("task")
-        if (
-            request.assignee_id
-            and await self._store.staff(request.practice_id, request.assignee_id) is None
-        ):
-            raise RefusalError("unknown_assignee", f"no team member {request.assignee_id}", 422)
+        if len(located) > 1:
+            raise RefusalError(
+                "ambiguous_task_id", "that task id names tasks in more than one conversation", 409
+            )
 
         async def apply(thread: Thread) -> tuple[TaskView, Change]:
-            task = thread.tasks[request.task_id]
+            task = thread.tasks.get(request.task_id)
+            if task is None:
+                raise not_found("task")
+            await self._check_task_assignee(thread, request.assignee_id)
             if request.done is not None:
                 task.done = request.done
             if request.title is not None:
@@ -1058,7 +1076,12 @@ class Conversations:
             )
             return domain.task_view(thread, task), Change(events=[event])
 
-        return await self._update(request.practice_id, located.conversation_id, actor, apply)
+        try:
+            return await self._update(request.practice_id, located[0].conversation_id, actor, apply)
+        except RefusalError as refusal:
+            if refusal.code == "not_found":
+                raise not_found("task") from None
+            raise
 
     # ------------------------------------------------------------------------- settings
 
@@ -1305,6 +1328,9 @@ class Conversations:
         if request.search:
             pattern = search_pattern(request.search)
             query["$or"] = [{"client_name": pattern}, {"bodies": pattern}, {"subject": pattern}]
+        if not staff.messages_any_client:
+            reachable = await self._reachable_threads(request.practice_id, staff, query)
+            query = {"$and": [query, reachable]}
         threads, total = await self._store.page_of_threads(
             query, skip=(request.page - 1) * request.page_size, limit=request.page_size
         )
@@ -1325,6 +1351,40 @@ class Conversations:
             page_size=request.page_size,
         )
 
+    async def _reachable_threads(
+        self, practice_id: str, staff: StaffMember, query: Document
+    ) -> Document:
+        """The threads among `query` that `staff`, who may message only the clients on their
+        care, may see (`domain.staff_may_view`), as a filter, so that an inbox's pages and
+        total leave the others out. In an inbox they take part in each thread or may view
+        others', so they see: their clients' threads, threads without a client, and inquiries
+        from someone who is not a client (yet)."""
+        cared_for = {
+            client.client_id
+            for client in await self._store.clients(practice_id, clinician_id=staff.staff_id)
+        } | staff.client_ids
+        inquirers = await self._store.thread_client_ids(
+            {
+                "$and": [
+                    query,
+                    {"kind": ConversationKind.INQUIRY.value},
+                    {"client_id": {"$nin": sorted(cared_for)}},
+                ]
+            }
+        )
+        now_clients = [
+            client.client_id
+            for client in await self._store.clients_by_id(practice_id, sorted(inquirers))
+            if client is not None
+        ]
+        return {
+            "$or": [
+                {"client_id": {"$in": sorted(cared_for)}},
+                {"client_id": None},
+                {"kind": ConversationKind.INQUIRY.value, "client_id": {"$nin": now_clients}},
+            ]
+        }
+
     async def copy_messages(self, request: CopyMessages) -> TextResult:
         actor = await self._actor(request.practice_id, request.actor)
         actor.require_staff()
@@ -1344,7 +1404,7 @@ class Conversations:
         actor = await self._actor(request.practice_id, request.actor)
         staff = actor.require_staff()
         client = await self._store.client(request.practice_id, request.client_id)
-        if client is None or not (staff.may_view_others or staff.has_access_to(client)):
+        if client is None or not domain.staff_may_view_transcript(staff, client):
             raise not_found("client")
         threads = await self._store.find_threads(
             {"practice_id": request.practice_id, "client_id": request.client_id}
@@ -1418,6 +1478,8 @@ class Conversations:
             event.practice_id, "client", event.client_id, fields, event.occurred_at
         )
         applied = _applied(stored, event.occurred_at)
+        if applied and previous and previous.display_name != event.display_name:
+            await self._store.rename_client(event.practice_id, event.client_id, event.display_name)
         # Re-homed after the write, so a crash in between leaves it to the client's next
         # message (`post_message` checks for an orphan as well).
         if applied and previous and previous.clinician_ids - set(fields["all_clinician_ids"]):
@@ -1608,14 +1670,15 @@ class Conversations:
                 raise NotYetKnownError(
                     f"recipient {recipient.kind.value} {recipient.id} does not belong to the client"
                 )
-        thread = await self._notices_thread(event.practice_id, client)
         portal_open = (
             settings.route_client_emails_through_portal and settings.secure_messaging_enabled
         )
         through_portal = [r for r in recipients if portal_open and client.reads_portal(r)]
-        if through_portal:
-            await self._deliver_through_portal(event, thread, through_portal, settings)
+        for recipient in through_portal:
+            own = await self._notices_thread(event.practice_id, client, recipient)
+            await self._deliver_through_portal(event, own, [recipient], settings)
         if by_email := [r for r in recipients if r not in through_portal]:
+            thread = await self._notices_thread(event.practice_id, client)
             await self._record_email_history(event, thread, by_email)
 
     async def _prospect_inquiry(self, event: InquiryResponse) -> Thread | None:
@@ -1632,13 +1695,27 @@ class Conversations:
         )
         return inquiries[0] if inquiries else None
 
-    async def _notices_thread(self, practice_id: str, client: ClientRecord) -> Thread:
+    async def _notices_thread(
+        self, practice_id: str, client: ClientRecord, person: ParticipantRef | None = None
+    ) -> Thread:
+        """The thread of the practice's notices to one person: the client (`person` None) or
+        one of their contacts, each their own, so that what one of them writes back, and the
+        team's answer, reaches nobody else on the client's side."""
+        person = person or domain.client_ref(client.client_id)
+        owner = key_of(person)
+        parts = (
+            [client.client_id]
+            if person.kind == ParticipantKind.CLIENT
+            else [client.client_id, owner]
+        )
         conversation_id, thread = await self._system_thread(
             practice_id,
             "notices",
-            [client.client_id],
+            parts,
             lambda thread: (
-                thread.kind == ConversationKind.CLIENT and thread.client_id == client.client_id
+                thread.kind == ConversationKind.CLIENT
+                and thread.client_id == client.client_id
+                and thread.notices_owner == owner
             ),
         )
         if thread is not None:
@@ -1649,7 +1726,7 @@ class Conversations:
             ConversationKind.CLIENT,
             "Messages from the practice",
             client=client,
-            participant_keys=[f"client:{client.client_id}"],
+            participant_keys=[owner],
             assignee_id=client.primary_clinician_id,
         )
         await self._open_inbound(thread, Change())

@@ -420,11 +420,16 @@ class ConversationStore:
         document = await self._thread_reads.find(thread_id(practice_id, conversation_id))
         return thread_from(document, for_update=for_update) if document else None
 
-    async def thread_with_task(self, practice_id: str, task_id: str) -> Thread | None:
-        document = await self.threads.find_one(
+    async def threads_with_task(self, practice_id: str, task_id: str) -> list[Thread]:
+        found = self.threads.find(
             {"practice_id": practice_id, "task_ids": task_id}, max_time_ms=SCAN_TIME_LIMIT_MS
         )
-        return thread_from(document, for_update=False) if document else None
+        return [thread_from(document, for_update=False) async for document in found]
+
+    async def rename_client(self, practice_id: str, client_id: str, name: str) -> None:
+        await self.threads.update_many(
+            {"practice_id": practice_id, "client_id": client_id}, {"$set": {"client_name": name}}
+        )
 
     async def insert_thread(self, thread: Thread, events: Sequence[Message]) -> bool:
         """False when a thread with this id already exists."""
@@ -559,6 +564,11 @@ class ConversationStore:
         if skip >= total:  # also keeps absurd page numbers away from the 64-bit skip
             return [], total
         return await self.find_threads(query, skip=skip, limit=limit), total
+
+    async def thread_client_ids(self, query: Document) -> set[str]:
+        """The client ids of the threads matching `query`."""
+        found = self.threads.find(query, {"client_id": 1}, max_time_ms=SCAN_TIME_LIMIT_MS)
+        return {document["client_id"] async for document in found if document.get("client_id")}
 
     async def _count_threads(self, query: Document) -> int:
         return await self.threads.count_documents(query, maxTimeMS=SCAN_TIME_LIMIT_MS)
