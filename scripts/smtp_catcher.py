@@ -31,6 +31,10 @@ Fault injection (not in Mailpit), decided per RCPT TO:
                               attempts of that exact address (case-insensitive), then
                               accepted; N defaults to 1 (`tempfail+x@y`).
                               e.g. tempfail3+abc@example.test fails 3 times, then works.
+and per MAIL FROM (a relay refusing the sender, e.g. its account suspended):
+    relayreject...@any     -> 554 5.7.1 sender refused, always
+    relaydown<N>...@any    -> 421 4.7.0 service not available for the first N MAIL FROM
+                              of that exact address, then accepted; N defaults to 1.
 Any AUTH is accepted; AUTH is never required.
 """
 
@@ -57,6 +61,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 MAX_LIMIT = 100_000
 _TEMPFAIL = re.compile(r"^tempfail(\d*)")
+_RELAYDOWN = re.compile(r"^relaydown(\d*)")
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
 _FULL_PARSER = BytesParser(policy=email.policy.default)
 
@@ -168,6 +173,27 @@ class Handler:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.attempts: defaultdict[str, int] = defaultdict(int)
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        local = address.split("@", 1)[0].lower()
+        if local.startswith("relayreject"):
+            return "554 5.7.1 sender refused"
+        match = _RELAYDOWN.match(local)
+        if match:
+            key = f"from:{address.lower()}"
+            self.attempts[key] += 1
+            if self.attempts[key] <= int(match.group(1) or 1):
+                return "421 4.7.0 service not available"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,11 @@ from sotto_contracts.common import NotificationKind, ParticipantKind, Participan
 from sotto_contracts.notifier import SendNotification
 from sotto_contracts.topology import Topology
 from sotto_notifier.config import NotifierSettings
-from tests.support.processes import ServiceProcess
+from tests.support.infra import REPO
+from tests.support.processes import VENV_BIN, ServiceProcess
 from tests.support.serving import free_port
 from tests.support.system import WORKERS
+from tests.support.waiting import eventually
 
 PRACTICE_NAME = "Lakeside Counseling"
 
@@ -136,3 +142,41 @@ async def forget_mail(api_url: str, summaries: list[dict[str, Any]], marker: str
             )
             response.raise_for_status()
     return len(ids)
+
+
+@dataclass(frozen=True)
+class OwnCatcher:
+    smtp_port: int
+    api_url: str
+
+
+@asynccontextmanager
+async def own_catcher() -> AsyncIterator[OwnCatcher]:
+    """A catcher of this test's own, running the repository's `scripts/smtp_catcher.py`: the
+    shared one may predate a fault mode, and its per-address fault counters outlive tests."""
+    catcher = OwnCatcher(free_port(), f"http://127.0.0.1:{free_port()}")
+    process = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "python"),
+        str(REPO / "scripts" / "smtp_catcher.py"),
+        "--smtp-port",
+        str(catcher.smtp_port),
+        "--http-port",
+        catcher.api_url.rpartition(":")[2],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=catcher.api_url, timeout=5) as client:
+
+            async def ready() -> bool:
+                assert process.returncode is None, "the catcher exited"
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, what="own SMTP catcher")
+        yield catcher
+    finally:
+        process.terminate()
+        await process.wait()

@@ -32,6 +32,8 @@ async def test_killed_notifier_loses_nothing_and_sends_nothing_twice(
         pool_size=4,
         outbox_interval_seconds=2.0,
         sweep_interval_seconds=10.0,
+        # The killed instance's open windows are settled once this old, not on redelivery.
+        stale_sending_seconds=20.0,
         log_level="WARNING",
     )
     batch = BATCH

@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from sotto_contracts.base import utc_now
 from sotto_contracts.common import NotificationKind, ParticipantKind, ParticipantRef
-from sotto_contracts.notifier import EmailDelivered
+from sotto_contracts.notifier import EmailAmbiguous, EmailDelivered
 from sotto_kit.messaging import Publisher
 from sotto_kit.mongo import Document
 from sotto_kit.outbox import new_document_outbox
@@ -151,3 +151,31 @@ async def test_a_window_whose_record_read_is_interrupted_is_withdrawn(
             await store.open_window(record.notification_id, 1)
     # Nothing was sent under it, so it must not stay open to be settled as ambiguous.
     assert await store.open_window(record.notification_id, 1) is WindowOutcome.OPENED
+
+
+async def test_a_final_result_is_never_replaced_by_a_later_one(
+    notifier_settings: Callable[..., NotifierSettings], mongo: AsyncMongoClient[Document]
+) -> None:
+    settings = notifier_settings()
+    topology = settings.topology
+    store = DeliveryStore(
+        mongo[settings.database], topology, Publisher(RabbitBroker(settings.rabbitmq_url), topology)
+    )
+    record = await store.claim(command(address()), None)
+    ambiguous = delivery_event(record, EmailAmbiguous, attempt=1)
+    delivered = delivery_event(record, EmailDelivered, attempt=1)
+    assert await store.record_attempt(
+        record.notification_id, 1, DeliveryState.AMBIGUOUS, None, ambiguous
+    )
+    # The holder of the window, still sending when a redelivered copy settled it as ambiguous.
+    assert (
+        await store.record_attempt(
+            record.notification_id, 1, DeliveryState.DELIVERED, None, delivered
+        )
+        is None
+    )
+    stored = await store.collection.find_one({"_id": record.notification_id})
+    assert stored is not None
+    assert stored["state"] == "ambiguous"
+    assert [entry["state"] for entry in stored["history"]] == ["ambiguous"]
+    assert list(stored["outbox"]) == [str(ambiguous.message_id)]

@@ -14,6 +14,8 @@ from sotto_notifier.domain import (
     judge,
     recipient_fingerprint,
     redact_reply,
+    relay_retry_delay,
+    smtp_address,
 )
 
 DELAYS = [1, 5, 30, 120]
@@ -70,3 +72,22 @@ def test_smtp_host_is_read_unprefixed_and_tls_can_be_required(
     monkeypatch.setenv("NOTIFIER_SMTP_TLS", "none")
     with pytest.raises(ValueError, match="require_tls"):
         NotifierSettings()
+
+
+def test_a_failing_relay_is_tried_less_often_the_longer_it_fails() -> None:
+    waits = [relay_retry_delay(failing_for, DELAYS) for failing_for in (0, 1, 3, 29, 31, 9999)]
+    assert waits == [1, 1, 5, 30, 120, 120]
+
+
+@pytest.mark.parametrize(
+    ("address", "sent_as"),
+    [
+        ("client@example.org", "client@example.org"),
+        ("user@bücher.de", "user@xn--bcher-kva.de"),
+        ("jöhn@example.com", None),
+    ],
+)
+def test_smtp_carries_the_domain_in_ascii_and_no_mailbox_name_that_is_not(
+    address: str, sent_as: str | None
+) -> None:
+    assert smtp_address(address) == sent_as

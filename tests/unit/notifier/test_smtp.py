@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 import pytest
+from pydantic import SecretStr
 
 from sotto_notifier.adapters.smtp import SmtpConnection
 from sotto_notifier.config import NotifierSettings, SmtpTlsMode
 from sotto_notifier.domain import SmtpOutcome
+from tests.support.serving import free_port
 
-Stage = Literal["RCPT", "end of data"]
+Stage = Literal["greeting", "EHLO", "AUTH", "MAIL", "RCPT", "end of data"]
 Failure = Literal["refuse", "hang up", "fall silent"]
 MESSAGE = b"Subject: hello\r\n\r\nA link.\r\n"
 
@@ -22,10 +24,11 @@ MESSAGE = b"Subject: hello\r\n\r\nA link.\r\n"
 class Relay:
     """Answers every command with success, except `stage`, where it fails as `failure` says."""
 
-    def __init__(self, stage: Stage, failure: Failure, *, times: int = 1) -> None:
+    def __init__(self, stage: Stage, failure: Failure, *, times: int = 1, after: int = 0) -> None:
         self._stage = stage
         self._failure = failure
         self._failures_left = times
+        self._passes_left = after
         self.messages: list[bytes] = []
         self._connections: list[tuple[asyncio.StreamWriter, asyncio.Task[None]]] = []
 
@@ -44,9 +47,13 @@ class Relay:
         task = asyncio.current_task()
         assert task is not None
         self._connections.append((writer, task))
+        if self._fails("greeting"):
+            writer.write(b"554 5.3.2 no service here\r\n")
+            writer.close()
+            return
         writer.write(b"220 relay ESMTP\r\n")
         while line := await reader.readline():
-            stage = line[:4].decode().upper()
+            stage = line[:4].decode().upper().replace("HELO", "EHLO")
             if stage == "QUIT":
                 writer.write(b"221 bye\r\n")
                 break
@@ -54,23 +61,43 @@ class Relay:
                 writer.write(b"354 go ahead\r\n")
                 self.messages.append((await reader.readuntil(b"\r\n.\r\n"))[:-3])
                 stage = "end of data"
-            if stage == self._stage and self._failures_left > 0:
-                self._failures_left -= 1
+            if self._fails(stage):
                 if self._failure == "hang up":
                     break
                 if self._failure == "refuse":
-                    writer.write(b"451 4.3.0 try again later\r\n")
+                    writer.write(
+                        b"535 5.7.8 authentication failed\r\n"
+                        if stage == "AUTH"
+                        else b"451 4.3.0 try again later\r\n"
+                    )
                 continue
-            writer.write(b"250 OK\r\n")
+            if stage == "EHLO":
+                writer.write(b"250-relay\r\n250 AUTH PLAIN\r\n")
+            elif stage == "AUTH":
+                writer.write(b"235 2.7.0 authenticated\r\n")
+            else:
+                writer.write(b"250 OK\r\n")
         writer.close()
 
+    def _fails(self, stage: str) -> bool:
+        if stage != self._stage or self._failures_left == 0:
+            return False
+        if self._passes_left > 0:
+            self._passes_left -= 1
+            return False
+        self._failures_left -= 1
+        return True
 
-def connection_to(port: int) -> SmtpConnection:
+
+def connection_to(port: int, *, tls: SmtpTlsMode = SmtpTlsMode.NONE) -> SmtpConnection:
     return SmtpConnection(
         NotifierSettings(
             smtp_host="127.0.0.1",
             smtp_port=port,
-            smtp_tls=SmtpTlsMode.NONE,
+            smtp_tls=tls,
+            require_tls=tls is not SmtpTlsMode.NONE,
+            smtp_username="notifier",
+            smtp_password=SecretStr("secret"),
             smtp_timeout_seconds=0.5,
         )
     )
@@ -118,3 +145,45 @@ async def test_a_refused_recipient_leaves_the_connection_ready_for_the_next_emai
     assert (refused.status, refused.code) == ("temporary", 451)
     assert (accepted.status, accepted.code) == ("accepted", 250)
     assert relay.messages == [MESSAGE]
+
+
+@pytest.mark.parametrize(
+    ("stage", "failure", "code"),
+    [
+        ("greeting", "refuse", 554),
+        ("EHLO", "refuse", 451),
+        ("EHLO", "hang up", None),
+        ("AUTH", "refuse", 535),
+        ("MAIL", "refuse", 451),
+        ("MAIL", "hang up", None),
+        ("MAIL", "fall silent", None),
+    ],
+)
+async def test_a_failure_before_the_recipient_is_named_is_the_relay_s_not_the_email_s(
+    stage: Stage, failure: Failure, code: int | None
+) -> None:
+    relay = Relay(stage, failure, times=2)  # EHLO is tried again as HELO
+    async with relay.serving() as port:
+        outcome = await send(connection_to(port))
+    assert (outcome.status, outcome.code) == ("unavailable", code)
+    assert relay.messages == []
+
+
+async def test_a_relay_that_is_not_listening_or_not_encrypted_is_unavailable() -> None:
+    refused = await send(connection_to(free_port()))
+    relay = Relay("RCPT", "refuse", times=0)
+    async with relay.serving() as port:
+        unencrypted = await send(connection_to(port, tls=SmtpTlsMode.STARTTLS))
+    assert (refused.status, unencrypted.status) == ("unavailable", "unavailable")
+    assert relay.messages == []
+
+
+async def test_a_pooled_connection_the_relay_closed_is_replaced_for_the_next_email() -> None:
+    relay = Relay("MAIL", "hang up", after=1)
+    async with relay.serving() as port:
+        connection = connection_to(port)
+        first = await send(connection)
+        second = await send(connection)
+        connection.close()
+    assert (first.status, second.status) == ("accepted", "accepted")
+    assert relay.messages == [MESSAGE, MESSAGE]

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal, TypeVar
 
+from email_validator import validate_email
+
 from sotto_contracts.common import NotificationKind, ParticipantRef
 from sotto_contracts.notifier import (
     DeliveryEvent,
@@ -93,29 +95,51 @@ class EmailDraft:
 
 
 def draft_email(command: SendNotification, neutral_sender_name: str) -> EmailDraft:
+    to_address = smtp_address(str(command.to_address)) or str(command.to_address)
     if command.discreet:
         return EmailDraft(
             template=DISCREET_TEMPLATE,
             fields={"link_url": command.link_url},
             subject=DISCREET_SUBJECT,
             sender_name=neutral_sender_name,
-            to_address=str(command.to_address),
+            to_address=to_address,
         )
     return EmailDraft(
         template=command.kind.value,
         fields={"from_name": command.practice_display_name, "link_url": command.link_url},
         subject=f"{SUBJECTS[command.kind]} from {command.practice_display_name}",
         sender_name=command.practice_display_name,
-        to_address=str(command.to_address),
+        to_address=to_address,
     )
 
 
 @dataclass(frozen=True)
 class SmtpOutcome:
-    status: Literal["accepted", "temporary", "permanent", "unknown"]
-    """`unknown`: the message was handed over and no final reply came; it may have gone out."""
+    status: Literal["accepted", "temporary", "permanent", "unknown", "unavailable"]
+    """`unknown`: the message was handed over and no final reply came; it may have gone out.
+    `unavailable`: the relay failed before the recipient was named (connecting, greeting,
+    TLS, AUTH, MAIL FROM); that says nothing about this email, which is tried again later
+    without spending an attempt."""
     code: int | None
     reply: str
+
+
+NOT_ASCII_MAILBOX = SmtpOutcome(
+    status="permanent", code=None, reply="the address's local part is not ASCII"
+)
+
+
+def smtp_address(address: str) -> str | None:
+    """The address as SMTP carries it without SMTPUTF8: the domain in its IDNA (ASCII) form;
+    None if the local part is not ASCII, which no relay can take that way."""
+    return validate_email(address, check_deliverability=False).ascii_email
+
+
+def relay_retry_delay(unavailable_for_seconds: float, retry_delays: Sequence[int]) -> int:
+    """How long an email waits before trying a relay that has been failing for this long: the
+    shortest retry tier at least that long, else the longest."""
+    tiers = sorted(set(retry_delays))
+    return next((tier for tier in tiers if tier >= unavailable_for_seconds), tiers[-1])
 
 
 @dataclass(frozen=True)
@@ -147,7 +171,7 @@ def judge(outcome: SmtpOutcome, attempt: int, retry_delays: Sequence[int]) -> Ve
         return Delivered()
     if outcome.status == "unknown":
         return Ambiguous()
-    if outcome.status == "temporary" and attempt <= len(retry_delays):
+    if outcome.status in ("temporary", "unavailable") and attempt <= len(retry_delays):
         return Deferred(retry_in_seconds=retry_delays[attempt - 1])
     return Failed()
 

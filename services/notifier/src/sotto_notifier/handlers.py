@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sotto_kit.parking import PoisonMessageError
 from sotto_notifier.composing import compose_email
 from sotto_notifier.domain import (
     FINAL_STATES,
+    NOT_ASCII_MAILBOX,
     Deferred,
     DeliveryRecord,
     DeliveryState,
@@ -26,6 +28,9 @@ from sotto_notifier.domain import (
     event_for_verdict,
     judge,
     recipient_fingerprint,
+    redact_reply,
+    relay_retry_delay,
+    smtp_address,
     state_after,
 )
 from sotto_notifier.rendering import TemplateCatalogue, TemplateFieldError
@@ -49,7 +54,7 @@ class Deliveries(Protocol):
         state: DeliveryState,
         outcome: SmtpOutcome | None,
         event: Message,
-    ) -> Mapping[str, Any]: ...
+    ) -> Mapping[str, Any] | None: ...
 
     async def publish_events(self, notification_id: str, entries: Mapping[str, Any]) -> None: ...
 
@@ -58,6 +63,8 @@ class Deliveries(Protocol):
     async def close_window(self, notification_id: str, attempt: int) -> None: ...
 
     async def open_windows(self, opened_before: datetime) -> list[OpenWindow]: ...
+
+    async def window(self, notification_id: str, attempt: int) -> OpenWindow | None: ...
 
 
 class Connection(Protocol):
@@ -109,6 +116,7 @@ class NotificationSender:
         self._rate_limit = rate_limit
         self._catalogue = catalogue
         self._policy = policy
+        self._relay_failing_since: float | None = None
 
     def _email(self, command: SendNotification) -> bytes:
         draft = draft_email(command, self._policy.neutral_sender_name)
@@ -136,10 +144,19 @@ class NotificationSender:
                 await self._settle_ambiguous(record, record.attempts)
             return
         attempt = record.attempts + 1
+        recipient = smtp_address(str(command.to_address))
+        if recipient is None:
+            if await self._take_window(record.notification_id, attempt, redelivered=redelivered):
+                await self._finish(command, record, attempt, NOT_ASCII_MAILBOX)
+            return
         async with self._mailer.connection() as connection:
             refusal = await connection.envelope(
-                sender=self._policy.from_address, recipient=str(command.to_address)
+                sender=self._policy.from_address, recipient=recipient
             )
+            if refusal is not None and refusal.status == "unavailable":
+                await self._wait_for_relay(command, refusal)
+                return
+            self._relay_failing_since = None
             if refusal is None:
                 # Taken after the envelope, so the relay sees messages at the configured rate
                 # even when connecting took some sends longer than others: otherwise the sends
@@ -155,14 +172,20 @@ class NotificationSender:
                 await connection.reset()
                 return
             outcome = await connection.hand_over(email) if refusal is None else refusal
+        await self._finish(command, record, attempt, outcome)
+
+    async def _finish(
+        self, command: SendNotification, record: DeliveryRecord, attempt: int, outcome: SmtpOutcome
+    ) -> None:
+        """Record the result of the attempt whose window this caller holds, then close it."""
         verdict = judge(outcome, attempt, self._policy.retry_delays_seconds)
         event = event_for_verdict(record, verdict, attempt=attempt, outcome=outcome)
         queued = await self._deliveries.record_attempt(
             record.notification_id, attempt, state_after(verdict), outcome, event
         )
-        if isinstance(verdict, Deferred):
+        if queued is not None and isinstance(verdict, Deferred):
             await self._retries.schedule(command, verdict.retry_in_seconds)
-        await self._deliveries.publish_events(record.notification_id, queued)
+        await self._deliveries.publish_events(record.notification_id, queued or {})
         await self._deliveries.close_window(record.notification_id, attempt)
         logger.info(
             "notification attempt finished",
@@ -170,8 +193,28 @@ class NotificationSender:
                 "notification_id": record.notification_id,
                 "kind": record.kind.value,
                 "attempt": attempt,
-                "state": state_after(verdict).value,
+                "state": state_after(verdict).value if queued is not None else "superseded",
                 "smtp_code": outcome.code,
+            },
+        )
+
+    async def _wait_for_relay(self, command: SendNotification, failure: SmtpOutcome) -> None:
+        """Nothing was handed over and nothing is recorded: the command comes back after a
+        wait that grows with how long the relay has been failing, as often as it takes."""
+        now = time.monotonic()
+        if self._relay_failing_since is None:
+            self._relay_failing_since = now
+        delay = relay_retry_delay(
+            now - self._relay_failing_since, self._policy.retry_delays_seconds
+        )
+        await self._retries.schedule(command, delay)
+        logger.warning(
+            "SMTP relay unavailable; notification waits for it",
+            extra={
+                "notification_id": command.notification_id,
+                "smtp_code": failure.code,
+                "smtp_reply": redact_reply(failure.reply),
+                "retry_in_seconds": delay,
             },
         )
 
@@ -179,9 +222,15 @@ class NotificationSender:
         """Whether this caller, and only it, may send `attempt` and record its result."""
         window = await self._deliveries.open_window(notification_id, attempt)
         if window is WindowOutcome.TAKEN and redelivered:
-            # This command was handed out before and not acknowledged: its holder died with
-            # the window open, maybe after the relay took the email.
-            await self._settle_window(notification_id, attempt, ambiguous=True)
+            # This command was handed out before and not acknowledged: its holder may have
+            # died with the window open, maybe after the relay took the email, or may still be
+            # sending (the broker connection dropped). Only a window older than any live send
+            # is the former's.
+            held = await self._deliveries.window(notification_id, attempt)
+            stale = (
+                held is not None and held.opened_at < utc_now() - self._policy.stale_sending_after
+            )
+            await self._settle_window(notification_id, attempt, ambiguous=stale)
         # Otherwise a duplicate copy is being sent right now by its holder, who records it, or
         # was already sent.
         return window is WindowOutcome.OPENED
@@ -191,7 +240,7 @@ class NotificationSender:
         queued = await self._deliveries.record_attempt(
             record.notification_id, attempt, DeliveryState.AMBIGUOUS, None, event
         )
-        await self._deliveries.publish_events(record.notification_id, queued)
+        await self._deliveries.publish_events(record.notification_id, queued or {})
         await self._deliveries.close_window(record.notification_id, attempt)
         logger.warning(
             "notification send was interrupted; recorded as ambiguous",

@@ -21,6 +21,12 @@ class TlsRequiredError(aiosmtplib.SMTPException):
     """The connection is not encrypted and the settings forbid sending without TLS."""
 
 
+def _unavailable(error: Exception) -> SmtpOutcome:
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return SmtpOutcome(status="unavailable", code=error.code, reply=error.message)
+    return SmtpOutcome(status="unavailable", code=None, reply=type(error).__name__)
+
+
 def _outcome_of_code(code: int, reply: str) -> SmtpOutcome:
     if 400 <= code < 500:
         return SmtpOutcome(status="temporary", code=code, reply=reply)
@@ -73,14 +79,33 @@ class SmtpConnection:
 
     async def envelope(self, *, sender: str, recipient: str) -> SmtpOutcome | None:
         """Connect if need be and open a transaction to `recipient`: None once the relay waits
-        for the message, else why it will not (nothing was handed over)."""
+        for the message, else why it will not (nothing was handed over). Only the answer to
+        RCPT concerns the email; a failure before it is the relay's (`unavailable`)."""
         try:
-            client = await self._connected()
-            await client.mail(sender)
+            client = await self._sending_from(sender)
+        except (aiosmtplib.SMTPException, *CONNECTION_ERRORS) as error:
+            self.close()
+            return _unavailable(error)
+        try:
             await client.rcpt(recipient)
         except (aiosmtplib.SMTPException, *CONNECTION_ERRORS) as error:
             return await self._failure(error, handed_over=False)
         return None
+
+    async def _sending_from(self, sender: str) -> aiosmtplib.SMTP:
+        """A connection whose relay accepted MAIL FROM. A pooled connection the relay closed
+        while it was idle is replaced once."""
+        reused = self._client is not None and self._client.is_connected
+        client = await self._connected()
+        try:
+            await client.mail(sender)
+        except CONNECTION_ERRORS:
+            if not reused:
+                raise
+            self.close()
+            client = await self._connected()
+            await client.mail(sender)
+        return client
 
     async def hand_over(self, message: bytes) -> SmtpOutcome:
         """Send the message of the transaction `envelope` opened, and what the relay made of it."""

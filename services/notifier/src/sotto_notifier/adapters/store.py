@@ -1,6 +1,7 @@
 """Delivery records (one document per notification id) and the open SMTP windows.
 
-Every read and write of a delivery record filters on `_id` alone. FerretDB's SQLite backend
+Every read and write of a delivery record filters on `_id` (an attempt's result also on the
+record not being final, so a final result is never replaced). FerretDB's SQLite backend
 only uses an index for an `_id` equality (with `scripts/infra`'s patch, also next to other
 fields); any other filter scans the whole collection, which grows by one document per
 email. Conditional updates would not buy safety there anyway (two concurrent updates can both
@@ -13,7 +14,7 @@ match on FerretDB), so exclusivity comes from unique `_id` inserts into `send_wi
   instance: sweeping it is cheap, unlike a query on the growing deliveries collection.
 - an open window whose record does not hold the attempt's result is a send that may or may
   not have happened: it is settled as ambiguous, never sent again.
-- the result of an attempt and its event are one `_id` update (the outbox in the same write);
+- the result of an attempt and its event are one update (the outbox in the same write);
   after the event is published, one more `_id` update clears it.
 
 Writes of concurrently handled commands go out together (`sotto_kit.batching`): claims and
@@ -48,6 +49,7 @@ from sotto_kit.outbox import (
     written_entries,
 )
 from sotto_notifier.domain import (
+    FINAL_STATES,
     SENDABLE_STATES,
     DeliveryRecord,
     DeliveryState,
@@ -169,8 +171,9 @@ class DeliveryStore:
         state: DeliveryState,
         outcome: SmtpOutcome | None,
         event: Message,
-    ) -> dict[str, Document]:
-        """The result of `attempt` and its event, in one write; the outbox entries written."""
+    ) -> dict[str, Document] | None:
+        """The result of `attempt` and its event, in one write; the outbox entries written, or
+        None if the record already holds a final result (which is never replaced)."""
         now = utc_now()
         entry: dict[str, Any] = {"attempt": attempt, "at": now, "state": state.value}
         if outcome is not None:
@@ -179,14 +182,16 @@ class DeliveryStore:
         # Not batched: until this write lands, a crash leaves the attempt ambiguous, and
         # queueing it behind other writes would let more sends than the pool has connections
         # be done but unrecorded at once.
-        await self.collection.update_one(
-            {"_id": notification_id},
+        result = await self.collection.update_one(
+            {"_id": notification_id, "state": {"$nin": [final.value for final in FINAL_STATES]}},
             {
                 "$set": {"state": state.value, "attempts": attempt, "updated_at": now, **queued},
                 "$unset": {"sending_since": ""},
                 "$push": {"history": entry},
             },
         )
+        if result.matched_count == 0:
+            return None
         return written_entries(queued)
 
     async def publish_events(self, notification_id: str, entries: Mapping[str, Any]) -> None:
@@ -217,6 +222,11 @@ class DeliveryStore:
 
     async def close_window(self, notification_id: str, attempt: int) -> None:
         await self._window_deletes.delete(window_id(notification_id, attempt))
+
+    async def window(self, notification_id: str, attempt: int) -> OpenWindow | None:
+        """The window of `attempt` if it is open."""
+        document = await self._windows.find_one({"_id": window_id(notification_id, attempt)})
+        return None if document is None else _open_window(document)
 
     async def open_windows(self, opened_before: datetime, limit: int = 200) -> list[OpenWindow]:
         """Windows opened before `opened_before` and still open (a small collection)."""
