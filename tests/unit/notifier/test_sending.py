@@ -20,6 +20,7 @@ from sotto_contracts.notifier import (
     EmailFailed,
     SendNotification,
 )
+from sotto_kit.parking import PoisonMessageError
 from sotto_notifier.domain import (
     FINAL_STATES,
     SENDABLE_STATES,
@@ -385,3 +386,15 @@ async def test_a_redelivered_copy_settles_a_window_as_ambiguous_only_once_it_is_
     assert deliveries.records["n1"].state is state
     assert [type(published) for published in deliveries.published] == events
     assert deliveries.windows == {}
+
+
+async def test_a_link_with_user_information_is_refused_before_anything_is_claimed() -> None:
+    interrupted = Interrupted(None)
+    deliveries, relay, retries = FakeDeliveries(), FakeRelay(interrupted), FakeRetries()
+    sender = sender_with(deliveries, relay, retries, interrupted)
+    disguised = notification().model_copy(
+        update={"link_url": "https://portal.example.org@evil.example/l/abc123"}
+    )
+    with pytest.raises(PoisonMessageError):
+        await sender.handle(disguised, redelivered=False)
+    assert (deliveries.records, relay.sent, interrupted.reached) == ({}, [], [])

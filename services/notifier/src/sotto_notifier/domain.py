@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from email_validator import validate_email
 
@@ -92,6 +93,12 @@ class EmailDraft:
     subject: str
     sender_name: str
     to_address: str
+
+
+def link_has_userinfo(link: str) -> bool:
+    """`https://portal.example.org@evil.example/` opens evil.example while reading as the
+    portal; no portal link carries a user name."""
+    return "@" in urlsplit(link).netloc
 
 
 def draft_email(command: SendNotification, neutral_sender_name: str) -> EmailDraft:

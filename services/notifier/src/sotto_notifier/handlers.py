@@ -27,6 +27,7 @@ from sotto_notifier.domain import (
     draft_email,
     event_for_verdict,
     judge,
+    link_has_userinfo,
     recipient_fingerprint,
     redact_reply,
     relay_retry_delay,
@@ -119,6 +120,8 @@ class NotificationSender:
         self._relay_failing_since: float | None = None
 
     def _email(self, command: SendNotification) -> bytes:
+        if link_has_userinfo(command.link_url):
+            raise PoisonMessageError("the link carries user information")
         draft = draft_email(command, self._policy.neutral_sender_name)
         try:
             body = self._catalogue.render(draft.template, draft.fields)
