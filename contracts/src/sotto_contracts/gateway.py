@@ -116,6 +116,26 @@ class StaffViewedConversation(GatewayEvent):
     client_id: Identifier | None = None
 
 
+class StaffViewedTranscript(GatewayEvent):
+    """A client's transcript (every conversation with them) was shown to a team member."""
+
+    ROUTING_KEY: ClassVar[str] = "gateway.staff_viewed_transcript.v1"
+
+    staff_id: Identifier
+    client_id: Identifier
+
+
+class StaffCopiedMessages(GatewayEvent):
+    """Selected messages of a conversation were given to a team member as text to copy."""
+
+    ROUTING_KEY: ClassVar[str] = "gateway.staff_copied_messages.v1"
+
+    staff_id: Identifier
+    conversation_id: Identifier
+    client_id: Identifier | None = None
+    posted_message_ids: list[Identifier] = Field(min_length=1, max_length=500)
+
+
 class ClientViewedConversation(GatewayEvent):
     ROUTING_KEY: ClassVar[str] = "gateway.client_viewed_conversation.v1"
 

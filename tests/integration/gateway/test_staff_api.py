@@ -469,6 +469,44 @@ async def test_a_clients_access_log_includes_their_contacts_sessions(
     assert {subject for _, subject in logged} <= {"c1", "k1"}, "nobody else's records"
 
 
+async def test_a_transcript_and_copied_messages_are_on_the_access_log(
+    opened: dict[str, Any], audit: str, clinician: Staff, owner: Staff, events: Watch
+) -> None:
+    """Like opening a thread, reading a client's transcript or copying messages out of one is
+    an access: each publishes its event (ids only) and lands on the owner's access log."""
+    await clinician.ok(
+        "POST", f"{CONVERSATION}/messages", {"body": "Bring the forms", "message_id": "m2"}
+    )
+    copied = await clinician.ok("POST", f"{CONVERSATION}/copy", {"message_ids": ["m2"]})
+    assert "Bring the forms" in copied["text"]
+    [copy] = await events.wait_for("gateway.staff_copied_messages.v1")
+    assert copy == copy | {
+        "staff_id": "clin1",
+        "conversation_id": "conv1",
+        "client_id": "c1",
+        "posted_message_ids": ["m2"],
+    }
+    transcript = await clinician.ok("GET", "/api/staff/clients/c1/transcript")
+    assert FIRST in transcript["text"]
+    [viewed] = await events.wait_for("gateway.staff_viewed_transcript.v1")
+    assert viewed == viewed | {"staff_id": "clin1", "client_id": "c1"}
+    assert "Bring the forms" not in json.dumps([copy, viewed])
+    assert not events.of("gateway.staff_viewed_conversation.v1")
+
+    async def access() -> list[tuple[str, str | None, str | None, str | None]]:
+        page = await owner.ok("GET", "/api/staff/audit/access", client_id="c1")
+        return [
+            (r["routing_key"], r["outcome"], r["actor_id"], r["conversation_id"])
+            for r in page["items"]
+        ]
+
+    logged = await eventually_contains(
+        access, ("gateway.staff_viewed_transcript.v1", "viewed", "clin1", None)
+    )
+    assert ("gateway.staff_copied_messages.v1", "copied", "clin1", "conv1") in logged
+    assert "Bring the forms" not in str(logged)
+
+
 async def eventually_contains(probe: Any, wanted: Any) -> list[Any]:
     found: list[Any] = await eventually(
         probe, until=lambda items: wanted in items, what=f"audit record {wanted}"

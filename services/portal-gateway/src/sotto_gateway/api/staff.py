@@ -50,7 +50,12 @@ from sotto_contracts.conversations import (
     UpdateSettings,
     UpdateTask,
 )
-from sotto_contracts.gateway import ExportMade, StaffViewedConversation
+from sotto_contracts.gateway import (
+    ExportMade,
+    StaffCopiedMessages,
+    StaffViewedConversation,
+    StaffViewedTranscript,
+)
 from sotto_gateway.api.auth import (
     StaffAuthenticationMiddleware,
     export_guard,
@@ -437,7 +442,11 @@ class StaffController(Controller):
         )
         return await _command_on(gateway, staff, conversation_id, request)
 
-    @post(f"{CONVERSATION}/copy", status_code=200, summary="Copy messages as text")
+    @post(
+        f"{CONVERSATION}/copy",
+        status_code=200,
+        summary="Copy messages as text (recorded as an access)",
+    )
     async def copy_messages(
         self,
         conversation_id: FromPath[str],
@@ -445,14 +454,24 @@ class StaffController(Controller):
         staff: NamedDependency[StaffPrincipal],
         gateway: NamedDependency[Gateway],
     ) -> TextResult:
-        await _thread(gateway, staff, conversation_id)
+        head, _ = await _thread(gateway, staff, conversation_id)
         query = CopyMessages(
             practice_id=staff.practice_id,
             actor=staff.ref,
             conversation_id=conversation_id,
             posted_message_ids=data.message_ids,
         )
-        return await gateway.services.ask(query, TextResult)
+        copied = await gateway.services.ask(query, TextResult)
+        await gateway.publisher.publish(
+            StaffCopiedMessages(
+                practice_id=staff.practice_id,
+                staff_id=staff.staff.id,
+                conversation_id=conversation_id,
+                client_id=head.conversation.client_id,
+                posted_message_ids=data.message_ids,
+            )
+        )
+        return copied
 
     @post(
         "/announcements",
@@ -520,7 +539,10 @@ class StaffController(Controller):
         )
         return await gateway.services.ask(query, AnnouncementResult)
 
-    @get("/clients/{client_id:str}/transcript", summary="A client's transcript")
+    @get(
+        "/clients/{client_id:str}/transcript",
+        summary="A client's transcript (recorded as an access)",
+    )
     async def transcript(
         self,
         client_id: FromPath[str],
@@ -529,7 +551,13 @@ class StaffController(Controller):
     ) -> TextResult:
         await _require_client_access(gateway, staff, client_id)
         query = GetTranscript(practice_id=staff.practice_id, actor=staff.ref, client_id=client_id)
-        return await gateway.services.ask(query, TextResult)
+        transcript = await gateway.services.ask(query, TextResult)
+        await gateway.publisher.publish(
+            StaffViewedTranscript(
+                practice_id=staff.practice_id, staff_id=staff.staff.id, client_id=client_id
+            )
+        )
+        return transcript
 
     @post("/exports", status_code=200, guards=[export_guard], summary="Download a data export")
     async def export(
