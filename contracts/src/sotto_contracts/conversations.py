@@ -371,12 +371,20 @@ class GetTranscript(ConversationQuery):
 
 
 class ExportPractice(ConversationQuery):
-    """Reply result: ExportResult (zip; AES-encrypted when a password is given)."""
+    """Reply result: ExportResult (zip). The gateway password-protects it itself, so no
+    password travels on the broker."""
 
     ROUTING_KEY: ClassVar[str] = "conversations.export_practice.v1"
 
     clinician_id: Identifier | None = None
-    password: str | None = Field(default=None, min_length=8, max_length=128)
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=128,
+        json_schema_extra={"deprecated": True},
+        description="Deprecated: never sent by current gateways. Still honoured (AES-encrypted "
+        "zip) for a request from an older one, which expects it.",
+    )
 
 
 class GetAnnouncement(ConversationQuery):

@@ -469,6 +469,32 @@ async def test_a_clients_access_log_includes_their_contacts_sessions(
     assert {subject for _, subject in logged} <= {"c1", "k1"}, "nobody else's records"
 
 
+async def test_an_export_password_never_travels_on_the_broker(
+    opened: dict[str, Any], owner: Staff, broker: Broker
+) -> None:
+    """The gateway password-protects the archive itself: the request to conversations, and
+    every event, carry no password, and the download opens only with it."""
+    password = "pinecone-lantern-4417"
+    commands = await broker.watch(broker.topology.commands.name)
+    published = await broker.watch(broker.topology.events.name)
+    protected = await owner.call("POST", "/api/staff/exports", {"password": password})
+    assert protected.status_code == 200, protected.text
+    with pyzipper.AESZipFile(io.BytesIO(protected.content)) as archive:
+        with pytest.raises(RuntimeError):
+            archive.read("export.json")
+        archive.setpassword(b"not the password")
+        with pytest.raises(RuntimeError):
+            archive.read("export.json")
+        archive.setpassword(password.encode())
+        assert FIRST in archive.read("export.json").decode()
+        assert FIRST in archive.read("transcripts/conv1.txt").decode()
+    [request] = await commands.wait_for("conversations.export_practice.v1")
+    assert request.get("password") is None
+    await published.wait_for("gateway.export_made.v1")
+    captured = [item.body for item in commands.messages + published.messages]
+    assert password not in json.dumps(captured)
+
+
 async def test_a_transcript_and_copied_messages_are_on_the_access_log(
     opened: dict[str, Any], audit: str, clinician: Staff, owner: Staff, events: Watch
 ) -> None:

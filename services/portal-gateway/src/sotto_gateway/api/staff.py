@@ -6,6 +6,7 @@ team member, and the gateway adds its own client-access check from the identity 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime
 
@@ -56,6 +57,7 @@ from sotto_contracts.gateway import (
     StaffViewedConversation,
     StaffViewedTranscript,
 )
+from sotto_gateway.adapters.archive import protect
 from sotto_gateway.api.auth import (
     StaffAuthenticationMiddleware,
     export_guard,
@@ -567,12 +569,12 @@ class StaffController(Controller):
         gateway: NamedDependency[Gateway],
     ) -> Response[bytes]:
         query = ExportPractice(
-            practice_id=staff.practice_id,
-            actor=staff.ref,
-            clinician_id=data.clinician_id,
-            password=data.password,
+            practice_id=staff.practice_id, actor=staff.ref, clinician_id=data.clinician_id
         )
         archive = await gateway.services.ask(query, ExportResult)
+        content = base64.b64decode(archive.archive_base64)
+        if data.password is not None:
+            content = await asyncio.to_thread(protect, content, data.password)
         await gateway.publisher.publish(
             ExportMade(
                 practice_id=staff.practice_id,
@@ -583,7 +585,7 @@ class StaffController(Controller):
         )
         filename = archive.filename.replace('"', "")
         return Response(
-            base64.b64decode(archive.archive_base64),
+            content,
             media_type=archive.content_type,
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
