@@ -103,7 +103,8 @@ class SessionEnded(GatewayEvent):
     session_ref: Identifier
     principal: ParticipantRef
     reason: str = Field(
-        description="sign_out, idle_timeout, absolute_timeout or switched_identity",
+        description="sign_out, idle_timeout, absolute_timeout, switched_identity or replaced "
+        "(another session started in the same browser)",
         max_length=32,
     )
 

@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 
@@ -44,6 +45,39 @@ def id_for_digest(digest: str) -> str:
 def verification_digest(key: bytes, practice_id: str, person_key: str, value: date) -> str:
     message = f"{practice_id}\x1f{person_key}\x1f{value.isoformat()}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+SAME_ORIGIN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def web_origin(url: str) -> str | None:
+    """`scheme://host:port` of a URL, None for "null" or anything without a host."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return f"{parts.scheme.lower()}://{parts.hostname}:{port}"
+
+
+def comes_from(
+    public_base_url: str, origin: str | None, referer: str | None, fetch_site: str | None
+) -> bool:
+    """Whether a state-changing request was sent by a page of the portal itself.
+
+    Browsers send Origin with every POST, "null" when a referrer policy hides it; then only
+    their Sec-Fetch-Site (which no page can set) vouches for it. A request with none of the
+    three headers comes from no browser, so it cannot be one forged by another site.
+    """
+    if fetch_site is not None and fetch_site not in SAME_ORIGIN_FETCH_SITES:
+        return False
+    source = origin if origin is not None and origin != "null" else referer
+    if source is not None:
+        return web_origin(source) == web_origin(public_base_url)
+    return origin is None or fetch_site is not None
 
 
 def normalize_email(address: str) -> str:
@@ -177,6 +211,7 @@ class SessionEndReason(StrEnum):
     IDLE_TIMEOUT = "idle_timeout"
     ABSOLUTE_TIMEOUT = "absolute_timeout"
     SWITCHED_IDENTITY = "switched_identity"
+    REPLACED = "replaced"
 
 
 @dataclass(frozen=True)

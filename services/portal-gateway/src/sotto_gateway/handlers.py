@@ -721,6 +721,14 @@ class Portal:
         await self._sessions.touch(session.session_ref, now)
         return session
 
+    async def end_replaced_session(self, key: str | None) -> None:
+        """Ends the live session a browser held before it started another."""
+        if not key:
+            return
+        session = await self._sessions.by_key(token_digest(self._link_key, key))
+        if session is not None:
+            await self.end_session(session, SessionEndReason.REPLACED)
+
     def csrf_matches(self, session: ClientSession, offered: str | None) -> bool:
         digest = token_digest(self._link_key, offered or "")
         return offered is not None and hmac.compare_digest(digest, session.csrf_digest)

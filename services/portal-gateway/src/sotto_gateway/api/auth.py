@@ -14,7 +14,7 @@ from sotto_contracts.common import ParticipantKind, ParticipantRef, StaffRole
 from sotto_gateway.adapters.tokens import InvalidStaffTokenError
 from sotto_gateway.api.problems import ApiProblemError
 from sotto_gateway.api.state import Gateway, gateway_of
-from sotto_gateway.domain import ClientSession, StaffPrincipal
+from sotto_gateway.domain import ClientSession, StaffPrincipal, comes_from
 from sotto_gateway.handlers import SessionRequiredError
 
 SESSION_COOKIE = "sotto_session"
@@ -64,6 +64,21 @@ def owner_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
 def export_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if not _principal(connection).may_export:
         raise _forbidden("exporting practice data")
+
+
+def same_origin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """For unauthenticated POSTs that start a session: another site must not sign a visitor
+    in to an account of its choosing (login CSRF)."""
+    headers = connection.headers
+    if not comes_from(
+        gateway_of(connection).settings.public_base_url,
+        headers.get("origin"),
+        headers.get("referer"),
+        headers.get("sec-fetch-site"),
+    ):
+        raise ApiProblemError(
+            403, "cross_origin", "This request must come from the practice's portal page."
+        )
 
 
 async def provide_staff(request: Request[Any, Any, Any]) -> StaffPrincipal:

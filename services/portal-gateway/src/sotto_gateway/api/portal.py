@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
 
 from sotto_gateway.adapters.sign_in_sends import SignInSends
-from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE
+from sotto_gateway.api.auth import CSRF_COOKIE, SESSION_COOKIE, same_origin_guard
 from sotto_gateway.api.problems import ApiProblemError
 from sotto_gateway.api.schemas import LinkAnswer, SessionAnswer, SignInAnswer, SignInIn, VerifyIn
 from sotto_gateway.api.state import Gateway, admit, provide_gateway
@@ -99,13 +99,23 @@ class SecureLinkController(Controller):
             sign_in_url=_sign_in_url(gateway, view),
         )
 
-    @post(f"/{TOKEN_PATH}/verify", summary="Verify and start a session for the conversation")
+    @post(
+        f"/{TOKEN_PATH}/verify",
+        guards=[same_origin_guard],
+        summary="Verify and start a session for the conversation",
+    )
     async def verify(
-        self, token: FromPath[str], data: JSONBody[VerifyIn], gateway: NamedDependency[Gateway]
+        self,
+        token: FromPath[str],
+        data: JSONBody[VerifyIn],
+        request: Request[Any, Any, Any],
+        gateway: NamedDependency[Gateway],
     ) -> Response[SessionAnswer]:
-        """Starts a session scoped to the link's conversation; the link locks after 5 failures."""
+        """Starts a session scoped to the link's conversation, ending the one the browser had;
+        the link locks after 5 failures. From the portal's own pages only (403 otherwise)."""
         outcome = await gateway.portal.verify_link(token, data.date_of_birth)
         if outcome.started is not None:
+            await gateway.portal.end_replaced_session(request.cookies.get(SESSION_COOKIE))
             return session_answer(gateway, outcome.started)
         if outcome.view.status is not LinkStatus.NEEDS_VERIFICATION:
             raise _unusable(gateway, outcome.view)
@@ -178,11 +188,21 @@ class SignInController(Controller):
         )
         return Response(SignInAnswer(detail=SIGN_IN_ANSWER), status_code=202, background=send)
 
-    @post(f"/sign-in/{TOKEN_PATH}", summary="Use a sign-in link (single use)")
+    @post(
+        f"/sign-in/{TOKEN_PATH}",
+        guards=[same_origin_guard],
+        summary="Use a sign-in link (single use)",
+    )
     async def use_sign_in_link(
-        self, token: FromPath[str], gateway: NamedDependency[Gateway]
+        self,
+        token: FromPath[str],
+        request: Request[Any, Any, Any],
+        gateway: NamedDependency[Gateway],
     ) -> Response[SessionAnswer]:
+        """Starts a session, ending the one the browser had. From the portal's own pages only
+        (403 otherwise)."""
         started = await gateway.portal.consume_sign_in(token)
+        await gateway.portal.end_replaced_session(request.cookies.get(SESSION_COOKIE))
         return session_answer(gateway, started)
 
     @get(
@@ -202,17 +222,24 @@ class SignInController(Controller):
 
     @post(
         f"/sign-in/{TOKEN_PATH}/continue",
+        guards=[same_origin_guard],
         summary="Use a sign-in link from its page (single use); redirects to the portal",
+        description="From the sign-in link's own page only (403 otherwise); a session the "
+        "browser had ends.",
         status_code=303,
     )
     async def continue_sign_in(
-        self, token: FromPath[str], gateway: NamedDependency[Gateway]
+        self,
+        token: FromPath[str],
+        request: Request[Any, Any, Any],
+        gateway: NamedDependency[Gateway],
     ) -> Response[Any]:
         try:
             started = await gateway.portal.consume_sign_in(token)
         except NotFoundError:
             _, practice = await gateway.portal.sign_in_link_state(token)
             return sign_in_link_unusable_page(practice.slug if practice else None)
+        await gateway.portal.end_replaced_session(request.cookies.get(SESSION_COOKIE))
         practice = await gateway.portal.practice(started.session.practice_id)
         slug = practice.slug if practice else ""
         return Redirect(
