@@ -50,6 +50,9 @@ async def run_with_kills(
         pool_size=4,
         retry_delays_seconds=[1, 1],
         sweep_interval_seconds=1.0,
+        # A killed instance's open windows are settled as ambiguous once they are this old
+        # (a redelivered copy leaves a younger one alone: its holder may still be sending).
+        stale_sending_seconds=20.0,
         address_hash_key="faults-key",
     )
     marker = settings.namespace
